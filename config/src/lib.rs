@@ -1,0 +1,62 @@
+//! outpost's configuration, in the OpenTelemetry Collector's shape.
+//!
+//! [`load_file`] / [`load_str`] read YAML, substitute `${env:VAR}` references inside scalar values (so a
+//! variable can never change the document's structure or shift its line numbers), deserialize every
+//! component on its own against its typed schema ([`schema`]), and validate the references between
+//! pipelines and components. Every problem found is reported, each with its YAML path and line:column,
+//! instead of stopping at the first: a config repository's CI shows the whole list at once.
+
+pub mod diagnostics;
+pub mod id;
+pub mod load;
+pub mod schema;
+pub mod units;
+mod validate;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use diagnostics::{Diagnostic, Diagnostics, Severity};
+pub use id::{ComponentId, PipelineId};
+pub use load::{load_file, load_str, Loaded, DEFAULT_CONFIG};
+pub use schema::*;
+pub use units::{ByteSize, HumanDuration};
+
+/// The three OTLP signals. Every pipeline carries exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Signal {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "traces" => Ok(Signal::Traces),
+            "metrics" => Ok(Signal::Metrics),
+            "logs" => Ok(Signal::Logs),
+            _ => Err(()),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Value types with a human spelling in YAML: byte sizes (`64MiB`, `2GB`, or a plain integer of bytes)
+//! and durations (`200ms`, `5s`, `1h30m`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A size in bytes. Binary suffixes (KiB, MiB, GiB, TiB) are powers of 1024, decimal ones (KB, MB, GB,
+/// TB) powers of 1000, as Prometheus and Kubernetes read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let unit = unit.trim();
+        let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "k" => 1000,
+            "mb" | "m" => 1000 * 1000,
+            "gb" | "g" => 1000 * 1000 * 1000,
+            "tb" | "t" => 1000u64.pow(4),
+            "kib" | "ki" => 1 << 10,
+            "mib" | "mi" => 1 << 20,
+            "gib" | "gi" => 1 << 30,
+            "tib" | "ti" => 1 << 40,
+            _ => return Err(format!("'{s}' is not a byte size (expected e.g. 512KiB, 64MiB, 2GB or a number of bytes)")),
+        };
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' is not a byte size (expected e.g. 512KiB, 64MiB, 2GB or a number of bytes)"))?;
+        let bytes = value * mult as f64;
+        if !(0.0..=u64::MAX as f64).contains(&bytes) {
+            return Err(format!("'{s}' is out of range"));
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (name, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{}", self.0 / size, name);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a byte size such as 64MiB or a number of bytes")
+        })? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// A duration written as `200ms`, `5s`, `1m30s` (humantime's grammar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a duration such as 200ms, 5s or 1m"))?;
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("'{s}' is not a duration ({e}); expected e.g. 200ms, 5s or 1m")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// For `Option<T>` fields where naming the key enables the feature: a present key with no value (YAML
+/// `null`, as in `grpc:`) means `Some(T::default())`; an absent key stays `None` through `#[serde(default)]`.
+pub fn present_means_default<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_read_binary_and_decimal_units() {
+        assert_eq!("64MiB".parse::<ByteSize>().unwrap(), ByteSize(64 << 20));
+        assert_eq!("2GB".parse::<ByteSize>().unwrap(), ByteSize(2_000_000_000));
+        assert_eq!("1.5KiB".parse::<ByteSize>().unwrap(), ByteSize(1536));
+        assert_eq!("100".parse::<ByteSize>().unwrap(), ByteSize(100));
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert!("MiB".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
+    }
+}

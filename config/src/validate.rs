@@ -1,0 +1,1 @@
+//! Cross-reference validation (stub).
