@@ -1,0 +1,277 @@
+//! [`Batch`]: a signal payload travelling through a pipeline, with the admissions of the client requests
+//! it carries.
+//!
+//! An [`Admission`] stands for one client request accepted into one pipeline. It travels with the data:
+//! a processor that splits a batch clones it into both halves, one that merges batches concatenates
+//! them. When the last copy is dropped — the data has reached the pipeline's end (the queue seam) or was
+//! dropped by policy — the admission releases its bytes from the pipeline's [`ByteBudget`] and resolves
+//! the client's [`AckWait`]. The request is answered only then, so a client is never told "accepted" for
+//! data still held in memory that a crash would lose once the queue makes the end of the pipeline durable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::oneshot;
+
+use crate::signal::SignalData;
+
+/// Telemetry in flight through a pipeline.
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub data: T,
+    admissions: Vec<Arc<Admission>>,
+}
+
+impl<T: SignalData> Batch<T> {
+    /// A batch that answers to nobody (produced inside outpost, or in tests).
+    pub fn new(data: T) -> Self {
+        Self {
+            data,
+            admissions: Vec::new(),
+        }
+    }
+
+    pub fn with_admission(data: T, admission: Arc<Admission>) -> Self {
+        Self {
+            data,
+            admissions: vec![admission],
+        }
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.data.item_count()
+    }
+
+    /// Appends `other`; the result answers to both batches' clients.
+    pub fn merge(&mut self, other: Batch<T>) {
+        self.data.append(other.data);
+        self.admissions.extend(other.admissions);
+    }
+
+    /// Splits off the first `n` items. Both halves answer to all of this batch's clients, so a client is
+    /// acknowledged only when every part of its request has reached the end.
+    pub fn split_front(&mut self, n: usize) -> Batch<T> {
+        Batch {
+            data: self.data.split_front(n),
+            admissions: self.admissions.clone(),
+        }
+    }
+
+    /// Marks every client of this batch as failed: their requests are answered with `reason` (retryable)
+    /// instead of success once the last part of the batch is gone.
+    pub fn fail(&self, reason: &'static str) {
+        for a in &self.admissions {
+            a.fail(reason);
+        }
+    }
+
+    /// Parts: the payload, and the admissions to drop once the payload is safe.
+    pub fn into_parts(self) -> (T, Vec<Arc<Admission>>) {
+        (self.data, self.admissions)
+    }
+}
+
+/// Why a pipeline did not take a request. Both are retryable for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The pipeline is at its memory bound or its input is full: retry after a short wait
+    /// (gRPC RESOURCE_EXHAUSTED / HTTP 429).
+    Pressure(&'static str),
+    /// The pipeline is shutting down or stopped (gRPC UNAVAILABLE / HTTP 503).
+    Unavailable(&'static str),
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Pressure(r) | Refusal::Unavailable(r) => r,
+        }
+    }
+}
+
+/// Bytes of telemetry in flight in the pipelines that share one `memory_limiter`.
+#[derive(Debug)]
+pub struct ByteBudget {
+    limit: u64,
+    used: AtomicU64,
+    /// Mirrors `used` for `/metrics`.
+    inflight_gauge: Option<Gauge>,
+}
+
+impl ByteBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicU64::new(0),
+            inflight_gauge: None,
+        })
+    }
+
+    /// A budget reported as `(inflight, limit)` gauges.
+    pub fn with_gauges(limit: u64, (inflight, limit_gauge): (Gauge, Gauge)) -> Arc<Self> {
+        limit_gauge.set(i64::try_from(limit).unwrap_or(i64::MAX));
+        Arc::new(Self {
+            limit,
+            used: AtomicU64::new(0),
+            inflight_gauge: Some(inflight),
+        })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes` if they fit under the limit. A single request larger than the whole limit is
+    /// admitted when nothing else is in flight, so a limit below the largest request cannot wedge a
+    /// pipeline forever.
+    pub fn try_reserve(&self, bytes: u64) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = cur.saturating_add(bytes);
+            if next > self.limit && cur > 0 {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if let Some(g) = &self.inflight_gauge {
+                        g.inc_by(bytes as i64);
+                    }
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    pub fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(g) = &self.inflight_gauge {
+            g.dec_by(bytes as i64);
+        }
+    }
+}
+
+/// The outcome a client request waits for.
+pub type AckResult = Result<(), Refusal>;
+
+/// One client request admitted into one pipeline. See the module docs.
+#[derive(Debug)]
+pub struct Admission {
+    bytes: u64,
+    budget: Option<Arc<ByteBudget>>,
+    failure: Mutex<Option<&'static str>>,
+    done: Mutex<Option<oneshot::Sender<AckResult>>>,
+}
+
+impl Admission {
+    /// Creates an admission holding `bytes` already reserved in `budget` (if any), and the future its
+    /// client awaits.
+    pub fn new(bytes: u64, budget: Option<Arc<ByteBudget>>) -> (Arc<Self>, AckWait) {
+        let (tx, rx) = oneshot::channel();
+        let adm = Arc::new(Self {
+            bytes,
+            budget,
+            failure: Mutex::new(None),
+            done: Mutex::new(Some(tx)),
+        });
+        (adm, AckWait(rx))
+    }
+
+    pub fn fail(&self, reason: &'static str) {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(reason);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.bytes);
+        }
+        let result = match *self.failure.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            Some(reason) => Err(Refusal::Unavailable(reason)),
+            None => Ok(()),
+        };
+        if let Some(tx) = self.done.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            // The client may have gone away (timeout, disconnect); nobody to tell then.
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// Resolves when every part of the admitted request has left the pipeline.
+#[derive(Debug)]
+pub struct AckWait(oneshot::Receiver<AckResult>);
+
+impl AckWait {
+    pub async fn wait(self) -> AckResult {
+        // The sender is only dropped without sending if the Admission itself leaked through a panic;
+        // treat that as a retryable failure rather than a success.
+        self.0
+            .await
+            .unwrap_or(Err(Refusal::Unavailable("pipeline_stopped")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::tests::traces;
+
+    #[tokio::test]
+    async fn ack_fires_when_the_last_part_is_dropped() {
+        let budget = ByteBudget::new(1000);
+        assert!(budget.try_reserve(100));
+        let (adm, wait) = Admission::new(100, Some(budget.clone()));
+        let mut b = Batch::with_admission(traces(1, 4), adm);
+        let head = b.split_front(3);
+        drop(head);
+        assert_eq!(budget.used(), 100, "half the batch is still in flight");
+        let mut wait = Box::pin(wait.wait());
+        assert!(futures_poll_once(&mut wait).is_none());
+        drop(b);
+        assert_eq!(wait.await, Ok(()));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_fails_the_request() {
+        let (adm, wait) = Admission::new(0, None);
+        let mut b = Batch::with_admission(traces(1, 2), adm);
+        let head = b.split_front(1);
+        head.fail("shutdown");
+        drop(head);
+        drop(b);
+        assert_eq!(wait.wait().await, Err(Refusal::Unavailable("shutdown")));
+    }
+
+    #[test]
+    fn budget_refuses_above_limit_but_never_wedges() {
+        let b = ByteBudget::new(100);
+        assert!(b.try_reserve(500), "an oversized request alone is admitted");
+        assert!(!b.try_reserve(1));
+        b.release(500);
+        assert!(b.try_reserve(60));
+        assert!(b.try_reserve(40));
+        assert!(!b.try_reserve(1));
+    }
+
+    fn futures_poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        use std::task::{Context, Poll, Waker};
+        let mut cx = Context::from_waker(Waker::noop());
+        match std::pin::Pin::new(f).poll(&mut cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+}

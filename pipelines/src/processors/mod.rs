@@ -1,0 +1,5 @@
+//! The processors of the spine. Each is a [`crate::processor::Processor`] generic over the signal.
+
+pub mod attributes;
+pub mod batch;
+pub mod memory_limiter;

@@ -1,0 +1,295 @@
+//! outpost's own metrics, served as Prometheus text on the admin endpoint's `/metrics`.
+//!
+//! Components never name metrics themselves: they get a typed handle ([`ReceiverMetrics`],
+//! [`ProcessorMetrics`], [`ExporterMetrics`], [`PipelineMetrics`]) with one method per event, and this
+//! module alone turns events into metric names and labels, so every component of a kind reports the same
+//! way. Handles resolve their label sets once at build time; the hot path is an atomic add. Reason labels
+//! are resolved per event because drops are the rare path.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use outpost_config::Signal;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The registry and every metric family outpost exports.
+#[derive(Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    receiver_accepted: Family<Labels, Counter>,
+    receiver_refused: Family<Labels, Counter>,
+    receiver_requests_refused: Family<Labels, Counter>,
+    processor_incoming: Family<Labels, Counter>,
+    processor_outgoing: Family<Labels, Counter>,
+    processor_dropped: Family<Labels, Counter>,
+    exporter_sent: Family<Labels, Counter>,
+    exporter_failed: Family<Labels, Counter>,
+    exporter_sent_bytes: Family<Labels, Counter>,
+    pipeline_inflight_bytes: Family<Labels, Gauge>,
+    pipeline_limit_bytes: Family<Labels, Gauge>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("outpost");
+        macro_rules! family {
+            ($name:expr, $help:expr) => {{
+                let f = Family::<Labels, _>::default();
+                registry.register($name, $help, f.clone());
+                f
+            }};
+        }
+        let build_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "outpost's version; always 1",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        let inner = Inner {
+            receiver_accepted: family!(
+                "receiver_accepted_items",
+                "Items (spans, data points, log records) a receiver accepted into its pipelines"
+            ),
+            receiver_refused: family!(
+                "receiver_refused_items",
+                "Items a receiver refused or rejected, by reason; the client was told"
+            ),
+            receiver_requests_refused: family!(
+                "receiver_refused_requests",
+                "Requests refused before their items could be counted (malformed, too large, ...), by reason"
+            ),
+            processor_incoming: family!("processor_incoming_items", "Items entering a processor"),
+            processor_outgoing: family!("processor_outgoing_items", "Items leaving a processor"),
+            processor_dropped: family!(
+                "processor_dropped_items",
+                "Items a processor dropped, by reason"
+            ),
+            exporter_sent: family!(
+                "exporter_sent_items",
+                "Items an exporter delivered (accepted by the destination)"
+            ),
+            exporter_failed: family!(
+                "exporter_send_failed_items",
+                "Items an exporter failed to deliver, by reason"
+            ),
+            exporter_sent_bytes: family!(
+                "exporter_sent_bytes",
+                "Bytes an exporter put on the wire (after compression)"
+            ),
+            pipeline_inflight_bytes: family!(
+                "memory_limiter_inflight_bytes",
+                "Bytes of telemetry in flight between receivers and the queue, per memory_limiter"
+            ),
+            pipeline_limit_bytes: family!(
+                "memory_limiter_limit_bytes",
+                "The bound on in-flight bytes above which receivers refuse data, per memory_limiter"
+            ),
+            registry,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.inner.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn receiver(&self, receiver: &str, transport: &'static str) -> ReceiverMetrics {
+        ReceiverMetrics {
+            telemetry: self.clone(),
+            receiver: receiver.to_owned(),
+            transport,
+        }
+    }
+
+    pub fn processor(&self, pipeline: &str, processor: &str) -> ProcessorMetrics {
+        let labels = vec![
+            ("pipeline", pipeline.to_owned()),
+            ("processor", processor.to_owned()),
+        ];
+        ProcessorMetrics {
+            incoming: self.inner.processor_incoming.get_or_create_owned(&labels),
+            outgoing: self.inner.processor_outgoing.get_or_create_owned(&labels),
+            telemetry: self.clone(),
+            labels,
+        }
+    }
+
+    pub fn exporter(&self, exporter: &str, signal: Signal) -> ExporterMetrics {
+        let labels = vec![
+            ("exporter", exporter.to_owned()),
+            ("signal", signal.as_str().to_owned()),
+        ];
+        ExporterMetrics {
+            sent: self.inner.exporter_sent.get_or_create_owned(&labels),
+            sent_bytes: self.inner.exporter_sent_bytes.get_or_create_owned(&labels),
+            telemetry: self.clone(),
+            labels,
+        }
+    }
+
+    /// Gauges for one memory_limiter's budget.
+    pub fn memory_limiter(&self, limiter: &str) -> (Gauge, Gauge) {
+        let labels = vec![("memory_limiter", limiter.to_owned())];
+        (
+            self.inner.pipeline_inflight_bytes.get_or_create_owned(&labels),
+            self.inner.pipeline_limit_bytes.get_or_create_owned(&labels),
+        )
+    }
+}
+
+/// Events of one receiver on one transport.
+#[derive(Clone)]
+pub struct ReceiverMetrics {
+    telemetry: Telemetry,
+    receiver: String,
+    transport: &'static str,
+}
+
+impl ReceiverMetrics {
+    fn labels(&self, signal: Signal) -> Labels {
+        vec![
+            ("receiver", self.receiver.clone()),
+            ("transport", self.transport.to_owned()),
+            ("signal", signal.as_str().to_owned()),
+        ]
+    }
+
+    pub fn accepted(&self, signal: Signal, items: usize) {
+        self.telemetry
+            .inner
+            .receiver_accepted
+            .get_or_create(&self.labels(signal))
+            .inc_by(items as u64);
+    }
+
+    pub fn refused(&self, signal: Signal, reason: &str, items: usize) {
+        let mut labels = self.labels(signal);
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .receiver_refused
+            .get_or_create(&labels)
+            .inc_by(items as u64);
+    }
+
+    /// A request whose items could not be counted (it did not decode, or was refused before decoding).
+    pub fn request_refused(&self, signal: Signal, reason: &str) {
+        let mut labels = self.labels(signal);
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .receiver_requests_refused
+            .get_or_create(&labels)
+            .inc();
+    }
+}
+
+/// Counters of one processor in one pipeline; kept by the runner, never by the processor itself.
+#[derive(Clone)]
+pub struct ProcessorMetrics {
+    telemetry: Telemetry,
+    labels: Labels,
+    incoming: Counter,
+    outgoing: Counter,
+}
+
+impl ProcessorMetrics {
+    pub fn incoming(&self, items: usize) {
+        self.incoming.inc_by(items as u64);
+    }
+    pub fn outgoing(&self, items: usize) {
+        self.outgoing.inc_by(items as u64);
+    }
+    pub fn dropped(&self, reason: &str, items: usize) {
+        let mut labels = self.labels.clone();
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .processor_dropped
+            .get_or_create(&labels)
+            .inc_by(items as u64);
+    }
+    pub fn incoming_total(&self) -> u64 {
+        self.incoming.get()
+    }
+    pub fn outgoing_total(&self) -> u64 {
+        self.outgoing.get()
+    }
+}
+
+/// Counters of one exporter for one signal.
+#[derive(Clone)]
+pub struct ExporterMetrics {
+    telemetry: Telemetry,
+    labels: Labels,
+    sent: Counter,
+    sent_bytes: Counter,
+}
+
+impl ExporterMetrics {
+    pub fn sent(&self, items: usize, wire_bytes: usize) {
+        self.sent.inc_by(items as u64);
+        self.sent_bytes.inc_by(wire_bytes as u64);
+    }
+    pub fn failed(&self, reason: &str, items: usize) {
+        let mut labels = self.labels.clone();
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .exporter_failed
+            .get_or_create(&labels)
+            .inc_by(items as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_become_prefixed_labelled_series() {
+        let t = Telemetry::new();
+        t.receiver("otlp", "grpc").accepted(Signal::Traces, 5);
+        t.receiver("otlp", "http")
+            .refused(Signal::Logs, "memory_limit", 3);
+        let p = t.processor("traces", "batch");
+        p.incoming(10);
+        p.dropped("invalid", 2);
+        t.exporter("otlp/cloud", Signal::Metrics).failed("timeout", 7);
+        let text = t.encode();
+        for line in [
+            r#"outpost_receiver_accepted_items_total{receiver="otlp",transport="grpc",signal="traces"} 5"#,
+            r#"outpost_receiver_refused_items_total{receiver="otlp",transport="http",signal="logs",reason="memory_limit"} 3"#,
+            r#"outpost_processor_incoming_items_total{pipeline="traces",processor="batch"} 10"#,
+            r#"outpost_processor_dropped_items_total{pipeline="traces",processor="batch",reason="invalid"} 2"#,
+            r#"outpost_exporter_send_failed_items_total{exporter="otlp/cloud",signal="metrics",reason="timeout"} 7"#,
+            r#"outpost_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
