@@ -143,7 +143,8 @@ macro_rules! with_points {
     };
 }
 
-fn metric_points(m: &Metric) -> usize {
+/// Data points in one metric, whatever its type.
+pub fn metric_points(m: &Metric) -> usize {
     match &m.data {
         None => 0,
         Some(Data::Gauge(g)) => g.data_points.len(),

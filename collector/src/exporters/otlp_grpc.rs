@@ -1,0 +1,124 @@
+//! Exporter `otlp`: OTLP over gRPC through one lazily connected tonic channel per exporter and signal.
+
+use std::str::FromStr;
+
+use futures::future::BoxFuture;
+use outpost_config::{ComponentId, Compression, OtlpExporterConfig};
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Delivered, ExportError, Exporter};
+use crate::otlp::OtlpSignal;
+
+pub struct OtlpGrpcExporter {
+    channel: Channel,
+    compression: Option<CompressionEncoding>,
+    headers: MetadataMap,
+}
+
+/// `host:port` becomes `http://host:port`; schemes are validated by the config loader.
+fn endpoint_uri(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+impl OtlpGrpcExporter {
+    pub fn new(id: &ComponentId, cfg: &OtlpExporterConfig) -> Result<Self, String> {
+        let uri = endpoint_uri(&cfg.endpoint);
+        let endpoint = Endpoint::from_str(&uri)
+            .map_err(|e| format!("exporters.{id}.endpoint: not a valid endpoint '{}': {e}", cfg.endpoint))?
+            .timeout(cfg.timeout.get())
+            .connect_timeout(cfg.timeout.get())
+            .tcp_nodelay(true);
+        let mut headers = MetadataMap::new();
+        for (k, v) in &cfg.headers {
+            let key = MetadataKey::from_str(&k.to_ascii_lowercase())
+                .map_err(|_| format!("exporters.{id}.headers: '{k}' is not a valid header name"))?;
+            let value = MetadataValue::from_str(v)
+                .map_err(|_| format!("exporters.{id}.headers.{k}: the value is not a valid header value"))?;
+            headers.insert(key, value);
+        }
+        Ok(Self {
+            channel: endpoint.connect_lazy(),
+            compression: match cfg.compression {
+                Compression::Gzip => Some(CompressionEncoding::Gzip),
+                Compression::Zstd => Some(CompressionEncoding::Zstd),
+                Compression::None => None,
+            },
+            headers,
+        })
+    }
+}
+
+/// gRPC codes a retry can cure, per the OTLP specification.
+fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss | ResourceExhausted)
+}
+
+impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
+    fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
+        Box::pin(async move {
+            let wire_bytes = data.encoded_len();
+            let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+            if let Some(enc) = self.compression {
+                grpc = grpc.send_compressed(enc);
+            }
+            grpc = grpc
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
+            grpc.ready().await.map_err(|e| ExportError {
+                reason: "connect_error".into(),
+                message: e.to_string(),
+                retryable: true,
+            })?;
+            let mut request = tonic::Request::new(data);
+            *request.metadata_mut() = self.headers.clone();
+            let codec = tonic_prost::ProstCodec::<T, T::Response>::default();
+            let path = http::uri::PathAndQuery::from_static(T::GRPC_PATH);
+            match grpc.unary(request, path, codec).await {
+                Ok(resp) => Ok(Delivered {
+                    wire_bytes,
+                    rejected: T::rejected_in(resp.get_ref()),
+                }),
+                Err(status) => Err(ExportError {
+                    reason: format!("grpc_{}", code_label(status.code())),
+                    message: status.message().to_owned(),
+                    retryable: retryable(status.code()),
+                }),
+            }
+        })
+    }
+}
+
+fn code_label(code: tonic::Code) -> String {
+    // "ResourceExhausted" → "resource_exhausted", a stable, bounded label set.
+    let name = format!("{code:?}");
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_and_labels() {
+        assert_eq!(endpoint_uri("collector:4317"), "http://collector:4317");
+        assert_eq!(endpoint_uri("http://c:4317"), "http://c:4317");
+        assert_eq!(code_label(tonic::Code::ResourceExhausted), "resource_exhausted");
+        assert_eq!(code_label(tonic::Code::Unavailable), "unavailable");
+        assert!(retryable(tonic::Code::Unavailable));
+        assert!(!retryable(tonic::Code::InvalidArgument));
+    }
+}

@@ -1,0 +1,213 @@
+//! OTLP/gRPC: one tonic service per signal, all from one generic [`OtlpGrpcService`].
+//!
+//! outpost does not use the generated servers because their codec reports undecodable protobuf as
+//! INTERNAL; a malformed request is the client's fault, so [`OtlpCodec`] answers INVALID_ARGUMENT with
+//! the decoder's reason, which is what OTLP clients treat as a permanent (not retryable) error.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use outpost_config::OtlpGrpcConfig;
+use outpost_pipelines::telemetry::ReceiverMetrics;
+use outpost_pipelines::{Logs, Metrics, Refusal, Traces};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::RETRY_AFTER_SECS;
+use crate::net::LimitedListener;
+use crate::otlp::OtlpSignal;
+use crate::receivers::{admit, Inputs, InputsOf, Outcome};
+
+/// The part of a request handler every signal shares.
+struct Handler {
+    inputs: Arc<Inputs>,
+    metrics: ReceiverMetrics,
+}
+
+impl Handler {
+    async fn handle<T: OtlpSignal + InputsOf>(&self, data: T) -> Result<Response<T::Response>, Status> {
+        let bytes = data.encoded_len() as u64;
+        match admit(&self.inputs, &self.metrics, data, bytes).await {
+            Outcome::Accepted(rejected) => Ok(Response::new(T::response(&rejected))),
+            Outcome::Refused(refusal) => Err(refusal_status(refusal)),
+            Outcome::NotEnabled => Err(Status::unimplemented(format!(
+                "this receiver feeds no {} pipeline",
+                T::SIGNAL
+            ))),
+        }
+    }
+}
+
+/// RESOURCE_EXHAUSTED and UNAVAILABLE carry a RetryInfo, which OTLP clients honour as the retry delay.
+fn refusal_status(refusal: Refusal) -> Status {
+    let (code, message) = match refusal {
+        Refusal::Pressure(reason) => (
+            tonic::Code::ResourceExhausted,
+            format!("outpost is under pressure ({reason}); retry later"),
+        ),
+        Refusal::Unavailable(reason) => (
+            tonic::Code::Unavailable,
+            format!("outpost is not accepting data ({reason}); retry later"),
+        ),
+    };
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
+    )
+}
+
+/// The gRPC service name of each signal, as tonic's router needs it.
+trait GrpcName {
+    const SERVICE: &'static str;
+}
+impl GrpcName for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+impl GrpcName for Metrics {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+impl GrpcName for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+
+pub struct OtlpGrpcService<T> {
+    handler: Arc<Handler>,
+    max_message_size: usize,
+    _signal: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for OtlpGrpcService<T> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            max_message_size: self.max_message_size,
+            _signal: PhantomData,
+        }
+    }
+}
+
+impl<T: GrpcName> NamedService for OtlpGrpcService<T> {
+    const NAME: &'static str = T::SERVICE;
+}
+
+struct Export<T>(Arc<Handler>, PhantomData<fn() -> T>);
+
+impl<T: OtlpSignal + InputsOf> UnaryService<T> for Export<T> {
+    type Response = T::Response;
+    type Future = futures::future::BoxFuture<'static, Result<Response<T::Response>, Status>>;
+    fn call(&mut self, request: Request<T>) -> Self::Future {
+        let handler = self.0.clone();
+        Box::pin(async move { handler.handle(request.into_inner()).await })
+    }
+}
+
+impl<T: OtlpSignal + InputsOf> tower::Service<http::Request<Body>> for OtlpGrpcService<T> {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if req.uri().path() != T::GRPC_PATH {
+            let status = Status::unimplemented(format!("unknown method {}", req.uri().path()));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        // tonic checks the size limit on the decompressed message, so it bounds gzip and zstd bombs too.
+        let mut grpc = tonic::server::Grpc::new(OtlpCodec::<T>(PhantomData))
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
+            .max_decoding_message_size(self.max_message_size);
+        let method = Export::<T>(self.handler.clone(), PhantomData);
+        Box::pin(async move { Ok(grpc.unary(method, req).await) })
+    }
+}
+
+/// prost encoding out, prost decoding in with INVALID_ARGUMENT on failure (see the module docs).
+struct OtlpCodec<T>(PhantomData<fn() -> T>);
+
+impl<T: OtlpSignal> Codec for OtlpCodec<T> {
+    type Encode = T::Response;
+    type Decode = T;
+    type Encoder = ResponseEncoder<T::Response>;
+    type Decoder = RequestDecoder<T>;
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder(PhantomData)
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestDecoder(PhantomData)
+    }
+}
+
+struct ResponseEncoder<R>(PhantomData<fn() -> R>);
+
+impl<R: Message> Encoder for ResponseEncoder<R> {
+    type Item = R;
+    type Error = Status;
+    fn encode(&mut self, item: R, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+struct RequestDecoder<T>(PhantomData<fn() -> T>);
+
+impl<T: Message + Default> Decoder for RequestDecoder<T> {
+    type Item = T;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
+        T::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf: {e}")))
+    }
+}
+
+pub fn serve(
+    listener: TcpListener,
+    cfg: &OtlpGrpcConfig,
+    inputs: Arc<Inputs>,
+    metrics: ReceiverMetrics,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let handler = Arc::new(Handler { inputs, metrics });
+    let max_message_size = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    fn service<T>(handler: &Arc<Handler>, max_message_size: usize) -> OtlpGrpcService<T> {
+        OtlpGrpcService {
+            handler: handler.clone(),
+            max_message_size,
+            _signal: PhantomData,
+        }
+    }
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+        .add_service(service::<Traces>(&handler, max_message_size))
+        .add_service(service::<Metrics>(&handler, max_message_size))
+        .add_service(service::<Logs>(&handler, max_message_size));
+    drop(handler);
+    let addr = listener.local_addr().ok();
+    let incoming = LimitedListener::new(listener, cfg.max_connections).into_stream();
+    tokio::spawn(async move {
+        tracing::info!(?addr, "OTLP/gRPC receiver listening");
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "OTLP/gRPC receiver stopped with an error");
+        }
+    })
+}
