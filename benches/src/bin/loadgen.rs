@@ -1,1 +1,27 @@
-fn main() {}
+//! `loadgen`: OTLP export requests against outpost at a controlled load; `loadgen --help` says
+//! how. All the work is in [`outpost_benches::loadgen`], so benchmarks can run the same thing
+//! in-process.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use outpost_benches::loadgen::{run, Options};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = Options::parse();
+    let report = match options.plan() {
+        Ok(plan) => run(&plan).await,
+        Err(err) => Err(err),
+    };
+    match report {
+        Ok(report) if options.json => println!("{}", report.to_json()),
+        Ok(report) => println!("{report}"),
+        Err(err) => {
+            eprintln!("loadgen: {err}");
+            // The exit status clap uses for usage errors: the run never started.
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
