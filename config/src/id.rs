@@ -131,9 +131,18 @@ mod tests {
     #[test]
     fn bad_component_ids_are_refused() {
         assert_eq!("".parse::<ComponentId>(), Err(IdError::Empty));
-        assert!(matches!("/x".parse::<ComponentId>(), Err(IdError::EmptyType(_))));
-        assert!(matches!("otlp/".parse::<ComponentId>(), Err(IdError::EmptyName(_))));
-        assert!(matches!("ot lp".parse::<ComponentId>(), Err(IdError::BadType(_))));
+        assert!(matches!(
+            "/x".parse::<ComponentId>(),
+            Err(IdError::EmptyType(_))
+        ));
+        assert!(matches!(
+            "otlp/".parse::<ComponentId>(),
+            Err(IdError::EmptyName(_))
+        ));
+        assert!(matches!(
+            "ot lp".parse::<ComponentId>(),
+            Err(IdError::BadType(_))
+        ));
     }
 
     #[test]
@@ -141,6 +150,9 @@ mod tests {
         let id: PipelineId = "metrics/scraped".parse().unwrap();
         assert_eq!(id.signal, Signal::Metrics);
         assert_eq!(id.to_string(), "metrics/scraped");
-        assert!(matches!("spans".parse::<PipelineId>(), Err(IdError::BadSignal(_, _))));
+        assert!(matches!(
+            "spans".parse::<PipelineId>(),
+            Err(IdError::BadSignal(_, _))
+        ));
     }
 }

@@ -6,24 +6,31 @@
 //! pipelines and components. Every problem found is reported, each with its YAML path and line:column,
 //! instead of stopping at the first: a config repository's CI shows the whole list at once.
 
+mod decode;
 pub mod diagnostics;
+mod env;
 pub mod id;
 pub mod load;
+mod report;
 pub mod schema;
+mod source;
 pub mod units;
 mod validate;
+mod yaml;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use id::{ComponentId, PipelineId};
-pub use load::{load_file, load_str, Loaded, DEFAULT_CONFIG};
+pub use load::{load_file, load_str, load_str_with_env, Loaded, DEFAULT_CONFIG};
 pub use schema::*;
 pub use units::{ByteSize, HumanDuration};
 
 /// The three OTLP signals. Every pipeline carries exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     Traces,

@@ -44,7 +44,11 @@ impl Config {
             out.push(addr);
         }
         if out.is_empty() {
-            out.push(DEFAULT_ADMIN_ENDPOINT.parse().expect("constant address parses"));
+            out.push(
+                DEFAULT_ADMIN_ENDPOINT
+                    .parse()
+                    .expect("constant address parses"),
+            );
         }
         out.sort();
         out.dedup();
@@ -95,7 +99,10 @@ pub struct OtlpProtocols {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpGrpcConfig {
-    #[serde(default = "OtlpGrpcConfig::default_endpoint")]
+    #[serde(
+        default = "OtlpGrpcConfig::default_endpoint",
+        deserialize_with = "crate::units::socket_addr"
+    )]
     pub endpoint: SocketAddr,
     /// Largest request accepted, after decompression (the OTel Collector's name; MiB).
     #[serde(default = "OtlpGrpcConfig::default_max_recv_msg_size_mib")]
@@ -138,7 +145,10 @@ pub const fn default_max_connections() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpConfig {
-    #[serde(default = "OtlpHttpConfig::default_endpoint")]
+    #[serde(
+        default = "OtlpHttpConfig::default_endpoint",
+        deserialize_with = "crate::units::socket_addr"
+    )]
     pub endpoint: SocketAddr,
     #[serde(default = "OtlpHttpConfig::default_traces_url_path")]
     pub traces_url_path: String,
@@ -211,7 +221,8 @@ pub enum ProcessorConfig {
 }
 
 impl ProcessorConfig {
-    pub const TYPES: &'static [&'static str] = &["batch", "resource", "attributes", "memory_limiter"];
+    pub const TYPES: &'static [&'static str] =
+        &["batch", "resource", "attributes", "memory_limiter"];
 }
 
 /// `processors.batch`.
@@ -346,8 +357,9 @@ pub enum Compression {
     None,
 }
 
-/// `tls:` on an exporter. Only plaintext is supported by this build: `insecure: true` must be set for
-/// an `http://` or bare `host:port` endpoint, as in the OpenTelemetry Collector.
+/// `tls:` on an exporter, accepted for compatibility with OpenTelemetry Collector configs. This build has
+/// no TLS: a `host:port` or `http://` endpoint is plaintext whatever `insecure` says (so `insecure: false`,
+/// the default, is fine), and validation refuses `https://` endpoints.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTlsConfig {
@@ -547,7 +559,10 @@ impl ExtensionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
-    #[serde(default = "HealthCheckConfig::default_endpoint")]
+    #[serde(
+        default = "HealthCheckConfig::default_endpoint",
+        deserialize_with = "crate::units::socket_addr"
+    )]
     pub endpoint: SocketAddr,
     /// An extra path answering like `/healthz` (the OTel Collector's health check answers on `/`).
     #[serde(default = "HealthCheckConfig::default_path")]
@@ -556,7 +571,9 @@ pub struct HealthCheckConfig {
 
 impl HealthCheckConfig {
     pub fn default_endpoint() -> SocketAddr {
-        DEFAULT_ADMIN_ENDPOINT.parse().expect("constant address parses")
+        DEFAULT_ADMIN_ENDPOINT
+            .parse()
+            .expect("constant address parses")
     }
     pub fn default_path() -> String {
         "/".into()
@@ -688,6 +705,6 @@ pub struct TelemetryMetricsConfig {
     #[serde(default)]
     pub level: Option<String>,
     /// An additional address for the admin endpoint (the OTel Collector serves its metrics here).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::units::option_socket_addr")]
     pub address: Option<SocketAddr>,
 }

@@ -1,0 +1,213 @@
+//! Rules about one component's own settings: limits that contradict each other, attribute actions
+//! missing their value, exporter endpoints this build cannot reach.
+
+use std::collections::HashSet;
+
+use crate::id::ComponentId;
+use crate::report::Report;
+use crate::schema::*;
+use crate::source::{index_path, key_path};
+
+use super::endpoint;
+
+pub(super) fn check_processor(r: &mut Report, path: &str, processor: &ProcessorConfig) {
+    match processor {
+        ProcessorConfig::MemoryLimiter(m) => memory_limiter(r, path, m),
+        ProcessorConfig::Batch(b) => {
+            if b.send_batch_max_size > 0 && b.send_batch_max_size < b.send_batch_size {
+                r.error(
+                    &key_path(path, "send_batch_max_size"),
+                    format!(
+                        "send_batch_max_size ({}) is smaller than send_batch_size ({}); set it to 0 (no \
+                         bound) or to at least send_batch_size",
+                        b.send_batch_max_size, b.send_batch_size
+                    ),
+                );
+            }
+        }
+        ProcessorConfig::Attributes(a) => {
+            attribute_actions(r, &key_path(path, "actions"), &a.actions)
+        }
+        ProcessorConfig::Resource(a) => {
+            attribute_actions(r, &key_path(path, "attributes"), &a.attributes)
+        }
+    }
+}
+
+fn memory_limiter(r: &mut Report, path: &str, m: &MemoryLimiterConfig) {
+    for (value, key) in [
+        (m.limit_mib, "limit_mib"),
+        (m.limit_percentage.map(u64::from), "limit_percentage"),
+    ] {
+        if value == Some(0) {
+            r.error(
+                &key_path(path, key),
+                format!("{key} must be greater than 0"),
+            );
+        }
+    }
+    for (value, key) in [
+        (m.limit_percentage, "limit_percentage"),
+        (m.spike_limit_percentage, "spike_limit_percentage"),
+    ] {
+        if let Some(v) = value.filter(|&v| v > 100) {
+            r.error(
+                &key_path(path, key),
+                format!("{key} is {v}; a percentage is at most 100"),
+            );
+        }
+    }
+    match (m.limit_mib, m.limit_percentage) {
+        (None, None) => r.error(
+            path,
+            "no limit is set; set limit_mib (a bound in MiB) or limit_percentage (a share of total memory)",
+        ),
+        // As upstream: limit_mib wins. A warning, so configs written for the Collector still load.
+        (Some(_), Some(_)) => r.warning(
+            &key_path(path, "limit_percentage"),
+            "both limit_mib and limit_percentage are set; limit_mib is used and limit_percentage is \
+             ignored, remove one",
+        ),
+        _ => {}
+    }
+    for (spike, limit, spike_key, limit_key) in [
+        (
+            m.spike_limit_mib,
+            m.limit_mib,
+            "spike_limit_mib",
+            "limit_mib",
+        ),
+        (
+            m.spike_limit_percentage.map(u64::from),
+            m.limit_percentage.map(u64::from),
+            "spike_limit_percentage",
+            "limit_percentage",
+        ),
+    ] {
+        if let (Some(spike), Some(limit)) = (spike, limit) {
+            if spike >= limit && limit > 0 {
+                r.error(
+                    &key_path(path, spike_key),
+                    format!(
+                        "{spike_key} ({spike}) must be less than {limit_key} ({limit}): it is the headroom \
+                         kept below the limit"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn attribute_actions(r: &mut Report, path: &str, actions: &[AttributeAction]) {
+    if actions.is_empty() {
+        r.error(
+            path,
+            "no actions are listed; add at least one {key, action}",
+        );
+    }
+    for (i, a) in actions.iter().enumerate() {
+        let at = index_path(path, i);
+        let name = serde_json::to_value(a.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if a.key.is_empty() {
+            r.error(&key_path(&at, "key"), "the attribute key is empty");
+        }
+        match a.action {
+            AttributeActionKind::Insert
+            | AttributeActionKind::Update
+            | AttributeActionKind::Upsert => {
+                match (a.value.is_some(), a.from_attribute.is_some()) {
+                    (false, false) => r.error(
+                        &at,
+                        format!(
+                            "action '{name}' on '{}' needs a value: set value or from_attribute",
+                            a.key
+                        ),
+                    ),
+                    (true, true) => r.error(
+                        &key_path(&at, "from_attribute"),
+                        format!("action '{name}' takes one of value and from_attribute, not both"),
+                    ),
+                    _ => {}
+                }
+            }
+            AttributeActionKind::Delete | AttributeActionKind::Hash => {
+                for (set, key) in [
+                    (a.value.is_some(), "value"),
+                    (a.from_attribute.is_some(), "from_attribute"),
+                ] {
+                    if set {
+                        r.error(
+                            &key_path(&at, key),
+                            format!("action '{name}' takes no {key}; remove it"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn check_exporter(
+    config: &Config,
+    r: &mut Report,
+    id: &ComponentId,
+    path: &str,
+    exporter: &ExporterConfig,
+) {
+    match exporter {
+        ExporterConfig::Otlp(otlp) => {
+            if let Err(message) = endpoint::check_grpc(&otlp.endpoint) {
+                r.error(&key_path(path, "endpoint"), message);
+            }
+        }
+        ExporterConfig::OtlpHttp(http) => {
+            let urls = [
+                (&http.endpoint, "endpoint"),
+                (&http.traces_endpoint, "traces_endpoint"),
+                (&http.metrics_endpoint, "metrics_endpoint"),
+                (&http.logs_endpoint, "logs_endpoint"),
+            ];
+            for (url, key) in urls {
+                if let Some(Err(message)) = url.as_deref().map(endpoint::check_http_url) {
+                    r.error(&key_path(path, key), message);
+                }
+            }
+            if urls.iter().all(|(url, _)| url.is_none()) {
+                r.error(
+                    path,
+                    "no URL is set; set endpoint (a base URL such as http://collector:4318) or the \
+                     per-signal traces_endpoint / metrics_endpoint / logs_endpoint",
+                );
+                return;
+            }
+            let mut reported = HashSet::new();
+            for (pid, p) in &config.service.pipelines {
+                let signal = pid.signal;
+                if p.exporters.contains(id)
+                    && http.signal_url(signal).is_none()
+                    && reported.insert(signal)
+                {
+                    r.error(
+                        path,
+                        format!(
+                            "pipeline '{pid}' sends {signal} here but no URL for {signal} is set; set \
+                             endpoint (a base URL) or {signal}_endpoint"
+                        ),
+                    );
+                }
+            }
+        }
+        ExporterConfig::File(file) => {
+            if file.path.as_os_str().is_empty() {
+                r.error(
+                    &key_path(path, "path"),
+                    "the path is empty; name the file to write",
+                );
+            }
+        }
+        ExporterConfig::Debug(_) => {}
+    }
+}
