@@ -50,13 +50,19 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     match s.readiness.get() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
     }
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.telemetry.encode(),
     )
 }
@@ -71,7 +77,10 @@ pub fn router(telemetry: Telemetry, readiness: Readiness, extra_health_paths: &[
             r = r.route(p, get(healthz));
         }
     }
-    r.with_state(AdminState { telemetry, readiness })
+    r.with_state(AdminState {
+        telemetry,
+        readiness,
+    })
 }
 
 /// Binds every admin address (all bind errors reported) and serves until `shutdown`.

@@ -44,7 +44,11 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
 }
 
 /// Runs the agent until `stop` is cancelled (by a signal, or by a test).
-pub async fn run(config: Config, shutdown_timeout: Duration, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown_timeout: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config.queue.directory)?;
     let telemetry = Telemetry::new();
     let readiness = Readiness::new();
@@ -93,13 +97,14 @@ pub async fn run(config: Config, shutdown_timeout: Duration, stop: CancellationT
 /// Cancels `token` on the first SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),

@@ -1,5 +1,6 @@
 //! The `outpost` command line: `run`, `validate`, `version`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,7 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "outpost", version, about = "A telemetry agent for edge nodes: OTLP in, disk-backed queue, OTLP out")]
+#[command(
+    name = "outpost",
+    version,
+    about = "A telemetry agent for edge nodes: OTLP in, disk-backed queue, OTLP out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,8 +45,12 @@ enum Command {
 
 fn init_logging(cfg: &TelemetryLogsConfig) {
     // RUST_LOG, when set, wins over the config, so an operator can raise verbosity without an edit.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cfg.level.as_str()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cfg.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match cfg.encoding {
         LogEncoding::Json => builder.json().init(),
         LogEncoding::Console => builder.init(),
@@ -78,16 +87,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, shutdown_timeout } => {
+        Command::Run {
+            config,
+            shutdown_timeout,
+        } => {
             let loaded = match &config {
                 Some(path) => outpost_config::load_file(path),
-                None => outpost_config::load_str(outpost_config::DEFAULT_CONFIG, "<embedded default>"),
+                None => {
+                    outpost_config::load_str(outpost_config::DEFAULT_CONFIG, "<embedded default>")
+                }
             };
             let loaded = match loaded {
                 Ok(l) => l,
                 Err(diags) => {
                     print_diagnostics(&diags.0);
-                    eprintln!("outpost: the config has {} errors; not starting", diags.errors().count());
+                    eprintln!(
+                        "outpost: the config has {} errors; not starting",
+                        diags.errors().count()
+                    );
                     return ExitCode::FAILURE;
                 }
             };
@@ -95,7 +112,10 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("outpost: cannot start the async runtime: {e}");

@@ -65,7 +65,11 @@ macro_rules! reject_where {
             }
         }
         if rejected.items > 1 {
-            rejected.message = format!("{} (and {} more invalid)", rejected.message, rejected.items - 1);
+            rejected.message = format!(
+                "{} (and {} more invalid)",
+                rejected.message,
+                rejected.items - 1
+            );
         }
         if rejected.items > 0 {
             $data.prune_empty();
@@ -212,7 +216,8 @@ impl OtlpSignal for Logs {
 
 impl OtlpSignal for Metrics {
     type Response = ExportMetricsServiceResponse;
-    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const GRPC_PATH: &'static str =
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
     fn response(rejected: &Rejected) -> Self::Response {
         ExportMetricsServiceResponse {
@@ -310,7 +315,11 @@ mod tests {
         };
         let r = t.reject_invalid();
         assert_eq!(r.items, 2);
-        assert!(r.message.contains("trace_id must be 16 bytes, got 15"), "{}", r.message);
+        assert!(
+            r.message.contains("trace_id must be 16 bytes, got 15"),
+            "{}",
+            r.message
+        );
         assert_eq!(t.item_count(), 1);
         let resp = Traces::response(&r);
         assert_eq!(Traces::rejected_in(&resp), r);

@@ -53,9 +53,10 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
         .processors
         .iter()
         .filter_map(|(id, p)| match p {
-            ProcessorConfig::MemoryLimiter(c) => {
-                Some((id.clone(), memory_limiter::budget(&id.to_string(), c, telemetry)))
-            }
+            ProcessorConfig::MemoryLimiter(c) => Some((
+                id.clone(),
+                memory_limiter::budget(&id.to_string(), c, telemetry),
+            )),
             _ => None,
         })
         .collect();
@@ -80,7 +81,15 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
             };
             match receiver {
                 ReceiverConfig::Otlp(cfg) => {
-                    match receivers::otlp::start(id, cfg, receiver_inputs, telemetry, stop_receivers.clone()).await {
+                    match receivers::otlp::start(
+                        id,
+                        cfg,
+                        receiver_inputs,
+                        telemetry,
+                        stop_receivers.clone(),
+                    )
+                    .await
+                    {
                         Ok(h) => receiver_tasks.extend(h),
                         Err(e) => errors.extend(e),
                     }
@@ -206,13 +215,19 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
             let mut budget = None;
             for proc_id in &p.processors {
                 let Some(cfg) = config.processors.get(proc_id) else {
-                    errors.push(format!("service.pipelines.{pid}.processors: '{proc_id}' is not defined"));
+                    errors.push(format!(
+                        "service.pipelines.{pid}.processors: '{proc_id}' is not defined"
+                    ));
                     continue;
                 };
                 let stage: Box<dyn Processor<T>> = match cfg {
                     ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(c)),
-                    ProcessorConfig::Resource(c) => Box::new(AttributesProcessor::new(Target::Resource, &c.attributes)),
-                    ProcessorConfig::Attributes(c) => Box::new(AttributesProcessor::new(Target::Items, &c.actions)),
+                    ProcessorConfig::Resource(c) => {
+                        Box::new(AttributesProcessor::new(Target::Resource, &c.attributes))
+                    }
+                    ProcessorConfig::Attributes(c) => {
+                        Box::new(AttributesProcessor::new(Target::Items, &c.actions))
+                    }
                     ProcessorConfig::MemoryLimiter(_) => {
                         budget = ctx.budgets.get(proc_id).cloned();
                         Box::new(MemoryLimiterStage)
@@ -244,20 +259,27 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                     .map(|(pid, _)| inputs_by_pipeline[*pid].clone())
                     .collect();
                 match connector {
-                    ConnectorConfig::Forward(_) => tasks.connectors.push(tokio::spawn(forward(rx, targets))),
+                    ConnectorConfig::Forward(_) => {
+                        tasks.connectors.push(tokio::spawn(forward(rx, targets)))
+                    }
                 }
             } else if let Some(cfg) = config.exporters.get(&eid) {
                 match exporters::build::<T>(&eid, cfg) {
                     Ok(exporter) => {
                         let metrics = ctx.telemetry.exporter(&eid.to_string(), T::SIGNAL);
-                        tasks
-                            .exporters
-                            .push(tokio::spawn(exporters::run(eid.to_string(), exporter, rx, metrics)));
+                        tasks.exporters.push(tokio::spawn(exporters::run(
+                            eid.to_string(),
+                            exporter,
+                            rx,
+                            metrics,
+                        )));
                     }
                     Err(e) => errors.push(e),
                 }
             } else {
-                errors.push(format!("'{eid}' is not defined under exporters or connectors"));
+                errors.push(format!(
+                    "'{eid}' is not defined under exporters or connectors"
+                ));
             }
         }
         drop(inputs_by_pipeline);
@@ -277,10 +299,15 @@ async fn forward<T: OtlpSignal>(mut rx: mpsc::Receiver<T>, targets: Vec<Pipeline
             let payload = if i == last {
                 data.take().expect("taken once, by the last target")
             } else {
-                data.as_ref().expect("present until the last target").clone()
+                data.as_ref()
+                    .expect("present until the last target")
+                    .clone()
             };
             if t.send(Batch::new(payload)).await.is_err() {
-                tracing::error!(pipeline = t.id(), "forward connector: downstream pipeline stopped");
+                tracing::error!(
+                    pipeline = t.id(),
+                    "forward connector: downstream pipeline stopped"
+                );
             }
         }
     }

@@ -55,7 +55,8 @@ impl<T: OtlpSignal> Exporter<T> for DebugExporter {
                         }
                     }
                     Verbosity::Detailed => {
-                        let json = serde_json::to_string(&data).unwrap_or_else(|e| format!("<unencodable: {e}>"));
+                        let json = serde_json::to_string(&data)
+                            .unwrap_or_else(|e| format!("<unencodable: {e}>"));
                         tracing::info!(exporter = %self.id, "{json}");
                     }
                 }

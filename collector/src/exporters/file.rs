@@ -33,8 +33,12 @@ fn open(path: &Path) -> std::io::Result<(BufWriter<File>, u64)> {
 
 impl FileExporter {
     pub fn new(id: &ComponentId, cfg: &FileExporterConfig) -> Result<Self, String> {
-        let (file, size) = open(&cfg.path)
-            .map_err(|e| format!("exporters.{id}.path: cannot open '{}' for appending: {e}", cfg.path.display()))?;
+        let (file, size) = open(&cfg.path).map_err(|e| {
+            format!(
+                "exporters.{id}.path: cannot open '{}' for appending: {e}",
+                cfg.path.display()
+            )
+        })?;
         Ok(Self {
             path: cfg.path.clone(),
             rotation: cfg.rotation.clone(),
@@ -75,8 +79,14 @@ impl FileExporter {
 }
 
 fn stem_and_ext(path: &Path) -> (String, String) {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = path.extension().map(|s| format!(".{}", s.to_string_lossy())).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|s| format!(".{}", s.to_string_lossy()))
+        .unwrap_or_default();
     (stem, ext)
 }
 
@@ -87,21 +97,30 @@ fn backup_name(path: &Path, stamp: &str) -> String {
 
 /// Deletes rotated files beyond `max_backups` (oldest first) and older than `max_days`.
 fn prune(path: &Path, rot: &FileRotationConfig) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let (stem, ext) = stem_and_ext(path);
     let prefix = format!("{stem}-");
     let mut backups: Vec<(String, PathBuf)> = fs::read_dir(dir)?
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            (name.starts_with(&prefix) && name.ends_with(&ext) && name.len() > prefix.len() + ext.len())
-                .then(|| (name, e.path()))
+            (name.starts_with(&prefix)
+                && name.ends_with(&ext)
+                && name.len() > prefix.len() + ext.len())
+            .then(|| (name, e.path()))
         })
         .collect();
     // Timestamps in the names sort chronologically.
     backups.sort();
     let max_age = (rot.max_days > 0).then(|| Duration::from_secs(rot.max_days * 86_400));
-    let excess = if rot.max_backups > 0 { backups.len().saturating_sub(rot.max_backups) } else { 0 };
+    let excess = if rot.max_backups > 0 {
+        backups.len().saturating_sub(rot.max_backups)
+    } else {
+        0
+    };
     for (i, (_, p)) in backups.iter().enumerate() {
         let too_old = max_age.is_some_and(|age| {
             fs::metadata(p)
@@ -181,12 +200,16 @@ mod tests {
             span_id: vec![1; 8],
             ..Default::default()
         };
-        t.resource_spans[0].scope_spans.push(opentelemetry_proto::tonic::trace::v1::ScopeSpans {
-            spans: vec![span],
-            ..Default::default()
-        });
+        t.resource_spans[0]
+            .scope_spans
+            .push(opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            });
         for _ in 0..20 {
-            Exporter::<Traces>::export(&mut exp, t.clone()).await.unwrap();
+            Exporter::<Traces>::export(&mut exp, t.clone())
+                .await
+                .unwrap();
             // Distinct timestamps for distinct backups.
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -202,7 +225,10 @@ mod tests {
         // Every line is a complete OTLP JSON request.
         for line in fs::read_to_string(&path).unwrap().lines() {
             let back: Traces = serde_json::from_str(line).unwrap();
-            assert_eq!(back.resource_spans[0].scope_spans[0].spans[0].name.len(), 300 * 1024);
+            assert_eq!(
+                back.resource_spans[0].scope_spans[0].spans[0].name.len(),
+                300 * 1024
+            );
         }
     }
 }

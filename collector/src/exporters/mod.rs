@@ -46,7 +46,10 @@ pub trait Exporter<T>: Send + 'static {
 }
 
 /// Builds the exporter `id` for signal `T`.
-pub fn build<T: OtlpSignal>(id: &ComponentId, cfg: &ExporterConfig) -> Result<Box<dyn Exporter<T>>, String> {
+pub fn build<T: OtlpSignal>(
+    id: &ComponentId,
+    cfg: &ExporterConfig,
+) -> Result<Box<dyn Exporter<T>>, String> {
     Ok(match cfg {
         ExporterConfig::Otlp(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)?),
         ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new::<T>(id, c)?),
@@ -96,7 +99,10 @@ struct LogLimiter {
 impl LogLimiter {
     fn allow(&mut self) -> bool {
         let now = std::time::Instant::now();
-        if self.last.is_some_and(|l| now.duration_since(l) < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
+        {
             return false;
         }
         self.last = Some(now);
@@ -105,12 +111,18 @@ impl LogLimiter {
 }
 
 /// Compresses an HTTP body as configured; returns the Content-Encoding to send with it.
-pub fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<(Vec<u8>, Option<&'static str>)> {
+pub fn compress(
+    compression: Compression,
+    body: Vec<u8>,
+) -> std::io::Result<(Vec<u8>, Option<&'static str>)> {
     use std::io::Write;
     match compression {
         Compression::None => Ok((body, None)),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
             enc.write_all(&body)?;
             Ok((enc.finish()?, Some("gzip")))
         }

@@ -30,7 +30,12 @@ impl OtlpGrpcExporter {
     pub fn new(id: &ComponentId, cfg: &OtlpExporterConfig) -> Result<Self, String> {
         let uri = endpoint_uri(&cfg.endpoint);
         let endpoint = Endpoint::from_str(&uri)
-            .map_err(|e| format!("exporters.{id}.endpoint: not a valid endpoint '{}': {e}", cfg.endpoint))?
+            .map_err(|e| {
+                format!(
+                    "exporters.{id}.endpoint: not a valid endpoint '{}': {e}",
+                    cfg.endpoint
+                )
+            })?
             .timeout(cfg.timeout.get())
             .connect_timeout(cfg.timeout.get())
             .tcp_nodelay(true);
@@ -38,8 +43,9 @@ impl OtlpGrpcExporter {
         for (k, v) in &cfg.headers {
             let key = MetadataKey::from_str(&k.to_ascii_lowercase())
                 .map_err(|_| format!("exporters.{id}.headers: '{k}' is not a valid header name"))?;
-            let value = MetadataValue::from_str(v)
-                .map_err(|_| format!("exporters.{id}.headers.{k}: the value is not a valid header value"))?;
+            let value = MetadataValue::from_str(v).map_err(|_| {
+                format!("exporters.{id}.headers.{k}: the value is not a valid header value")
+            })?;
             headers.insert(key, value);
         }
         Ok(Self {
@@ -57,7 +63,16 @@ impl OtlpGrpcExporter {
 /// gRPC codes a retry can cure, per the OTLP specification.
 fn retryable(code: tonic::Code) -> bool {
     use tonic::Code::*;
-    matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss | ResourceExhausted)
+    matches!(
+        code,
+        Cancelled
+            | DeadlineExceeded
+            | Aborted
+            | OutOfRange
+            | Unavailable
+            | DataLoss
+            | ResourceExhausted
+    )
 }
 
 impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
@@ -116,7 +131,10 @@ mod tests {
     fn endpoints_and_labels() {
         assert_eq!(endpoint_uri("collector:4317"), "http://collector:4317");
         assert_eq!(endpoint_uri("http://c:4317"), "http://c:4317");
-        assert_eq!(code_label(tonic::Code::ResourceExhausted), "resource_exhausted");
+        assert_eq!(
+            code_label(tonic::Code::ResourceExhausted),
+            "resource_exhausted"
+        );
         assert_eq!(code_label(tonic::Code::Unavailable), "unavailable");
         assert!(retryable(tonic::Code::Unavailable));
         assert!(!retryable(tonic::Code::InvalidArgument));

@@ -16,7 +16,10 @@ pub struct OtlpHttpExporter {
 }
 
 impl OtlpHttpExporter {
-    pub fn new<T: OtlpSignal>(id: &ComponentId, cfg: &OtlpHttpExporterConfig) -> Result<Self, String> {
+    pub fn new<T: OtlpSignal>(
+        id: &ComponentId,
+        cfg: &OtlpHttpExporterConfig,
+    ) -> Result<Self, String> {
         let url = cfg.signal_url(T::SIGNAL).ok_or_else(|| {
             format!(
                 "exporters.{id}: no URL for {signal}: set endpoint or {signal}_endpoint",
@@ -27,8 +30,9 @@ impl OtlpHttpExporter {
         for (k, v) in &cfg.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("exporters.{id}.headers: '{k}' is not a valid header name"))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("exporters.{id}.headers.{k}: the value is not a valid header value"))?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                format!("exporters.{id}.headers.{k}: the value is not a valid header value")
+            })?;
             headers.insert(name, value);
         }
         let client = reqwest::Client::builder()
@@ -59,18 +63,28 @@ impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
                     "application/json",
                 ),
             };
-            let (body, content_encoding) = compress(self.compression, body).map_err(|e| ExportError {
-                reason: "encode_error".into(),
-                message: e.to_string(),
-                retryable: false,
-            })?;
+            let (body, content_encoding) =
+                compress(self.compression, body).map_err(|e| ExportError {
+                    reason: "encode_error".into(),
+                    message: e.to_string(),
+                    retryable: false,
+                })?;
             let wire_bytes = body.len();
-            let mut req = self.client.post(&self.url).header(CONTENT_TYPE, content_type).body(body);
+            let mut req = self
+                .client
+                .post(&self.url)
+                .header(CONTENT_TYPE, content_type)
+                .body(body);
             if let Some(ce) = content_encoding {
                 req = req.header(CONTENT_ENCODING, ce);
             }
             let resp = req.send().await.map_err(|e| ExportError {
-                reason: if e.is_timeout() { "timeout" } else { "connect_error" }.into(),
+                reason: if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connect_error"
+                }
+                .into(),
                 message: e.to_string(),
                 retryable: true,
             })?;

@@ -76,7 +76,9 @@ pub async fn admit<T: OtlpSignal + InputsOf>(
         let payload = if i + 1 == targets.len() {
             data.take().expect("taken once, by the last pipeline")
         } else {
-            data.as_ref().expect("present until the last pipeline").clone()
+            data.as_ref()
+                .expect("present until the last pipeline")
+                .clone()
         };
         match input.try_admit(payload, bytes) {
             Ok(w) => waits.push(w),

@@ -35,7 +35,10 @@ struct Handler {
 }
 
 impl Handler {
-    async fn handle<T: OtlpSignal + InputsOf>(&self, data: T) -> Result<Response<T::Response>, Status> {
+    async fn handle<T: OtlpSignal + InputsOf>(
+        &self,
+        data: T,
+    ) -> Result<Response<T::Response>, Status> {
         let bytes = data.encoded_len() as u64;
         match admit(&self.inputs, &self.metrics, data, bytes).await {
             Outcome::Accepted(rejected) => Ok(Response::new(T::response(&rejected))),
@@ -185,7 +188,8 @@ pub fn serve(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let handler = Arc::new(Handler { inputs, metrics });
-    let max_message_size = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    let max_message_size = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
     fn service<T>(handler: &Arc<Handler>, max_message_size: usize) -> OtlpGrpcService<T> {
         OtlpGrpcService {
             handler: handler.clone(),

@@ -58,6 +58,7 @@ pub struct RpcStatus {
 }
 
 /// An error response: HTTP status, the gRPC code it corresponds to, and a message for the client.
+#[derive(Debug)]
 struct Failure {
     status: StatusCode,
     grpc_code: tonic::Code,
@@ -89,7 +90,10 @@ impl Failure {
             message: self.message,
         };
         let mut resp = encoded(self.status, encoding, &status);
-        if matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
@@ -97,12 +101,21 @@ impl Failure {
     }
 }
 
-fn encoded<M: Message + serde::Serialize>(status: StatusCode, encoding: Encoding, msg: &M) -> Response {
+fn encoded<M: Message + serde::Serialize>(
+    status: StatusCode,
+    encoding: Encoding,
+    msg: &M,
+) -> Response {
     let body = match encoding {
         Encoding::Proto => msg.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec()),
     };
-    (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Failure> {
@@ -110,7 +123,12 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, Failure> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Proto),
         "application/json" => Ok(Encoding::Json),
@@ -140,7 +158,11 @@ fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, F
         }
         "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&body[..])),
         "zstd" => Box::new(zstd::stream::read::Decoder::new(&body[..]).map_err(|e| {
-            Failure::new(StatusCode::BAD_REQUEST, "malformed_compression", format!("bad zstd body: {e}"))
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_compression",
+                format!("bad zstd body: {e}"),
+            )
         })?),
         other => {
             return Err(Failure::new(
@@ -179,10 +201,18 @@ fn too_large_decompressed(limit: usize) -> Failure {
 fn decode<T: OtlpSignal>(encoding: Encoding, body: &[u8]) -> Result<T, Failure> {
     match encoding {
         Encoding::Proto => T::decode(body).map_err(|e| {
-            Failure::new(StatusCode::BAD_REQUEST, "malformed", format!("malformed OTLP protobuf: {e}"))
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("malformed OTLP protobuf: {e}"),
+            )
         }),
         Encoding::Json => serde_json::from_slice(body).map_err(|e| {
-            Failure::new(StatusCode::BAD_REQUEST, "malformed", format!("malformed OTLP JSON: {e}"))
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("malformed OTLP JSON: {e}"),
+            )
         }),
     }
 }
@@ -202,7 +232,10 @@ async fn export<T: OtlpSignal + InputsOf>(
     match export_inner::<T>(&state, &headers, body, encoding).await {
         Ok(resp) => resp,
         Err(f) => {
-            if !matches!(f.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+            if !matches!(
+                f.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
                 // Refusals by the pipelines were already counted per item in `admit`.
                 state.metrics.request_refused(T::SIGNAL, f.reason);
             }
@@ -239,7 +272,9 @@ async fn export_inner<T: OtlpSignal + InputsOf>(
     let bytes = body.len() as u64;
     let data: T = decode(encoding, &body)?;
     match admit(&state.inputs, &state.metrics, data, bytes).await {
-        Outcome::Accepted(rejected) => Ok(encoded(StatusCode::OK, encoding, &T::response(&rejected))),
+        Outcome::Accepted(rejected) => {
+            Ok(encoded(StatusCode::OK, encoding, &T::response(&rejected)))
+        }
         Outcome::Refused(Refusal::Pressure(reason)) => Err(Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             "pressure",
@@ -263,7 +298,8 @@ pub fn router(cfg: &OtlpHttpConfig, inputs: Arc<Inputs>, metrics: ReceiverMetric
         inputs,
         metrics,
         max_body: usize::try_from(cfg.max_request_body_size.bytes()).unwrap_or(usize::MAX),
-        max_decompressed: usize::try_from(cfg.max_decompressed_body_size.bytes()).unwrap_or(usize::MAX),
+        max_decompressed: usize::try_from(cfg.max_decompressed_body_size.bytes())
+            .unwrap_or(usize::MAX),
     });
     Router::new()
         .route(cfg.url_path(Signal::Traces), post(export::<Traces>))
@@ -300,7 +336,10 @@ mod tests {
 
     fn headers(enc: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(enc).unwrap());
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_str(enc).unwrap(),
+        );
         h
     }
 
@@ -309,16 +348,26 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&vec![0u8; 10 << 20]).unwrap();
         let bomb = Bytes::from(gz.finish().unwrap());
-        assert!(bomb.len() < 64 << 10, "10 MiB of zeros compress to {} bytes", bomb.len());
+        assert!(
+            bomb.len() < 64 << 10,
+            "10 MiB of zeros compress to {} bytes",
+            bomb.len()
+        );
         let err = decompress(&headers("gzip"), bomb.clone(), 1 << 20).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(decompress(&headers("gzip"), bomb, 10 << 20).unwrap().len(), 10 << 20);
+        assert_eq!(
+            decompress(&headers("gzip"), bomb, 10 << 20).unwrap().len(),
+            10 << 20
+        );
     }
 
     #[test]
     fn zstd_and_unknown_encodings() {
         let z = zstd::encode_all(&b"hello"[..], 3).unwrap();
-        assert_eq!(&decompress(&headers("zstd"), Bytes::from(z), 100).unwrap()[..], b"hello");
+        assert_eq!(
+            &decompress(&headers("zstd"), Bytes::from(z), 100).unwrap()[..],
+            b"hello"
+        );
         let err = decompress(&headers("br"), Bytes::from_static(b"x"), 100).unwrap_err();
         assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let err = decompress(&headers("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();

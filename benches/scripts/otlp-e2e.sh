@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# End-to-end OTLP throughput of outpost: loadgen → outpost (otlp → memory_limiter → batch → otlp) → otlp-sink,
+# all on 127.0.0.1. Prints loadgen's report and outpost's CPU seconds per million items and peak RSS.
+#
+#   benches/scripts/otlp-e2e.sh [grpc|http] [duration] [batch] [in-flight]
+#
+# Builds release binaries into the usual target dir. On a 2-core machine all three processes share the
+# cores, so the figures are a floor for outpost alone.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+protocol="${1:-grpc}"; duration="${2:-20s}"; batch="${3:-512}"; inflight="${4:-32}"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release -q -p outpost -p outpost-benches
+bin="$target/release"
+work="$(mktemp -d)"
+cleanup() { kill "${sink_pid:-}" "${agent_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+"$bin/otlp-sink" > "$work/sink.out" &
+sink_pid=$!
+for _ in $(seq 50); do [ -s "$work/sink.out" ] && break; sleep 0.1; done
+sink_addr="$(head -1 "$work/sink.out")"
+grpc_port=$(free_port); http_port=$(free_port); admin_port=$(free_port)
+
+cat > "$work/outpost.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: 127.0.0.1:$grpc_port }
+      http: { endpoint: 127.0.0.1:$http_port }
+processors:
+  memory_limiter: { limit_mib: 512 }
+  batch: { send_batch_size: 8192, send_batch_max_size: 16384, timeout: 200ms }
+exporters:
+  otlp:
+    endpoint: $sink_addr
+    compression: none
+    tls: { insecure: true }
+extensions:
+  health_check: { endpoint: 127.0.0.1:$admin_port }
+queue: { directory: $work/data }
+service:
+  extensions: [health_check]
+  pipelines:
+    traces: { receivers: [otlp], processors: [memory_limiter, batch], exporters: [otlp] }
+  telemetry: { logs: { level: warn } }
+YAML
+
+"$bin/outpost" run --config "$work/outpost.yaml" 2> "$work/outpost.log" &
+agent_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.1; done
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14+$15}' "/proc/$agent_pid/stat"; }
+cpu0=$(cpu)
+if [ "$protocol" = grpc ]; then endpoint="127.0.0.1:$grpc_port"; else endpoint="http://127.0.0.1:$http_port"; fi
+"$bin/loadgen" --protocol "$protocol" --endpoint "$endpoint" --batch "$batch" --in-flight "$inflight" \
+    --duration "$duration" --quiet --json > "$work/loadgen.json"
+cpu1=$(cpu)
+# Let the last batches reach the sink before reading its count.
+sleep 1
+sent=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^outpost_exporter_sent_items_total/ {s+=$2} END {print s+0}')
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent_pid/status")
+python3 - "$work/loadgen.json" "$cpu0" "$cpu1" "$ticks" "$sent" "$hwm" "$protocol" "$batch" "$inflight" <<'PY'
+import json, sys
+rep = json.load(open(sys.argv[1]))
+cpu0, cpu1, ticks, sent, hwm = map(float, sys.argv[2:7])
+cpu_s = (cpu1 - cpu0) / ticks
+accepted = rep.get("items_accepted", 0)
+print(json.dumps({
+    "protocol": sys.argv[7], "batch": int(sys.argv[8]), "in_flight": int(sys.argv[9]),
+    "elapsed_s": rep.get("elapsed_secs"), "items_accepted": accepted,
+    "items_per_s": round(rep.get("items_per_sec", 0)), "answers": rep.get("answers"),
+    "latency": rep.get("latency"),
+    "exported_items": int(sent),
+    "outpost_cpu_s": round(cpu_s, 2),
+    "cpu_s_per_million": round(cpu_s / accepted * 1e6, 2) if accepted else None,
+    "peak_rss_mib": round(hwm / 1024, 1),
+}, indent=1))
+PY
