@@ -43,12 +43,13 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
     Ok(DataDirLock { _file: file, path })
 }
 
-/// Runs the agent until `stop` is cancelled (by a signal, or by a test).
+/// Runs the agent until `stop` is cancelled (by a signal, or by a test). Returns whether the shutdown
+/// drained everything within the deadline.
 pub async fn run(
     config: Config,
     shutdown_timeout: Duration,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let _lock = lock_data_dir(&config.queue.directory)?;
     let telemetry = Telemetry::new();
     let readiness = Readiness::new();
@@ -91,7 +92,7 @@ pub async fn run(
     if clean {
         tracing::info!("outpost stopped cleanly");
     }
-    Ok(())
+    Ok(clean)
 }
 
 /// Cancels `token` on the first SIGTERM or SIGINT.

@@ -2,11 +2,13 @@
 //! nothing.
 //!
 //! Start is downstream-first: exporters, then connectors and pipelines, then receivers, so no receiver
-//! accepts data before the path out exists. Stop is upstream-first: receivers stop accepting and finish
-//! their in-flight requests, which drops their pipeline inputs; each pipeline then drains its processors
-//! and closes its outputs; connectors end when their upstream does, closing the pipelines they feed;
-//! exporters deliver what is left in their channels and end. All of it runs under one deadline, after
-//! which what is still running is aborted and said so in the log.
+//! accepts data before the path out exists. Stop is upstream-first: receivers stop accepting and, at the
+//! same moment, pipelines start draining (their processors give up held data), so requests in flight —
+//! which wait for their data to leave the pipeline — are answered and the receivers can finish. Their
+//! ending drops the pipeline inputs; each pipeline then closes its outputs; connectors end when their
+//! upstream does, closing the pipelines they feed; exporters deliver what is left in their channels and
+//! end. All of it runs under one deadline, after which what is still running is aborted and said so in
+//! the log; requests whose data was lost that way are answered UNAVAILABLE, never OK.
 //!
 //! Everything per signal goes through one generic [`SignalBuild`], so traces, metrics and logs are
 //! wired by the same code.
@@ -34,11 +36,12 @@ use crate::otlp::OtlpSignal;
 use crate::receivers::{self, Inputs, InputsOf};
 
 /// Batches waiting for an exporter before its pipeline blocks.
-const EXPORTER_CAPACITY: usize = 16;
+const EXPORTER_CAPACITY: usize = 4;
 
 /// A running topology.
 pub struct Running {
     stop_receivers: CancellationToken,
+    drain_pipelines: CancellationToken,
     receivers: Vec<JoinHandle<()>>,
     pipelines: Vec<JoinHandle<()>>,
     connectors: Vec<JoinHandle<()>>,
@@ -63,14 +66,17 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
 
     let mut inputs: HashMap<ComponentId, Inputs> = HashMap::new();
     let mut tasks = Tasks::default();
-    let ctx = BuildContext {
+    let drain_pipelines = CancellationToken::new();
+    let mut ctx = BuildContext {
         config,
         telemetry,
         budgets: &budgets,
+        drain: drain_pipelines.clone(),
+        exporters: exporters::Factory::default(),
     };
-    SignalBuild::<Traces>::run(&ctx, &mut inputs, &mut tasks, &mut errors);
-    SignalBuild::<Metrics>::run(&ctx, &mut inputs, &mut tasks, &mut errors);
-    SignalBuild::<Logs>::run(&ctx, &mut inputs, &mut tasks, &mut errors);
+    SignalBuild::<Traces>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
+    SignalBuild::<Metrics>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
+    SignalBuild::<Logs>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
 
     let stop_receivers = CancellationToken::new();
     let mut receiver_tasks = Vec::new();
@@ -102,6 +108,7 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
 
     let running = Running {
         stop_receivers,
+        drain_pipelines,
         receivers: receiver_tasks,
         pipelines: tasks.pipelines,
         connectors: tasks.connectors,
@@ -119,6 +126,7 @@ impl Running {
     /// Stops upstream-first (see the module docs) within `deadline`. Returns whether everything drained.
     pub async fn shutdown(self, deadline: Duration) -> bool {
         self.stop_receivers.cancel();
+        self.drain_pipelines.cancel();
         let stages = [
             ("receivers", self.receivers),
             ("pipelines", self.pipelines),
@@ -168,6 +176,9 @@ struct BuildContext<'a> {
     config: &'a Config,
     telemetry: &'a Telemetry,
     budgets: &'a HashMap<ComponentId, Arc<ByteBudget>>,
+    drain: CancellationToken,
+    /// Shares what one exporter id uses across its signals (one file writer per path).
+    exporters: exporters::Factory,
 }
 
 /// Wiring of all pipelines of one signal.
@@ -175,7 +186,7 @@ struct SignalBuild<T>(std::marker::PhantomData<T>);
 
 impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
     fn run(
-        ctx: &BuildContext<'_>,
+        ctx: &mut BuildContext<'_>,
         receiver_inputs: &mut HashMap<ComponentId, Inputs>,
         tasks: &mut Tasks,
         errors: &mut Vec<String>,
@@ -264,7 +275,7 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                     }
                 }
             } else if let Some(cfg) = config.exporters.get(&eid) {
-                match exporters::build::<T>(&eid, cfg) {
+                match ctx.exporters.build::<T>(&eid, cfg) {
                     Ok(exporter) => {
                         let metrics = ctx.telemetry.exporter(&eid.to_string(), T::SIGNAL);
                         tasks.exporters.push(tokio::spawn(exporters::run(
@@ -284,7 +295,9 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
         }
         drop(inputs_by_pipeline);
         for pipeline in built {
-            tasks.pipelines.push(tokio::spawn(pipeline.run()));
+            tasks
+                .pipelines
+                .push(tokio::spawn(pipeline.run(ctx.drain.clone())));
         }
     }
 }

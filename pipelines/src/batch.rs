@@ -3,10 +3,14 @@
 //!
 //! An [`Admission`] stands for one client request accepted into one pipeline. It travels with the data:
 //! a processor that splits a batch clones it into both halves, one that merges batches concatenates
-//! them. When the last copy is dropped — the data has reached the pipeline's end (the queue seam) or was
-//! dropped by policy — the admission releases its bytes from the pipeline's [`ByteBudget`] and resolves
-//! the client's [`AckWait`]. The request is answered only then, so a client is never told "accepted" for
-//! data still held in memory that a crash would lose once the queue makes the end of the pipeline durable.
+//! them. When the last copy is gone, the admission releases its bytes from the pipeline's [`ByteBudget`]
+//! and resolves the client's [`AckWait`]. The request is answered only then, so a client is never told
+//! "accepted" for data still held in memory.
+//!
+//! A batch leaves a pipeline in exactly one of three ways, and only the first two count as success:
+//! [`Batch::into_parts`] at the end of the chain (the queue seam), [`Batch::discard`] when a processor
+//! drops it by policy (counted), or being dropped any other way — an aborted shutdown, a panic — which
+//! fails its clients' requests with a retryable error, so data that was lost is never acknowledged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,9 +48,9 @@ impl<T: SignalData> Batch<T> {
     }
 
     /// Appends `other`; the result answers to both batches' clients.
-    pub fn merge(&mut self, other: Batch<T>) {
-        self.data.append(other.data);
-        self.admissions.extend(other.admissions);
+    pub fn merge(&mut self, mut other: Batch<T>) {
+        self.data.append(std::mem::take(&mut other.data));
+        self.admissions.append(&mut other.admissions);
     }
 
     /// Splits off the first `n` items. Both halves answer to all of this batch's clients, so a client is
@@ -66,11 +70,30 @@ impl<T: SignalData> Batch<T> {
         }
     }
 
-    /// Parts: the payload, and the admissions to drop once the payload is safe.
-    pub fn into_parts(self) -> (T, Vec<Arc<Admission>>) {
-        (self.data, self.admissions)
+    /// Parts: the payload, and the admissions to drop once the payload is safe (which acknowledges them).
+    pub fn into_parts(mut self) -> (T, Vec<Arc<Admission>>) {
+        (
+            std::mem::take(&mut self.data),
+            std::mem::take(&mut self.admissions),
+        )
+    }
+
+    /// Drops this batch on purpose (a processor's policy; the caller counts it): its clients' requests
+    /// still succeed, since their data was handled as configured.
+    pub fn discard(mut self) {
+        self.admissions.clear();
     }
 }
+
+impl<T> Drop for Batch<T> {
+    fn drop(&mut self) {
+        for a in &self.admissions {
+            a.fail("dropped_in_flight");
+        }
+    }
+}
+
+impl<T: SignalData> Batch<T> {}
 
 /// Why a pipeline did not take a request. Both are retryable for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +225,12 @@ impl Drop for Admission {
             Some(reason) => Err(Refusal::Unavailable(reason)),
             None => Ok(()),
         };
-        if let Some(tx) = self.done.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(tx) = self
+            .done
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             // The client may have gone away (timeout, disconnect); nobody to tell then.
             let _ = tx.send(result);
         }
@@ -229,19 +257,36 @@ mod tests {
     use crate::signal::tests::traces;
 
     #[tokio::test]
-    async fn ack_fires_when_the_last_part_is_dropped() {
+    async fn ack_fires_when_the_last_part_is_settled() {
         let budget = ByteBudget::new(1000);
         assert!(budget.try_reserve(100));
         let (adm, wait) = Admission::new(100, Some(budget.clone()));
         let mut b = Batch::with_admission(traces(1, 4), adm);
         let head = b.split_front(3);
-        drop(head);
+        head.discard();
         assert_eq!(budget.used(), 100, "half the batch is still in flight");
         let mut wait = Box::pin(wait.wait());
         assert!(futures_poll_once(&mut wait).is_none());
-        drop(b);
+        let (_data, admissions) = b.into_parts();
+        drop(admissions);
         assert_eq!(wait.await, Ok(()));
         assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_lost_without_delivery_fails_its_clients() {
+        let (adm, wait) = Admission::new(0, None);
+        let mut b = Batch::with_admission(traces(1, 2), adm);
+        let mut other = Batch::new(traces(1, 1));
+        other.merge(b.split_front(1));
+        let (_data, admissions) = other.into_parts();
+        drop(admissions);
+        // The rest of the request is dropped as in an aborted shutdown: the client must not hear "ok".
+        drop(b);
+        assert_eq!(
+            wait.wait().await,
+            Err(Refusal::Unavailable("dropped_in_flight"))
+        );
     }
 
     #[tokio::test]
@@ -250,8 +295,8 @@ mod tests {
         let mut b = Batch::with_admission(traces(1, 2), adm);
         let head = b.split_front(1);
         head.fail("shutdown");
-        drop(head);
-        drop(b);
+        head.discard();
+        b.discard();
         assert_eq!(wait.wait().await, Err(Refusal::Unavailable("shutdown")));
     }
 

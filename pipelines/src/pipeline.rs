@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
 
 use crate::batch::{AckWait, Admission, Batch, ByteBudget, Refusal};
 use crate::processor::ProcessorChain;
@@ -57,7 +58,7 @@ impl<T: SignalData> PipelineInput<T> {
         let (admission, wait) = Admission::new(bytes, self.budget.clone());
         match self.tx.try_send(Batch::with_admission(data, admission)) {
             Ok(()) => Ok(wait),
-            // Dropping the refused batch releases its reservation; its ack has no listener yet.
+            // Dropping the refused batch releases its reservation; nobody waits on its ack.
             Err(TrySendError::Full(_)) => Err(Refusal::Pressure("pipeline_full")),
             Err(TrySendError::Closed(_)) => Err(Refusal::Unavailable("pipeline_stopped")),
         }
@@ -101,29 +102,37 @@ impl<T: SignalData> Pipeline<T> {
             tx,
             budget,
         };
-        (
-            Self {
-                rx,
-                chain,
-                outputs,
-            },
-            input,
-        )
+        (Self { rx, chain, outputs }, input)
     }
 
     /// Runs until every [`PipelineInput`] is dropped, then drains the processors and delivers what they
     /// held. Returning drops the outputs, which tells the exporters to flush and stop.
-    pub async fn run(mut self) {
+    ///
+    /// Once `stop` is cancelled the pipeline drains: processors give up what they hold at once and after
+    /// every later batch, so clients waiting on held data are answered while the receivers wind down,
+    /// instead of both sides waiting on each other until the shutdown deadline. Input stays open, so
+    /// connectors can still hand over what upstream pipelines drain.
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut out = Vec::new();
+        let mut draining = false;
         loop {
-            let deadline = self.chain.next_deadline();
+            let deadline = self.chain.next_deadline().filter(|_| !draining);
             tokio::select! {
                 biased;
+                _ = stop.cancelled(), if !draining => {
+                    draining = true;
+                    self.chain.drain(&mut out);
+                }
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {
                     self.chain.on_deadline(std::time::Instant::now(), &mut out);
                 }
                 next = self.rx.recv() => match next {
-                    Some(batch) => self.chain.process(batch, &mut out),
+                    Some(batch) => {
+                        self.chain.process(batch, &mut out);
+                        if draining {
+                            self.chain.drain(&mut out);
+                        }
+                    }
                     None => break,
                 },
             }
@@ -145,7 +154,9 @@ impl<T: SignalData> Pipeline<T> {
                 let payload = if i == last {
                     data.take().expect("taken once, by the last output")
                 } else {
-                    data.as_ref().expect("present until the last output").clone()
+                    data.as_ref()
+                        .expect("present until the last output")
+                        .clone()
                 };
                 if output.tx.send(payload).await.is_err() {
                     output.metrics.failed("exporter_stopped", items);
@@ -190,14 +201,17 @@ mod tests {
         let (a, mut rx_a) = output(&t, "a", 4);
         let (b, mut rx_b) = output(&t, "b", 4);
         let (p, input) = Pipeline::new("traces", ProcessorChain::default(), vec![a, b], None);
-        let task = tokio::spawn(p.run());
+        let task = tokio::spawn(p.run(CancellationToken::new()));
         let ack = input.try_admit(traces(1, 3), 10).unwrap();
         assert_eq!(ack.wait().await, Ok(()));
         assert_eq!(rx_a.recv().await.unwrap().item_count(), 6);
         assert_eq!(rx_b.recv().await.unwrap().item_count(), 6);
         drop(input);
         task.await.unwrap();
-        assert!(rx_a.recv().await.is_none(), "outputs close when the pipeline ends");
+        assert!(
+            rx_a.recv().await.is_none(),
+            "outputs close when the pipeline ends"
+        );
     }
 
     #[tokio::test]
@@ -205,7 +219,7 @@ mod tests {
         let t = Telemetry::new();
         let (a, mut rx_a) = output(&t, "a", 1);
         let (p, input) = Pipeline::new("traces", ProcessorChain::default(), vec![a], None);
-        tokio::spawn(p.run());
+        tokio::spawn(p.run(CancellationToken::new()));
         let mut refused = None;
         for i in 0..(INPUT_CAPACITY + 10) {
             match input.try_admit(traces(1, 1), 1) {
@@ -239,17 +253,53 @@ mod tests {
         let t = Telemetry::new();
         let (a, mut rx_a) = output(&t, "a", 8);
         let budget = ByteBudget::new(100);
-        let (p, input) = Pipeline::new("traces", ProcessorChain::default(), vec![a], Some(budget.clone()));
+        let (p, input) = Pipeline::new(
+            "traces",
+            ProcessorChain::default(),
+            vec![a],
+            Some(budget.clone()),
+        );
         let first = input.try_admit(traces(1, 1), 80).unwrap();
         assert_eq!(
             input.try_admit(traces(1, 1), 30).unwrap_err(),
             Refusal::Pressure("memory_limit")
         );
-        tokio::spawn(p.run());
+        tokio::spawn(p.run(CancellationToken::new()));
         assert_eq!(first.wait().await, Ok(()));
         assert_eq!(budget.used(), 0);
         assert!(input.try_admit(traces(1, 1), 30).is_ok());
         assert!(rx_a.recv().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn stop_releases_held_batches_while_inputs_are_still_open() {
+        let t = Telemetry::new();
+        let (a, mut rx_a) = output(&t, "a", 8);
+        let mut chain = ProcessorChain::default();
+        chain.push(
+            Box::new(BatchProcessor::new(&BatchConfig {
+                send_batch_size: 1000,
+                send_batch_max_size: 0,
+                timeout: HumanDuration(Duration::from_secs(3600)),
+            })),
+            t.processor("traces", "batch"),
+        );
+        let (p, input) = Pipeline::new("traces", chain, vec![a], None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(p.run(stop.clone()));
+        let held = input.try_admit(traces(1, 1), 1).unwrap();
+        tokio::task::yield_now().await;
+        stop.cancel();
+        // The held request is answered although its input is still alive (as a receiver finishing its
+        // in-flight requests would keep it).
+        assert_eq!(held.wait().await, Ok(()));
+        assert_eq!(rx_a.recv().await.unwrap().item_count(), 2);
+        // Later requests pass straight through.
+        let late = input.try_admit(traces(1, 2), 1).unwrap();
+        assert_eq!(late.wait().await, Ok(()));
+        assert_eq!(rx_a.recv().await.unwrap().item_count(), 4);
+        drop(input);
+        task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -266,7 +316,7 @@ mod tests {
             t.processor("traces", "batch"),
         );
         let (p, input) = Pipeline::new("traces", chain, vec![a], None);
-        tokio::spawn(p.run());
+        tokio::spawn(p.run(CancellationToken::new()));
         let ack = input.try_admit(traces(1, 1), 1).unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), rx_a.recv()).await;
         assert_eq!(got.unwrap().unwrap().item_count(), 2);

@@ -36,7 +36,8 @@ impl<T: SignalData> Emit<T> {
         }
     }
 
-    /// Records that `items` were dropped on purpose, and why. Every dropped item must be recorded.
+    /// Records that `items` were dropped on purpose, and why. Every dropped item must be recorded, and a
+    /// dropped batch must be let go with [`Batch::discard`] so its clients are still answered.
     pub fn dropped(&mut self, reason: &'static str, items: usize) {
         if items > 0 {
             self.dropped.push((reason, items));
@@ -174,7 +175,7 @@ mod tests {
     struct DropFirst;
     impl Processor<Traces> for DropFirst {
         fn process(&mut self, mut batch: Batch<Traces>, out: &mut Emit<Traces>) {
-            drop(batch.split_front(1));
+            batch.split_front(1).discard();
             out.dropped("test_reason", 1);
             out.push(batch);
         }

@@ -12,7 +12,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    metric::Data, ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics,
+    Sum, Summary,
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use outpost_config::Signal;
@@ -280,7 +281,9 @@ impl SignalData for Metrics {
         for rm in &mut self.resource_metrics {
             for sm in &mut rm.scope_metrics {
                 for m in &mut sm.metrics {
-                    let Some(data) = m.data.as_mut() else { continue };
+                    let Some(data) = m.data.as_mut() else {
+                        continue;
+                    };
                     with_points!(data, dp => for p in dp.iter_mut() { f(&mut p.attributes) });
                 }
             }
@@ -301,7 +304,8 @@ impl SignalData for Metrics {
             }
             rm.scope_metrics.retain(|sm| !sm.metrics.is_empty());
         }
-        self.resource_metrics.retain(|rm| !rm.scope_metrics.is_empty());
+        self.resource_metrics
+            .retain(|rm| !rm.scope_metrics.is_empty());
     }
 }
 
@@ -437,7 +441,10 @@ pub(crate) mod tests {
         assert_eq!(head_metrics.len(), 2);
         assert_eq!(head_metrics[1].name, "requests");
         // The split sum keeps its temporality and monotonicity on both sides.
-        for metric in [&head_metrics[1], &m.resource_metrics[0].scope_metrics[0].metrics[0]] {
+        for metric in [
+            &head_metrics[1],
+            &m.resource_metrics[0].scope_metrics[0].metrics[0],
+        ] {
             match &metric.data {
                 Some(Data::Sum(s)) => assert!(s.is_monotonic && s.aggregation_temporality == 2),
                 other => panic!("expected a sum, got {other:?}"),

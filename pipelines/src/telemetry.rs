@@ -155,7 +155,9 @@ impl Telemetry {
     pub fn memory_limiter(&self, limiter: &str) -> (Gauge, Gauge) {
         let labels = vec![("memory_limiter", limiter.to_owned())];
         (
-            self.inner.pipeline_inflight_bytes.get_or_create_owned(&labels),
+            self.inner
+                .pipeline_inflight_bytes
+                .get_or_create_owned(&labels),
             self.inner.pipeline_limit_bytes.get_or_create_owned(&labels),
         )
     }
@@ -279,7 +281,8 @@ mod tests {
         let p = t.processor("traces", "batch");
         p.incoming(10);
         p.dropped("invalid", 2);
-        t.exporter("otlp/cloud", Signal::Metrics).failed("timeout", 7);
+        t.exporter("otlp/cloud", Signal::Metrics)
+            .failed("timeout", 7);
         let text = t.encode();
         for line in [
             r#"outpost_receiver_accepted_items_total{receiver="otlp",transport="grpc",signal="traces"} 5"#,

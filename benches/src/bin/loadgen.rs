@@ -2,6 +2,7 @@
 //! how. All the work is in [`outpost_benches::loadgen`], so benchmarks can run the same thing
 //! in-process.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,8 +16,13 @@ async fn main() -> ExitCode {
         Err(err) => Err(err),
     };
     match report {
-        Ok(report) if options.json => println!("{}", report.to_json()),
-        Ok(report) => println!("{report}"),
+        // A closed stdout (`loadgen ... | head`) is not an error worth a panic.
+        Ok(report) if options.json => {
+            let _ = writeln!(std::io::stdout(), "{}", report.to_json());
+        }
+        Ok(report) => {
+            let _ = writeln!(std::io::stdout(), "{report}");
+        }
         Err(err) => {
             eprintln!("loadgen: {err}");
             // The exit status clap uses for usage errors: the run never started.

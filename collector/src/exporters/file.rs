@@ -2,11 +2,15 @@
 //! replayed or read by any OTLP JSON tool), with size-based rotation and age / count retention.
 //!
 //! Each batch is written and flushed before the exporter takes the next, so what the pipeline delivered
-//! is in the file (in the page cache) when the exporter reports it sent.
+//! is in the file (in the page cache) when the exporter reports it sent; `flush_interval` is accepted
+//! for compatibility and never delays a write. All signals of one exporter (and any exporters naming the
+//! same path) share one [`FileWriter`] behind a mutex, so lines never interleave and rotation sees the
+//! file's true size.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -15,11 +19,23 @@ use outpost_config::{ComponentId, FileExporterConfig, FileRotationConfig};
 use super::{Delivered, ExportError, Exporter};
 use crate::otlp::OtlpSignal;
 
-pub struct FileExporter {
+/// The open file, its size, and how to rotate it.
+pub struct FileWriter {
     path: PathBuf,
     rotation: Option<FileRotationConfig>,
     file: BufWriter<File>,
     size: u64,
+}
+
+/// One exporter's handle on a shared [`FileWriter`].
+pub struct FileExporter {
+    writer: Arc<Mutex<FileWriter>>,
+}
+
+impl FileExporter {
+    pub fn new(writer: Arc<Mutex<FileWriter>>) -> Self {
+        Self { writer }
+    }
 }
 
 fn open(path: &Path) -> std::io::Result<(BufWriter<File>, u64)> {
@@ -31,8 +47,8 @@ fn open(path: &Path) -> std::io::Result<(BufWriter<File>, u64)> {
     Ok((BufWriter::new(file), size))
 }
 
-impl FileExporter {
-    pub fn new(id: &ComponentId, cfg: &FileExporterConfig) -> Result<Self, String> {
+impl FileWriter {
+    pub fn open(id: &ComponentId, cfg: &FileExporterConfig) -> Result<Self, String> {
         let (file, size) = open(&cfg.path).map_err(|e| {
             format!(
                 "exporters.{id}.path: cannot open '{}' for appending: {e}",
@@ -47,6 +63,7 @@ impl FileExporter {
         })
     }
 
+    /// Writes one complete line (it must end in a newline) in a single write, and flushes.
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         if let Some(rot) = &self.rotation {
             let max = rot.max_megabytes.saturating_mul(1024 * 1024);
@@ -55,17 +72,16 @@ impl FileExporter {
             }
         }
         self.file.write_all(line)?;
-        self.file.write_all(b"\n")?;
-        self.size += line.len() as u64 + 1;
+        self.file.flush()?;
+        self.size += line.len() as u64;
         Ok(())
     }
 
     /// Renames the current file to `<stem>-<UTC timestamp>.<ext>`, starts a new one, and prunes backups.
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file.flush()?;
-        let stamp = humantime::format_rfc3339_millis(SystemTime::now())
-            .to_string()
-            .replace([':', '-'], "");
+        let localtime = self.rotation.as_ref().is_some_and(|r| r.localtime);
+        let stamp = timestamp(SystemTime::now(), localtime);
         let backup = self.path.with_file_name(backup_name(&self.path, &stamp));
         fs::rename(&self.path, &backup)?;
         let (file, size) = open(&self.path)?;
@@ -76,6 +92,31 @@ impl FileExporter {
         }
         Ok(())
     }
+}
+
+/// `YYYYMMDDTHHMMSS.mmm` in UTC (`…Z`) or local time, for names that sort chronologically.
+fn timestamp(t: SystemTime, localtime: bool) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    if localtime {
+        let secs = since.as_secs() as libc::time_t;
+        // SAFETY: localtime_r writes only into the `tm` we pass; both pointers are valid for the call.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        if !unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+            return format!(
+                "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}",
+                tm.tm_year + 1900,
+                tm.tm_mon + 1,
+                tm.tm_mday,
+                tm.tm_hour,
+                tm.tm_min,
+                tm.tm_sec,
+                since.subsec_millis()
+            );
+        }
+    }
+    humantime::format_rfc3339_millis(t)
+        .to_string()
+        .replace([':', '-'], "")
 }
 
 fn stem_and_ext(path: &Path) -> (String, String) {
@@ -136,6 +177,11 @@ fn prune(path: &Path, rot: &FileRotationConfig) -> std::io::Result<()> {
     Ok(())
 }
 
+fn lock(w: &Mutex<FileWriter>) -> std::sync::MutexGuard<'_, FileWriter> {
+    // A panic while writing leaves at worst a partial line; the file is still usable.
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl<T: OtlpSignal> Exporter<T> for FileExporter {
     fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
         Box::pin(async move {
@@ -144,19 +190,16 @@ impl<T: OtlpSignal> Exporter<T> for FileExporter {
                 message: e.to_string(),
                 retryable: true,
             };
-            let line = serde_json::to_vec(&data).map_err(|e| ExportError {
+            let mut line = serde_json::to_vec(&data).map_err(|e| ExportError {
                 reason: "encode_error".into(),
                 message: e.to_string(),
                 retryable: false,
             })?;
+            line.push(b'\n');
             // A local file write is short; blocking the exporter's own task briefly is acceptable.
-            tokio::task::block_in_place(|| {
-                self.write_line(&line)?;
-                self.file.flush()
-            })
-            .map_err(io_err)?;
+            tokio::task::block_in_place(|| lock(&self.writer).write_line(&line)).map_err(io_err)?;
             Ok(Delivered {
-                wire_bytes: line.len() + 1,
+                wire_bytes: line.len(),
                 rejected: Default::default(),
             })
         })
@@ -164,8 +207,9 @@ impl<T: OtlpSignal> Exporter<T> for FileExporter {
 
     fn shutdown(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if let Err(e) = self.file.flush() {
-                tracing::error!(path = %self.path.display(), error = %e, "file exporter: final flush failed");
+            let mut w = lock(&self.writer);
+            if let Err(e) = w.file.flush() {
+                tracing::error!(path = %w.path.display(), error = %e, "file exporter: final flush failed");
             }
         })
     }
@@ -175,6 +219,15 @@ impl<T: OtlpSignal> Exporter<T> for FileExporter {
 mod tests {
     use super::*;
     use outpost_pipelines::Traces;
+
+    #[test]
+    fn local_and_utc_stamps_sort_and_differ_only_by_zone() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(timestamp(t, false), "20231114T221320.123Z");
+        let local = timestamp(t, true);
+        assert_eq!(local.len(), "20231114T221320.123".len());
+        assert!(local.ends_with(".123"));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn rotates_by_size_and_keeps_max_backups() {
@@ -190,7 +243,8 @@ mod tests {
             }),
             flush_interval: FileExporterConfig::default_flush_interval(),
         };
-        let mut exp = FileExporter::new(&"file".parse().unwrap(), &cfg).unwrap();
+        let writer = FileWriter::open(&"file".parse().unwrap(), &cfg).unwrap();
+        let mut exp = FileExporter::new(Arc::new(Mutex::new(writer)));
         // Each payload is ~300 KiB of JSON, so 4 fit per MiB; 20 writes rotate several times.
         let mut t = Traces::default();
         t.resource_spans.push(Default::default());

@@ -11,6 +11,9 @@ pub mod file;
 pub mod otlp_grpc;
 pub mod otlp_http;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -45,17 +48,36 @@ pub trait Exporter<T>: Send + 'static {
     }
 }
 
-/// Builds the exporter `id` for signal `T`.
-pub fn build<T: OtlpSignal>(
-    id: &ComponentId,
-    cfg: &ExporterConfig,
-) -> Result<Box<dyn Exporter<T>>, String> {
-    Ok(match cfg {
-        ExporterConfig::Otlp(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)?),
-        ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new::<T>(id, c)?),
-        ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
-        ExporterConfig::File(c) => Box::new(file::FileExporter::new(id, c)?),
-    })
+/// Builds exporters, sharing what must be shared between the instances one exporter id gets per signal.
+#[derive(Default)]
+pub struct Factory {
+    files: HashMap<PathBuf, Arc<Mutex<file::FileWriter>>>,
+}
+
+impl Factory {
+    /// Builds the exporter `id` for signal `T`.
+    pub fn build<T: OtlpSignal>(
+        &mut self,
+        id: &ComponentId,
+        cfg: &ExporterConfig,
+    ) -> Result<Box<dyn Exporter<T>>, String> {
+        Ok(match cfg {
+            ExporterConfig::Otlp(c) => Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c)?),
+            ExporterConfig::OtlpHttp(c) => Box::new(otlp_http::OtlpHttpExporter::new::<T>(id, c)?),
+            ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
+            ExporterConfig::File(c) => {
+                let writer = match self.files.get(&c.path) {
+                    Some(w) => w.clone(),
+                    None => {
+                        let w = Arc::new(Mutex::new(file::FileWriter::open(id, c)?));
+                        self.files.insert(c.path.clone(), w.clone());
+                        w
+                    }
+                };
+                Box::new(file::FileExporter::new(writer))
+            }
+        })
+    }
 }
 
 /// Runs one exporter until its channel closes, then shuts it down.

@@ -2,9 +2,13 @@
 
 use std::str::FromStr;
 
+use std::marker::PhantomData;
+
 use futures::future::BoxFuture;
 use outpost_config::{ComponentId, Compression, OtlpExporterConfig};
+use prost::Message;
 use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
@@ -78,7 +82,10 @@ fn retryable(code: tonic::Code) -> bool {
 impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
     fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
         Box::pin(async move {
-            let wire_bytes = data.encoded_len();
+            // Encoded once here, sent as is: the size is known without another pass over the message, and
+            // the same path will carry the queue's stored bytes.
+            let body = bytes::Bytes::from(data.encode_to_vec());
+            let wire_bytes = body.len();
             let mut grpc = tonic::client::Grpc::new(self.channel.clone());
             if let Some(enc) = self.compression {
                 grpc = grpc.send_compressed(enc);
@@ -91,9 +98,9 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
                 message: e.to_string(),
                 retryable: true,
             })?;
-            let mut request = tonic::Request::new(data);
+            let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.headers.clone();
-            let codec = tonic_prost::ProstCodec::<T, T::Response>::default();
+            let codec = EncodedCodec::<T::Response>(PhantomData);
             let path = http::uri::PathAndQuery::from_static(T::GRPC_PATH);
             match grpc.unary(request, path, codec).await {
                 Ok(resp) => Ok(Delivered {
@@ -106,6 +113,46 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
                     retryable: retryable(status.code()),
                 }),
             }
+        })
+    }
+}
+
+/// Sends bytes already holding an encoded request; decodes the response with prost.
+struct EncodedCodec<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Default + Send + 'static> Codec for EncodedCodec<R> {
+    type Encode = bytes::Bytes;
+    type Decode = R;
+    type Encoder = BytesEncoder;
+    type Decoder = ProstDecoder<R>;
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+    fn decoder(&mut self) -> ProstDecoder<R> {
+        ProstDecoder(PhantomData)
+    }
+}
+
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: bytes::Bytes, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        buf.put(item);
+        Ok(())
+    }
+}
+
+struct ProstDecoder<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Default> Decoder for ProstDecoder<R> {
+    type Item = R;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<R>, tonic::Status> {
+        R::decode(buf).map(Some).map_err(|e| {
+            tonic::Status::internal(format!("undecodable response from the destination: {e}"))
         })
     }
 }

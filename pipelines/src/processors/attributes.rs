@@ -86,13 +86,12 @@ impl AttributesProcessor {
                     // A missing from_attribute leaves the target untouched, as upstream does.
                     let Some(value) = value else { continue };
                     match (kind, pos) {
-                        (AttributeActionKind::Insert | AttributeActionKind::Upsert, None) => {
-                            attrs.push(KeyValue {
+                        (AttributeActionKind::Insert | AttributeActionKind::Upsert, None) => attrs
+                            .push(KeyValue {
                                 key: action.key.clone(),
                                 value: Some(value),
                                 ..Default::default()
-                            })
-                        }
+                            }),
                         (AttributeActionKind::Update | AttributeActionKind::Upsert, Some(i)) => {
                             attrs[i].value = Some(value)
                         }
@@ -138,7 +137,12 @@ mod tests {
     use crate::signal::tests::{kv, traces};
     use crate::signal::Traces;
 
-    fn action(key: &str, kind: AttributeActionKind, value: Option<&str>, from: Option<&str>) -> AttributeAction {
+    fn action(
+        key: &str,
+        kind: AttributeActionKind,
+        value: Option<&str>,
+        from: Option<&str>,
+    ) -> AttributeAction {
         AttributeAction {
             key: key.into(),
             action: kind,
@@ -148,9 +152,11 @@ mod tests {
     }
 
     fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-        attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
+        attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            }
         })
     }
 
@@ -201,13 +207,21 @@ mod tests {
     fn resource_target_touches_only_resources() {
         let mut p = AttributesProcessor::new(
             Target::Resource,
-            &[action("node", AttributeActionKind::Upsert, Some("edge-1"), None)],
+            &[action(
+                "node",
+                AttributeActionKind::Upsert,
+                Some("edge-1"),
+                None,
+            )],
         );
         let mut out = Emit::default();
         Processor::<Traces>::process(&mut p, Batch::new(traces(2, 1)), &mut out);
         let b = &out.batches()[0].data;
         for rs in &b.resource_spans {
-            assert_eq!(get(&rs.resource.as_ref().unwrap().attributes, "node"), Some("edge-1"));
+            assert_eq!(
+                get(&rs.resource.as_ref().unwrap().attributes, "node"),
+                Some("edge-1")
+            );
             for ss in &rs.scope_spans {
                 assert!(ss.spans.iter().all(|s| s.attributes.is_empty()));
             }

@@ -37,10 +37,9 @@ struct Handler {
 impl Handler {
     async fn handle<T: OtlpSignal + InputsOf>(
         &self,
-        data: T,
+        request: Measured<T>,
     ) -> Result<Response<T::Response>, Status> {
-        let bytes = data.encoded_len() as u64;
-        match admit(&self.inputs, &self.metrics, data, bytes).await {
+        match admit(&self.inputs, &self.metrics, request.data, request.bytes).await {
             Outcome::Accepted(rejected) => Ok(Response::new(T::response(&rejected))),
             Outcome::Refused(refusal) => Err(refusal_status(refusal)),
             Outcome::NotEnabled => Err(Status::unimplemented(format!(
@@ -106,12 +105,12 @@ impl<T: GrpcName> NamedService for OtlpGrpcService<T> {
 
 struct Export<T>(Arc<Handler>, PhantomData<fn() -> T>);
 
-impl<T: OtlpSignal + InputsOf> UnaryService<T> for Export<T> {
+impl<T: OtlpSignal + InputsOf> UnaryService<Measured<T>> for Export<T> {
     type Response = T::Response;
     type Future = futures::future::BoxFuture<'static, Result<Response<T::Response>, Status>>;
-    fn call(&mut self, request: Request<T>) -> Self::Future {
+    fn call(&mut self, request: Request<Measured<T>>) -> Self::Future {
         let handler = self.0.clone();
-        Box::pin(async move { handler.handle(request.into_inner()).await })
+        Box::pin(async move { handler.handle::<T>(request.into_inner()).await })
     }
 }
 
@@ -130,30 +129,63 @@ impl<T: OtlpSignal + InputsOf> tower::Service<http::Request<Body>> for OtlpGrpcS
             return Box::pin(async move { Ok(status.into_http()) });
         }
         // tonic checks the size limit on the decompressed message, so it bounds gzip and zstd bombs too.
-        let mut grpc = tonic::server::Grpc::new(OtlpCodec::<T>(PhantomData))
+        let mut grpc = tonic::server::Grpc::new(OtlpCodec::<T>(self.handler.clone(), PhantomData))
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd)
             .send_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Zstd)
             .max_decoding_message_size(self.max_message_size);
         let method = Export::<T>(self.handler.clone(), PhantomData);
-        Box::pin(async move { Ok(grpc.unary(method, req).await) })
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            let resp = grpc.unary(method, req).await;
+            if let Some(reason) = transport_refusal(&resp) {
+                handler.metrics.request_refused(T::SIGNAL, reason);
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// A decoded request and its size as received (after gRPC decompression): the size is what the memory
+/// limiter accounts, and the decoder knows it for free where recomputing it would walk the whole message.
+struct Measured<T> {
+    data: T,
+    bytes: u64,
+}
+
+/// Refusals tonic makes itself, before a request reaches [`Handler`]: the request was too large (on the
+/// wire or after decompression) or its framing or compression was broken. Read from the trailers-only
+/// response tonic answers them with, so they are counted like their HTTP counterparts.
+fn transport_refusal(resp: &http::Response<Body>) -> Option<&'static str> {
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    match header("grpc-status") {
+        "11" => Some("too_large"),
+        "8" if header("grpc-message").contains("decompress") => Some("too_large"),
+        "13" => Some("malformed"),
+        "12" if header("grpc-message").contains("ompress") => Some("unsupported_content_encoding"),
+        _ => None,
     }
 }
 
 /// prost encoding out, prost decoding in with INVALID_ARGUMENT on failure (see the module docs).
-struct OtlpCodec<T>(PhantomData<fn() -> T>);
+struct OtlpCodec<T>(Arc<Handler>, PhantomData<fn() -> T>);
 
 impl<T: OtlpSignal> Codec for OtlpCodec<T> {
     type Encode = T::Response;
-    type Decode = T;
+    type Decode = Measured<T>;
     type Encoder = ResponseEncoder<T::Response>;
     type Decoder = RequestDecoder<T>;
     fn encoder(&mut self) -> Self::Encoder {
         ResponseEncoder(PhantomData)
     }
     fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder(PhantomData)
+        RequestDecoder(self.0.clone(), PhantomData)
     }
 }
 
@@ -168,15 +200,20 @@ impl<R: Message> Encoder for ResponseEncoder<R> {
     }
 }
 
-struct RequestDecoder<T>(PhantomData<fn() -> T>);
+struct RequestDecoder<T>(Arc<Handler>, PhantomData<fn() -> T>);
 
-impl<T: Message + Default> Decoder for RequestDecoder<T> {
-    type Item = T;
+impl<T: OtlpSignal> Decoder for RequestDecoder<T> {
+    type Item = Measured<T>;
     type Error = Status;
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Measured<T>>, Status> {
+        use bytes::Buf;
+        let bytes = buf.remaining() as u64;
         T::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf: {e}")))
+            .map(|data| Some(Measured { data, bytes }))
+            .map_err(|e| {
+                self.0.metrics.request_refused(T::SIGNAL, "malformed");
+                Status::invalid_argument(format!("malformed OTLP protobuf: {e}"))
+            })
     }
 }
 
