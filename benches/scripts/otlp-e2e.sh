@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end OTLP throughput of outpost: loadgen → outpost (otlp → memory_limiter → batch → otlp) → otlp-sink,
-# all on 127.0.0.1. Prints loadgen's report and outpost's CPU seconds per million items and peak RSS.
+# End-to-end OTLP throughput of outpost: loadgen → outpost (otlp → memory_limiter → batch → disk queue →
+# otlp) → otlp-sink, all on 127.0.0.1. Prints loadgen's report and outpost's CPU seconds per million items
+# and peak RSS.
 #
-#   benches/scripts/otlp-e2e.sh [grpc|http] [duration] [batch] [in-flight]
+#   benches/scripts/otlp-e2e.sh [grpc|http] [duration] [batch] [in-flight] [sync: always|never|100ms]
 #
 # Builds release binaries into the usual target dir. On a 2-core machine all three processes share the
 # cores, so the figures are a floor for outpost alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-protocol="${1:-grpc}"; duration="${2:-20s}"; batch="${3:-512}"; inflight="${4:-32}"
+protocol="${1:-grpc}"; duration="${2:-20s}"; batch="${3:-512}"; inflight="${4:-32}"; sync="${5:-always}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q -p outpost -p outpost-benches
+# The same package selection as every other build of the workspace: a narrower one resolves other features
+# for RocksDB's build-time dependencies and rebuilds its C++.
+cargo build --release -q --workspace --bins
 bin="$target/release"
 work="$(mktemp -d)"
 cleanup() { kill "${sink_pid:-}" "${agent_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -40,7 +43,7 @@ exporters:
     tls: { insecure: true }
 extensions:
   health_check: { endpoint: 127.0.0.1:$admin_port }
-queue: { directory: $work/data }
+queue: { directory: $work/data, sync: $sync }
 service:
   extensions: [health_check]
   pipelines:
@@ -63,14 +66,14 @@ cpu1=$(cpu)
 sleep 1
 sent=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^outpost_exporter_sent_items_total/ {s+=$2} END {print s+0}')
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent_pid/status")
-python3 - "$work/loadgen.json" "$cpu0" "$cpu1" "$ticks" "$sent" "$hwm" "$protocol" "$batch" "$inflight" <<'PY'
+python3 - "$work/loadgen.json" "$cpu0" "$cpu1" "$ticks" "$sent" "$hwm" "$protocol" "$batch" "$inflight" "$sync" <<'PY'
 import json, sys
 rep = json.load(open(sys.argv[1]))
 cpu0, cpu1, ticks, sent, hwm = map(float, sys.argv[2:7])
 cpu_s = (cpu1 - cpu0) / ticks
 accepted = rep.get("items_accepted", 0)
 print(json.dumps({
-    "protocol": sys.argv[7], "batch": int(sys.argv[8]), "in_flight": int(sys.argv[9]),
+    "protocol": sys.argv[7], "batch": int(sys.argv[8]), "in_flight": int(sys.argv[9]), "sync": sys.argv[10],
     "elapsed_s": rep.get("elapsed_secs"), "items_accepted": accepted,
     "items_per_s": round(rep.get("items_per_sec", 0)), "answers": rep.get("answers"),
     "latency": rep.get("latency"),

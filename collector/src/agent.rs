@@ -50,15 +50,17 @@ pub async fn run(
     shutdown_timeout: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<bool> {
-    let _lock = lock_data_dir(&config.queue.directory)?;
+    let data_dir = config.data_dir();
+    let _lock = lock_data_dir(&data_dir)?;
     let telemetry = Telemetry::new();
     let readiness = Readiness::new();
     let admin_stop = CancellationToken::new();
     let health_paths: Vec<String> = config
         .extensions
         .values()
-        .map(|e| match e {
-            outpost_config::ExtensionConfig::HealthCheck(h) => h.path.clone(),
+        .filter_map(|e| match e {
+            outpost_config::ExtensionConfig::HealthCheck(h) => Some(h.path.clone()),
+            outpost_config::ExtensionConfig::FileStorage(_) => None,
         })
         .collect();
     let app = admin::router(telemetry.clone(), readiness.clone(), &health_paths);
@@ -77,7 +79,7 @@ pub async fn run(
     tracing::info!(
         pipelines = config.service.pipelines.len(),
         signals = ?topology::signals_in_use(&config),
-        data_dir = %config.queue.directory.display(),
+        data_dir = %data_dir.display(),
         "outpost is running"
     );
 

@@ -39,8 +39,28 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Look into a disk queue (records, bytes, cursors and their lag) or check every record in it.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Records, bytes and oldest age per stream; each exporter's cursor and its lag.
+    Inspect {
+        /// The data directory (queue.directory) or the queue folder inside it.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Checks every record's checksum and encoding; exit 1 if any is corrupt.
+    Verify {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 // prost decoding allocates per string and per repeated field; mimalloc's thread-local free lists cut that
@@ -62,6 +82,16 @@ fn init_logging(cfg: &TelemetryLogsConfig) {
     }
 }
 
+/// The queue inside a data directory; a path to the queue's own folder is taken as it is.
+fn queue_dir(dir: &std::path::Path) -> PathBuf {
+    let inner = outpost::topology::queue_dir(dir);
+    if inner.is_dir() {
+        inner
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
         eprintln!("{d}");
@@ -71,6 +101,42 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Queue { command } => match command {
+            QueueCommand::Inspect { dir } => {
+                match outpost_pipelines::queue::inspect(&queue_dir(&dir)) {
+                    Ok(report) => {
+                        println!("{report}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "outpost: cannot inspect the queue in '{}': {e}",
+                            dir.display()
+                        );
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            QueueCommand::Verify { dir } => {
+                match outpost_pipelines::queue::verify(&queue_dir(&dir)) {
+                    Ok(report) => {
+                        println!("{report}");
+                        if report.is_clean() {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::FAILURE
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "outpost: cannot verify the queue in '{}': {e}",
+                            dir.display()
+                        );
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        },
         Command::Version => {
             println!("outpost {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

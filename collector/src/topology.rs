@@ -1,14 +1,18 @@
 //! Topology: turns a validated [`Config`] into running tasks, and stops them in an order that loses
 //! nothing.
 //!
-//! Start is downstream-first: exporters, then connectors and pipelines, then receivers, so no receiver
+//! The disk queue is opened first; every pipeline appends to its own stream, and every exporter and
+//! connector of a pipeline reads that stream through its own cursor (named after the component id).
+//!
+//! Start is downstream-first: exporters and connectors, then pipelines, then receivers, so no receiver
 //! accepts data before the path out exists. Stop is upstream-first: receivers stop accepting and, at the
-//! same moment, pipelines start draining (their processors give up held data), so requests in flight —
-//! which wait for their data to leave the pipeline — are answered and the receivers can finish. Their
-//! ending drops the pipeline inputs; each pipeline then closes its outputs; connectors end when their
-//! upstream does, closing the pipelines they feed; exporters deliver what is left in their channels and
-//! end. All of it runs under one deadline, after which what is still running is aborted and said so in
-//! the log; requests whose data was lost that way are answered UNAVAILABLE, never OK.
+//! same moment, pipelines start draining (their processors give up held data into the queue), so requests
+//! in flight — which wait for their data to be queued — are answered and the receivers can finish. Their
+//! ending drops the inputs of the pipelines they feed, which then end. Exporters and connectors are then
+//! told to finish: they deliver what is already queued while their destination accepts it, and leave the
+//! rest queued for the next start. The queue is closed last. All of it runs under one deadline, after
+//! which what is still running is aborted and said so in the log; requests whose data was lost that way
+//! are answered UNAVAILABLE, never OK.
 //!
 //! Everything per signal goes through one generic [`SignalBuild`], so traces, metrics and logs are
 //! wired by the same code.
@@ -18,16 +22,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_config::{
-    ComponentId, Config, ConnectorConfig, PipelineId, ProcessorConfig, ReceiverConfig, Signal,
+    ComponentId, Config, ConnectorConfig, OverflowPolicy, PipelineId, ProcessorConfig,
+    ReceiverConfig, Signal,
 };
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
 use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
+use outpost_pipelines::queue::{
+    Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, Stream, SyncPolicy,
+};
 use outpost_pipelines::{
-    Batch, ByteBudget, Logs, Metrics, Output, Pipeline, PipelineInput, Processor, ProcessorChain,
+    ByteBudget, Logs, Metrics, Pipeline, PipelineInput, Processor, ProcessorChain, Refusal,
     Telemetry, Traces,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -35,15 +42,20 @@ use crate::exporters;
 use crate::otlp::OtlpSignal;
 use crate::receivers::{self, Inputs, InputsOf};
 
-/// Batches waiting for an exporter before its pipeline blocks.
-const EXPORTER_CAPACITY: usize = 4;
+/// Records a connector reads from its upstream stream at once.
+const CONNECTOR_BATCH: usize = 16;
 
 /// A running topology.
 pub struct Running {
+    queue: Queue,
     stop_receivers: CancellationToken,
     drain_pipelines: CancellationToken,
+    finish_readers: CancellationToken,
     receivers: Vec<JoinHandle<()>>,
+    /// Pipelines fed by receivers only; they end once the receivers have.
     pipelines: Vec<JoinHandle<()>>,
+    /// Pipelines fed by a connector; they end once their connectors have.
+    downstream_pipelines: Vec<JoinHandle<()>>,
     connectors: Vec<JoinHandle<()>>,
     exporters: Vec<JoinHandle<()>>,
 }
@@ -52,6 +64,12 @@ pub struct Running {
 /// returned, each naming its config key.
 pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Vec<String>> {
     let mut errors = Vec::new();
+    let queue = Queue::open(queue_options(config), telemetry).map_err(|e| {
+        vec![format!(
+            "queue.directory: cannot open the disk queue in '{}': {e}",
+            queue_dir(&config.data_dir()).display()
+        )]
+    })?;
     let budgets: HashMap<ComponentId, Arc<ByteBudget>> = config
         .processors
         .iter()
@@ -67,11 +85,14 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
     let mut inputs: HashMap<ComponentId, Inputs> = HashMap::new();
     let mut tasks = Tasks::default();
     let drain_pipelines = CancellationToken::new();
+    let finish_readers = CancellationToken::new();
     let mut ctx = BuildContext {
         config,
         telemetry,
         budgets: &budgets,
+        queue: &queue,
         drain: drain_pipelines.clone(),
+        finish: finish_readers.clone(),
         exporters: exporters::Factory::default(),
     };
     SignalBuild::<Traces>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
@@ -107,10 +128,13 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
     drop(inputs);
 
     let running = Running {
+        queue,
         stop_receivers,
         drain_pipelines,
+        finish_readers,
         receivers: receiver_tasks,
         pipelines: tasks.pipelines,
+        downstream_pipelines: tasks.downstream_pipelines,
         connectors: tasks.connectors,
         exporters: tasks.exporters,
     };
@@ -127,47 +151,87 @@ impl Running {
     pub async fn shutdown(self, deadline: Duration) -> bool {
         self.stop_receivers.cancel();
         self.drain_pipelines.cancel();
-        let stages = [
-            ("receivers", self.receivers),
-            ("pipelines", self.pipelines),
-            ("connectors", self.connectors),
-            ("exporters", self.exporters),
-        ];
-        let aborts: Vec<_> = stages
-            .iter()
-            .flat_map(|(_, hs)| hs.iter().map(JoinHandle::abort_handle))
-            .collect();
-        let drain = async {
-            for (stage, handles) in stages {
-                for h in handles {
-                    if let Err(e) = h.await {
-                        tracing::error!(stage, error = %e, "a task ended abnormally during shutdown");
-                    }
-                }
-                tracing::debug!(stage, "stopped");
-            }
+        let aborts: Vec<_> = [
+            &self.receivers,
+            &self.pipelines,
+            &self.downstream_pipelines,
+            &self.connectors,
+            &self.exporters,
+        ]
+        .iter()
+        .flat_map(|hs| hs.iter().map(JoinHandle::abort_handle))
+        .collect();
+        let finish = self.finish_readers.clone();
+        let drain = async move {
+            join_stage("receivers", self.receivers).await;
+            join_stage("pipelines", self.pipelines).await;
+            finish.cancel();
+            join_stage("connectors", self.connectors).await;
+            join_stage("pipelines fed by connectors", self.downstream_pipelines).await;
+            join_stage("exporters", self.exporters).await;
         };
-        match tokio::time::timeout(deadline, drain).await {
+        let clean = match tokio::time::timeout(deadline, drain).await {
             Ok(()) => true,
             Err(_) => {
                 let left = aborts.iter().filter(|a| !a.is_finished()).count();
                 tracing::warn!(
                     tasks = left,
                     deadline = ?deadline,
-                    "shutdown deadline passed; aborting what is still running (data still in memory is lost)"
+                    "shutdown deadline passed; aborting what is still running (requests not yet queued are answered UNAVAILABLE)"
                 );
                 for a in aborts {
                     a.abort();
                 }
                 false
             }
+        };
+        self.queue.close().await;
+        clean
+    }
+}
+
+async fn join_stage(stage: &str, handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        if let Err(e) = h.await {
+            tracing::error!(stage, error = %e, "a task ended abnormally during shutdown");
         }
+    }
+    tracing::debug!(stage, "stopped");
+}
+
+/// Where the queue's database lives inside the data directory: a folder of its own, beside the lock file
+/// and the other state the data directory will hold.
+pub fn queue_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("queue")
+}
+
+/// The queue's options from `queue:` (sizes resolved against max_size).
+pub fn queue_options(config: &Config) -> QueueOptions {
+    let q = &config.queue;
+    let max = q.max_size.bytes();
+    QueueOptions {
+        directory: queue_dir(&config.data_dir()),
+        max_size: max,
+        high_watermark: q.high_watermark.resolve(max),
+        low_watermark: q.low_watermark.resolve(max),
+        overflow: match q.overflow {
+            OverflowPolicy::Block => Overflow::Block,
+            OverflowPolicy::DropOldest => Overflow::DropOldest,
+            OverflowPolicy::DropNewest => Overflow::DropNewest,
+        },
+        sync: match q.sync {
+            outpost_config::SyncPolicy::Always => SyncPolicy::Always,
+            outpost_config::SyncPolicy::Interval(d) => SyncPolicy::Interval(d),
+            outpost_config::SyncPolicy::Never => SyncPolicy::Never,
+        },
+        max_age: q.max_age.map(|d| d.get()),
     }
 }
 
 #[derive(Default)]
 struct Tasks {
     pipelines: Vec<JoinHandle<()>>,
+    downstream_pipelines: Vec<JoinHandle<()>>,
     connectors: Vec<JoinHandle<()>>,
     exporters: Vec<JoinHandle<()>>,
 }
@@ -176,7 +240,9 @@ struct BuildContext<'a> {
     config: &'a Config,
     telemetry: &'a Telemetry,
     budgets: &'a HashMap<ComponentId, Arc<ByteBudget>>,
+    queue: &'a Queue,
     drain: CancellationToken,
+    finish: CancellationToken,
     /// Shares what one exporter id uses across its signals (one file writer per path).
     exporters: exporters::Factory,
 }
@@ -202,25 +268,29 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
             return;
         }
 
-        // One channel per exporter (or connector) of this signal, shared by every pipeline naming it.
-        let mut senders: HashMap<ComponentId, mpsc::Sender<T>> = HashMap::new();
-        let mut channel_ends: Vec<(ComponentId, mpsc::Receiver<T>)> = Vec::new();
+        let gate = (config.queue.overflow == OverflowPolicy::Block).then(|| ctx.queue.clone());
         let mut built = Vec::new();
+        let mut readers: Vec<(PipelineId, ComponentId, Stream)> = Vec::new();
         let mut inputs_by_pipeline: HashMap<PipelineId, PipelineInput<T>> = HashMap::new();
         for (pid, p) in &pipelines {
             let pname = pid.to_string();
-            let mut outputs = Vec::new();
+            let stream = match ctx.queue.stream(&pname) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(format!(
+                        "service.pipelines.{pid}: cannot open its queue stream: {e}"
+                    ));
+                    continue;
+                }
+            };
+            // Cursors of exporters no longer in this pipeline would pin its records on disk forever.
+            let live: Vec<String> = p.exporters.iter().map(ToString::to_string).collect();
+            let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
+            if let Err(e) = ctx.queue.retain_cursors(&pname, &live_refs) {
+                tracing::warn!(pipeline = %pid, error = %e, "cannot remove the cursors of removed exporters");
+            }
             for eid in &p.exporters {
-                let tx = senders.entry(eid.clone()).or_insert_with(|| {
-                    let (tx, rx) = mpsc::channel(EXPORTER_CAPACITY);
-                    channel_ends.push((eid.clone(), rx));
-                    tx
-                });
-                outputs.push(Output {
-                    name: eid.to_string(),
-                    tx: tx.clone(),
-                    metrics: ctx.telemetry.exporter(&eid.to_string(), T::SIGNAL),
-                });
+                readers.push(((*pid).clone(), eid.clone(), stream.clone()));
             }
             let mut chain = ProcessorChain::default();
             let mut budget = None;
@@ -246,33 +316,57 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                 };
                 chain.push(stage, ctx.telemetry.processor(&pname, &proc_id.to_string()));
             }
-            let (pipeline, input) = Pipeline::new(&pname, chain, outputs, budget);
-            built.push(pipeline);
+            let (pipeline, input) = Pipeline::new(&pname, chain, stream, budget, gate.clone());
+            let fed_by_connector = p
+                .receivers
+                .iter()
+                .any(|r| config.connectors.contains_key(r));
+            built.push((pipeline, fed_by_connector));
             inputs_by_pipeline.insert((*pid).clone(), input);
         }
-        drop(senders);
 
         // Receivers (and connectors acting as receivers) get the inputs of the pipelines that list them.
         for (pid, p) in &pipelines {
             for rid in &p.receivers {
-                if config.receivers.contains_key(rid) {
-                    T::of_mut(receiver_inputs.entry(rid.clone()).or_default())
-                        .push(inputs_by_pipeline[*pid].clone());
+                if let (true, Some(input)) = (
+                    config.receivers.contains_key(rid),
+                    inputs_by_pipeline.get(*pid),
+                ) {
+                    T::of_mut(receiver_inputs.entry(rid.clone()).or_default()).push(input.clone());
                 }
             }
         }
 
-        for (eid, rx) in channel_ends {
+        for (pid, eid, stream) in readers {
+            let sq = config.sending_queue(&eid);
+            let start_at = match sq.start_at {
+                outpost_config::StartAt::Oldest => StartAt::Oldest,
+                outpost_config::StartAt::Newest => StartAt::Newest,
+            };
+            let max_lag = sq.max_lag.as_ref().map(|l| MaxLag {
+                bytes: l.bytes.map(|b| b.bytes()),
+                age: l.age.map(|a| a.get()),
+            });
+            let cursor = match stream.cursor(&eid.to_string(), start_at, max_lag) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(format!("service.pipelines.{pid}.exporters: cannot open the queue cursor of '{eid}': {e}"));
+                    continue;
+                }
+            };
             if let Some(connector) = config.connectors.get(&eid) {
                 let targets: Vec<PipelineInput<T>> = pipelines
                     .iter()
                     .filter(|(_, p)| p.receivers.contains(&eid))
-                    .map(|(pid, _)| inputs_by_pipeline[*pid].clone())
+                    .filter_map(|(pid, _)| inputs_by_pipeline.get(*pid).cloned())
                     .collect();
                 match connector {
-                    ConnectorConfig::Forward(_) => {
-                        tasks.connectors.push(tokio::spawn(forward(rx, targets)))
-                    }
+                    ConnectorConfig::Forward(_) => tasks.connectors.push(tokio::spawn(forward(
+                        eid.to_string(),
+                        cursor,
+                        targets,
+                        ctx.finish.clone(),
+                    ))),
                 }
             } else if let Some(cfg) = config.exporters.get(&eid) {
                 match ctx.exporters.build::<T>(&eid, cfg) {
@@ -281,8 +375,9 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                         tasks.exporters.push(tokio::spawn(exporters::run(
                             eid.to_string(),
                             exporter,
-                            rx,
+                            cursor,
                             metrics,
+                            ctx.finish.clone(),
                         )));
                     }
                     Err(e) => errors.push(e),
@@ -294,36 +389,94 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
             }
         }
         drop(inputs_by_pipeline);
-        for pipeline in built {
-            tasks
-                .pipelines
-                .push(tokio::spawn(pipeline.run(ctx.drain.clone())));
+        for (pipeline, fed_by_connector) in built {
+            let handle = tokio::spawn(pipeline.run(ctx.drain.clone()));
+            if fed_by_connector {
+                tasks.downstream_pipelines.push(handle);
+            } else {
+                tasks.pipelines.push(handle);
+            }
         }
     }
 }
 
-/// Connector `forward`: hands one pipeline's output to other pipelines of the same signal, waiting for
-/// room so backpressure reaches the upstream pipeline.
-async fn forward<T: OtlpSignal>(mut rx: mpsc::Receiver<T>, targets: Vec<PipelineInput<T>>) {
-    while let Some(data) = rx.recv().await {
-        let last = targets.len().saturating_sub(1);
-        let mut data = Some(data);
-        for (i, t) in targets.iter().enumerate() {
-            let payload = if i == last {
-                data.take().expect("taken once, by the last target")
-            } else {
-                data.as_ref()
-                    .expect("present until the last target")
-                    .clone()
+/// Connector `forward`: reads one pipeline's queue stream and admits each record into the pipelines that
+/// list the connector as a receiver. A record is acknowledged upstream only once every downstream pipeline
+/// has queued it durably; a refusal downstream (its queue full) retries the record after a pause, so
+/// backpressure holds data in the upstream queue instead of losing it.
+async fn forward<T: OtlpSignal>(
+    id: String,
+    mut cursor: Cursor,
+    targets: Vec<PipelineInput<T>>,
+    finish: CancellationToken,
+) {
+    loop {
+        let next = if finish.is_cancelled() {
+            match tokio::time::timeout(
+                Duration::from_millis(50),
+                cursor.next_batch(CONNECTOR_BATCH),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                r = cursor.next_batch(CONNECTOR_BATCH) => r,
+                _ = finish.cancelled() => continue,
+            }
+        };
+        let records = match next {
+            Ok(r) => r,
+            Err(QueueError::Closed) => break,
+            Err(e) => {
+                tracing::error!(connector = %id, error = %e, "cannot read the queue; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for record in records {
+            let data = match T::decode(record.payload.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(connector = %id, seq = record.seq, error = %e, "undecodable queue record skipped");
+                    let _ = cursor.ack(record.seq);
+                    continue;
+                }
             };
-            if t.send(Batch::new(payload)).await.is_err() {
-                tracing::error!(
-                    pipeline = t.id(),
-                    "forward connector: downstream pipeline stopped"
-                );
+            loop {
+                match forward_once(&targets, &data).await {
+                    Ok(()) => break,
+                    Err(refusal) => {
+                        tracing::warn!(connector = %id, reason = refusal.reason(), "downstream pipeline refused; retrying in 1s");
+                        if finish.is_cancelled() {
+                            return; // the record stays queued upstream for the next start
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            if let Err(e) = cursor.ack(record.seq) {
+                tracing::error!(connector = %id, error = %e, "cannot advance the queue cursor; the record may be forwarded again");
             }
         }
     }
+}
+
+/// Admits `data` into every target and waits until all have queued it.
+async fn forward_once<T: OtlpSignal>(
+    targets: &[PipelineInput<T>],
+    data: &T,
+) -> Result<(), Refusal> {
+    let mut waits = Vec::with_capacity(targets.len());
+    for t in targets {
+        waits.push(t.admit_waiting(data.clone()).await?);
+    }
+    for w in waits {
+        w.wait().await?;
+    }
+    Ok(())
 }
 
 /// The signals a config uses, for logging at start.

@@ -305,6 +305,7 @@ fn connector(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Conn
 fn extension(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<ExtensionConfig> {
     match kind {
         "health_check" => typed(r, path, body).map(ExtensionConfig::HealthCheck),
+        "file_storage" => typed(r, path, body).map(ExtensionConfig::FileStorage),
         _ => None,
     }
 }

@@ -56,6 +56,32 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The node's data directory: `queue.directory`, else the directory of the first `file_storage`
+    /// extension (an OpenTelemetry Collector config keeps working), else `./outpost-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.queue.directory {
+            return dir.clone();
+        }
+        self.extensions
+            .values()
+            .find_map(|e| match e {
+                ExtensionConfig::FileStorage(fs) => Some(fs.directory.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(QueueConfig::default_directory)
+    }
+
+    /// How exporter `id` reads the queue: its `sending_queue` block, or the defaults.
+    pub fn sending_queue(&self, id: &ComponentId) -> SendingQueueConfig {
+        match self.exporters.get(id) {
+            Some(ExporterConfig::Otlp(c)) => c.sending_queue.clone(),
+            Some(ExporterConfig::OtlpHttp(c)) => c.sending_queue.clone(),
+            _ => SendingQueueConfig::default(),
+        }
+    }
+}
+
 pub const DEFAULT_ADMIN_ENDPOINT: &str = "127.0.0.1:13133";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -381,6 +407,8 @@ pub struct OtlpExporterConfig {
     pub timeout: HumanDuration,
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
 }
 
 pub const fn default_export_timeout() -> HumanDuration {
@@ -411,6 +439,8 @@ pub struct OtlpHttpExporterConfig {
     pub timeout: HumanDuration,
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    #[serde(default)]
+    pub sending_queue: SendingQueueConfig,
 }
 
 impl OtlpHttpExporterConfig {
@@ -549,10 +579,28 @@ pub struct ForwardConnectorConfig {}
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExtensionConfig {
     HealthCheck(HealthCheckConfig),
+    FileStorage(FileStorageConfig),
 }
 
 impl ExtensionConfig {
-    pub const TYPES: &'static [&'static str] = &["health_check"];
+    pub const TYPES: &'static [&'static str] = &["health_check", "file_storage"];
+}
+
+/// `extensions.file_storage`: the OpenTelemetry Collector's persistent storage. In outpost it names the
+/// disk queue's directory (when `queue.directory` is not set); its other keys are accepted and the queue's
+/// own settings govern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStorageConfig {
+    pub directory: PathBuf,
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub fsync: Option<bool>,
+    #[serde(default)]
+    pub create_directory: Option<bool>,
+    #[serde(default)]
+    pub compaction: Option<serde_json::Value>,
 }
 
 /// `extensions.health_check`: where the admin endpoint listens.
@@ -590,29 +638,235 @@ impl Default for HealthCheckConfig {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Queue (the disk queue itself arrives with its own issue; the data directory is claimed now)
+// Queue
 
-/// Top-level `queue:`.
+/// Top-level `queue:`: the disk-backed queue between the processors and the exporters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
-    /// The node's data directory: the queue and all durable state live here.
-    #[serde(default = "QueueConfig::default_directory")]
-    pub directory: PathBuf,
+    /// The node's data directory: the queue and all durable state live here. Unset: the directory of a
+    /// `file_storage` extension if one is configured, else `./outpost-data` (see [`Config::data_dir`]).
+    #[serde(default)]
+    pub directory: Option<PathBuf>,
+    /// The most the queue may hold on disk; at this size the overflow policy always applies.
+    #[serde(default = "QueueConfig::default_max_size")]
+    pub max_size: ByteSize,
+    /// Above this the queue is under pressure (bytes, or a percentage of max_size).
+    #[serde(default = "QueueConfig::default_high_watermark")]
+    pub high_watermark: SizeOrPercent,
+    /// Below this the pressure ends (hysteresis: no flapping around one threshold).
+    #[serde(default = "QueueConfig::default_low_watermark")]
+    pub low_watermark: SizeOrPercent,
+    /// What happens under pressure: `block` (refuse new data with a retryable error), `drop_oldest`,
+    /// `drop_newest`. Every dropped item is counted.
+    #[serde(default)]
+    pub overflow: OverflowPolicy,
+    /// When an append counts as durable: `always` (fsync, group commit), an interval such as `100ms`
+    /// (fsync at most that often), or `never` (left to the OS).
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    /// Records older than this are dropped, counted. Unset: kept until delivered or overflow.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
 }
 
 impl QueueConfig {
     pub fn default_directory() -> PathBuf {
         PathBuf::from("./outpost-data")
     }
+    pub const fn default_max_size() -> ByteSize {
+        ByteSize(1 << 30)
+    }
+    pub const fn default_high_watermark() -> SizeOrPercent {
+        SizeOrPercent::Percent(80.0)
+    }
+    pub const fn default_low_watermark() -> SizeOrPercent {
+        SizeOrPercent::Percent(60.0)
+    }
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            directory: Self::default_directory(),
+            directory: None,
+            max_size: Self::default_max_size(),
+            high_watermark: Self::default_high_watermark(),
+            low_watermark: Self::default_low_watermark(),
+            overflow: OverflowPolicy::default(),
+            sync: SyncPolicy::default(),
+            max_age: None,
         }
     }
+}
+
+/// A size given in bytes (`512MiB`, `1000000`) or as a percentage of another size (`80%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SizeOrPercent {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl SizeOrPercent {
+    /// The size in bytes, with percentages taken of `whole`.
+    pub fn resolve(self, whole: u64) -> u64 {
+        match self {
+            SizeOrPercent::Bytes(b) => b,
+            SizeOrPercent::Percent(p) => (whole as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeOrPercent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        let hint = "expected a size such as 512MiB or a percentage of max_size such as 80%";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(hint))? {
+            Raw::N(n) => Ok(SizeOrPercent::Bytes(n)),
+            Raw::S(s) => match s.trim().strip_suffix('%') {
+                Some(p) => match p.trim().parse::<f64>() {
+                    Ok(v) if v > 0.0 && v <= 100.0 => Ok(SizeOrPercent::Percent(v)),
+                    _ => Err(serde::de::Error::custom(format!(
+                        "'{s}' is not a percentage between 0 and 100"
+                    ))),
+                },
+                None => s
+                    .parse::<ByteSize>()
+                    .map(|b| SizeOrPercent::Bytes(b.bytes()))
+                    .map_err(|_| serde::de::Error::custom(format!("'{s}': {hint}"))),
+            },
+        }
+    }
+}
+
+impl Serialize for SizeOrPercent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SizeOrPercent::Bytes(b) => ByteSize(*b).serialize(s),
+            SizeOrPercent::Percent(p) => s.serialize_str(&format!("{p}%")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    #[default]
+    Block,
+    DropOldest,
+    DropNewest,
+}
+
+/// `always`, `never`, or an interval (`100ms`; `interval` alone means 100ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    #[default]
+    Always,
+    Interval(Duration),
+    Never,
+}
+
+impl SyncPolicy {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+}
+
+impl<'de> Deserialize<'de> for SyncPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected always, never, or an interval such as 100ms")
+        })?;
+        match s.trim() {
+            "always" => Ok(SyncPolicy::Always),
+            "never" => Ok(SyncPolicy::Never),
+            "interval" => Ok(SyncPolicy::Interval(Self::DEFAULT_INTERVAL)),
+            other => match humantime::parse_duration(other) {
+                Ok(d) if !d.is_zero() => Ok(SyncPolicy::Interval(d)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "'{s}' is not a sync policy (expected always, never, or an interval such as 100ms)"
+                ))),
+            },
+        }
+    }
+}
+
+impl Serialize for SyncPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SyncPolicy::Always => s.serialize_str("always"),
+            SyncPolicy::Never => s.serialize_str("never"),
+            SyncPolicy::Interval(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        }
+    }
+}
+
+/// `sending_queue:` on a network exporter, with the OpenTelemetry Collector's keys. In outpost every
+/// exporter reads the pipeline's disk queue through its own cursor; this block tunes that reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendingQueueConfig {
+    /// Accepted for compatibility; outpost always queues on disk (a warning says so when false).
+    #[serde(default = "SendingQueueConfig::default_enabled")]
+    pub enabled: bool,
+    /// Requests in flight to the destination at once.
+    #[serde(default = "SendingQueueConfig::default_num_consumers")]
+    pub num_consumers: usize,
+    /// Accepted for compatibility; the disk queue is bounded in bytes by `queue.max_size`.
+    #[serde(default)]
+    pub queue_size: Option<u64>,
+    /// A `file_storage` extension: it names the queue's directory.
+    #[serde(default)]
+    pub storage: Option<ComponentId>,
+    /// Where a new exporter's cursor starts: `oldest` (everything queued) or `newest` (only new data).
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// When this exporter falls this far behind, its cursor skips ahead (counted) so one dead destination
+    /// cannot fill the disk for the others.
+    #[serde(default)]
+    pub max_lag: Option<MaxLagConfig>,
+}
+
+impl SendingQueueConfig {
+    pub const fn default_enabled() -> bool {
+        true
+    }
+    pub const fn default_num_consumers() -> usize {
+        4
+    }
+}
+
+impl Default for SendingQueueConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            num_consumers: Self::default_num_consumers(),
+            queue_size: None,
+            storage: None,
+            start_at: StartAt::default(),
+            max_lag: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    #[default]
+    Oldest,
+    Newest,
+}
+
+/// A bound on how far behind an exporter may fall, in bytes and/or age.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxLagConfig {
+    #[serde(default)]
+    pub bytes: Option<ByteSize>,
+    #[serde(default)]
+    pub age: Option<HumanDuration>,
 }
 
 // ---------------------------------------------------------------------------------------------------------

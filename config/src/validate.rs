@@ -49,6 +49,7 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
         }
     }
     listeners::listeners(config, origins, r);
+    components::queue(config, origins, r);
     unused(config, origins, r);
 }
 

@@ -210,7 +210,15 @@ fn a_value_cannot_inject_structure() {
         + "service: {pipelines: {traces: {receivers: [otlp], exporters: [debug]}}}\n";
     let injected = "/data\nextensions: {health_check: }";
     let loaded = load_env(&yaml, &[("DIR", injected)]).unwrap();
-    assert_eq!(loaded.config.queue.directory.to_str(), Some(injected));
+    assert_eq!(
+        loaded
+            .config
+            .queue
+            .directory
+            .as_deref()
+            .and_then(|d| d.to_str()),
+        Some(injected)
+    );
     assert!(loaded.config.extensions.is_empty());
 }
 

@@ -97,6 +97,37 @@ pub fn traces(n: usize, service: &str, seed: u32) -> ExportTraceServiceRequest {
     }
 }
 
+/// [`traces`], plus on every span a `noise` attribute of `noise_len` pseudo-random alphanumeric characters
+/// (derived from `(seed, i)`): data that compresses poorly, to fill a disk queue with few requests.
+pub fn noisy_traces(
+    n: usize,
+    service: &str,
+    seed: u32,
+    noise_len: usize,
+) -> ExportTraceServiceRequest {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut req = traces(n, service, seed);
+    for (i, span) in req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter_mut()
+        .enumerate()
+    {
+        let mut x = (u64::from(seed) << 32 | i as u64) ^ 0x9E37_79B9_7F4A_7C15;
+        let noise: String = (0..noise_len)
+            .map(|_| {
+                // xorshift64*
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                ALPHABET[(r >> 58) as usize % ALPHABET.len()] as char
+            })
+            .collect();
+        span.attributes.push(kv_str("noise", &noise));
+    }
+    req
+}
+
 /// A gauge named `outpost.test.gauge` with `n` data points (`point.index = i`, value `i`).
 pub fn metrics(n: usize, service: &str) -> ExportMetricsServiceRequest {
     let points = (0..n)
@@ -174,6 +205,16 @@ pub async fn grpc_channel(port: u16) -> Channel {
         .connect()
         .await
         .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port} over gRPC: {e}"))
+}
+
+/// A gRPC channel to `127.0.0.1:port` that connects on first use and reconnects after the server went
+/// away, so one channel outlives restarts of the agent behind it. Calls fail after `timeout`.
+pub fn grpc_channel_lazy(port: u16, timeout: Duration) -> Channel {
+    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("a valid URI")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .connect_lazy()
 }
 
 /// Sends `body` as the request message of `method` (e.g. [`TRACES_PATH`]) without encoding it, and

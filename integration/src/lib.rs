@@ -2,14 +2,21 @@
 //! 127.0.0.1, talked to only through its sockets, its files and its exit status.
 //!
 //! - [`outpost_bin`] finds the binary in the target directory the tests were built into, and runs
-//!   `cargo build -p outpost` once per test process first, so a test never runs a stale binary left by an
-//!   earlier build (set `OUTPOST_BIN` to test a binary built elsewhere; the build is then skipped).
+//!   `cargo build --workspace --all-targets` once per test process first, so a test never runs a stale
+//!   binary left by an earlier build (set `OUTPOST_BIN` to test a binary built elsewhere; the build is then
+//!   skipped). It selects the same packages and targets as `cargo test --workspace`, so features resolve
+//!   alike and the build is a no-op there: a narrower selection would resolve different features for
+//!   RocksDB's build-time dependencies and rebuild its C++ (15 minutes on 2 cores).
 //! - [`Agent`] is one running outpost: its own temp dir (config, log, data dir, output files), its admin
 //!   endpoint on a port of its own, readiness awaited through `/readyz`, and a `Drop` that stops it
 //!   (SIGTERM, then SIGKILL after 5 s) so no process outlives its test, even a failed one.
 //! - [`python`] gives a Python interpreter with the OpenTelemetry SDK (a venv cached in the target dir).
 //! - [`otlp_json`] reads what outpost's `file` exporter wrote; [`gen`] builds OTLP requests in Rust and
-//!   sends raw bytes over gRPC.
+//!   sends raw bytes over gRPC; [`delivery`] compares what clients saw acknowledged with what arrived
+//!   (losses, duplicates).
+//! - Fault injection: [`SilentPeer`] (a destination that never answers), [`proxy::TcpProxy`] (a link
+//!   that can be cut and restored), [`tmpfs`] (a small device that fills up), [`Agent::kill9`], and
+//!   [`Rng`] to draw fault moments from a printed seed.
 //!
 //! Configs handed to [`Agent::start`] use three placeholders the harness fills in, so tests never
 //! collide on ports or directories: `@ADMIN@` (the admin endpoint, a free port), `@DATA_DIR@` (the data
@@ -17,9 +24,12 @@
 //!
 //! Synchronisation is by polling a condition with a deadline ([`wait_for`]), never by sleeping a guess.
 
+pub mod delivery;
 pub mod gen;
 pub mod otlp_json;
+pub mod proxy;
 pub mod python;
+pub mod tmpfs;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -74,7 +84,7 @@ pub fn target_dir() -> PathBuf {
     profile.parent().map(Path::to_path_buf).unwrap_or(profile)
 }
 
-/// The `outpost` binary to test. Built (or brought up to date) by `cargo build -p outpost` on first use
+/// The `outpost` binary to test. Built (or brought up to date) by `cargo build --workspace --all-targets` on first use
 /// in each test process; `OUTPOST_BIN` names a prebuilt binary instead. Panics with cargo's output when
 /// the build fails.
 pub fn outpost_bin() -> PathBuf {
@@ -100,10 +110,8 @@ fn locate_or_build() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
-        .arg("-p")
-        .arg("outpost")
-        .arg("--bin")
-        .arg("outpost")
+        .arg("--workspace")
+        .arg("--all-targets")
         .arg("--manifest-path")
         .arg(workspace_root().join("Cargo.toml"))
         .arg("--target-dir")
@@ -118,11 +126,11 @@ fn locate_or_build() -> Result<PathBuf, String> {
         }
     }
     let out = cmd.output().map_err(|e| {
-        format!("cannot run `cargo build -p outpost` to build the binary under test: {e}")
+        format!("cannot run `cargo build --workspace --all-targets` to build the binary under test: {e}")
     })?;
     if !out.status.success() {
         return Err(format!(
-            "`cargo build -p outpost` failed ({}), so there is no outpost binary to test:\n{}{}",
+            "`cargo build --workspace --all-targets` failed ({}), so there is no outpost binary to test:\n{}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -130,7 +138,7 @@ fn locate_or_build() -> Result<PathBuf, String> {
     }
     if !bin.is_file() {
         return Err(format!(
-            "`cargo build -p outpost` succeeded but {} does not exist",
+            "`cargo build --workspace --all-targets` succeeded but {} does not exist",
             bin.display()
         ));
     }
@@ -252,6 +260,51 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Finished {
         status,
         stdout: read(&out_path),
         stderr: read(&err_path),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reproducible randomness
+
+/// A small seeded PRNG (SplitMix64) for tests that inject faults at "random" moments: print the seed,
+/// and a failure reproduces with it.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// A seed from the environment variable `var` when set (to replay a failure), else from the clock.
+    /// Prints it either way, with the way to replay it.
+    pub fn seed_from_env(var: &str) -> u64 {
+        let seed = match std::env::var(var) {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{var}={v} is not a u64")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+        };
+        eprintln!("random seed {seed} (replay with {var}={seed})");
+        seed
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        assert!(lo <= hi, "empty range {lo}..={hi}");
+        lo + self.next_u64() % (hi - lo + 1)
     }
 }
 
@@ -623,6 +676,18 @@ impl Agent {
 
     pub fn sigterm(&self) {
         self.signal(libc::SIGTERM);
+    }
+
+    /// `kill -9`: the process gets no chance to flush or close anything. Waits until it is gone and
+    /// returns its status (a signal, 9, unless it had already exited on its own).
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.try_exit_status().is_none()
     }
 
     fn signal(&self, sig: libc::c_int) {

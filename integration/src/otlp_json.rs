@@ -126,6 +126,58 @@ pub fn read_requests(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Reads an OTLP JSON file as it grows: each [`JsonlTail::read_new`] parses only the complete lines
+/// written since the last call, so polling a large output file stays cheap. A missing file reads as
+/// empty. Panics on a complete line that is not JSON, like [`read_requests`].
+#[derive(Debug)]
+pub struct JsonlTail {
+    path: std::path::PathBuf,
+    offset: u64,
+    lines: usize,
+}
+
+impl JsonlTail {
+    pub fn new(path: &Path) -> JsonlTail {
+        JsonlTail {
+            path: path.to_path_buf(),
+            offset: 0,
+            lines: 0,
+        }
+    }
+
+    /// The requests in the lines completed since the last call.
+    pub fn read_new(&mut self) -> Vec<Value> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let mut bytes = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut bytes).is_err() {
+            return Vec::new();
+        }
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+            return Vec::new();
+        };
+        self.offset += end as u64 + 1;
+        let mut out = Vec::new();
+        for line in bytes[..end].split(|b| *b == b'\n') {
+            self.lines += 1;
+            if line.is_empty() {
+                continue;
+            }
+            out.push(serde_json::from_slice(line).unwrap_or_else(|e| {
+                panic!(
+                    "{} line {}: not JSON ({e}): {}",
+                    self.path.display(),
+                    self.lines,
+                    String::from_utf8_lossy(&line[..line.len().min(300)])
+                )
+            }));
+        }
+        out
+    }
+}
+
 /// What a metric data point belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricInfo {
@@ -284,5 +336,24 @@ mod tests {
             ("c", "sum", Some(true))
         );
         assert_eq!(items[2].metric.as_ref().unwrap().kind, "histogram");
+    }
+
+    #[test]
+    fn a_tail_reads_each_complete_line_once() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut tail = JsonlTail::new(&path);
+        assert!(tail.read_new().is_empty(), "a missing file reads as empty");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"{\"a\":1}\n{\"a\":2}\n{\"a\"").unwrap();
+        let first: Vec<Value> = tail.read_new();
+        assert_eq!(
+            first,
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]
+        );
+        assert!(tail.read_new().is_empty(), "the partial line waits");
+        f.write_all(b":3}\n").unwrap();
+        assert_eq!(tail.read_new(), vec![serde_json::json!({"a": 3})]);
     }
 }

@@ -259,7 +259,13 @@ service:
 /// A destination that accepts connections and never answers: the exporter hangs, its channel and the
 /// pipeline fill, the memory_limiter's budget runs out, and clients are refused with the retryable
 /// codes (gRPC RESOURCE_EXHAUSTED, HTTP 429 + Retry-After), each refusal counted with its reason.
+///
+/// Ignored since the disk queue: a stalled destination no longer holds data in memory (its cursor falls
+/// behind on disk, and clients are acknowledged once their data is queued), so this scenario no longer
+/// reaches the memory limit; pushback under an outage now comes from the queue's watermarks. To be
+/// rewritten to drive the memory limit with a slow pipeline instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "premise changed with the disk queue: a stalled destination no longer fills memory"]
 async fn a_stalled_destination_pushes_back_to_clients() {
     let silent = SilentPeer::start();
     let (grpc, http) = (free_port(), free_port());

@@ -62,11 +62,11 @@ impl<T: SignalData> Batch<T> {
         }
     }
 
-    /// Marks every client of this batch as failed: their requests are answered with `reason` (retryable)
-    /// instead of success once the last part of the batch is gone.
-    pub fn fail(&self, reason: &'static str) {
+    /// Marks every client of this batch as refused: their requests are answered with `refusal` (always
+    /// retryable) instead of success once the last part of the batch is gone.
+    pub fn refuse(&self, refusal: Refusal) {
         for a in &self.admissions {
-            a.fail(reason);
+            a.refuse(refusal);
         }
     }
 
@@ -88,7 +88,7 @@ impl<T: SignalData> Batch<T> {
 impl<T> Drop for Batch<T> {
     fn drop(&mut self) {
         for a in &self.admissions {
-            a.fail("dropped_in_flight");
+            a.refuse(Refusal::Unavailable("dropped_in_flight"));
         }
     }
 }
@@ -190,7 +190,7 @@ pub type AckResult = Result<(), Refusal>;
 pub struct Admission {
     bytes: u64,
     budget: Option<Arc<ByteBudget>>,
-    failure: Mutex<Option<&'static str>>,
+    failure: Mutex<Option<Refusal>>,
     done: Mutex<Option<oneshot::Sender<AckResult>>>,
 }
 
@@ -208,11 +208,12 @@ impl Admission {
         (adm, AckWait(rx))
     }
 
-    pub fn fail(&self, reason: &'static str) {
+    /// The first refusal wins: it is the cause, later ones are consequences.
+    pub fn refuse(&self, refusal: Refusal) {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(reason);
+            .get_or_insert(refusal);
     }
 }
 
@@ -222,7 +223,7 @@ impl Drop for Admission {
             budget.release(self.bytes);
         }
         let result = match *self.failure.get_mut().unwrap_or_else(|e| e.into_inner()) {
-            Some(reason) => Err(Refusal::Unavailable(reason)),
+            Some(refusal) => Err(refusal),
             None => Ok(()),
         };
         if let Some(tx) = self
@@ -294,7 +295,7 @@ mod tests {
         let (adm, wait) = Admission::new(0, None);
         let mut b = Batch::with_admission(traces(1, 2), adm);
         let head = b.split_front(1);
-        head.fail("shutdown");
+        head.refuse(Refusal::Unavailable("shutdown"));
         head.discard();
         b.discard();
         assert_eq!(wait.wait().await, Err(Refusal::Unavailable("shutdown")));

@@ -1,14 +1,14 @@
 //! The pipeline runtime, one implementation for every signal: a bounded input, the processor chain, and
-//! fan-out to the pipeline's exporters.
+//! the disk queue at the end.
 //!
-//! Backpressure runs upstream without unbounded buffers anywhere: an exporter that falls behind fills its
-//! bounded channel; the pipeline task then waits on that send and stops pulling from its own bounded
-//! input; receivers, which only ever `try_admit`, are refused with a retryable [`Refusal`] that they turn
-//! into RESOURCE_EXHAUSTED / 429. Time-driven processors are woken by their deadlines even under
-//! constant input, because the deadline branch is polled first.
+//! Backpressure runs upstream without unbounded buffers anywhere: receivers only ever `try_admit`, and are
+//! refused with a retryable [`Refusal`] (RESOURCE_EXHAUSTED / 429) when the memory budget is spent, the
+//! bounded input is full, or the queue is under pressure with `overflow: block`. Time-driven processors are
+//! woken by their deadlines even under constant input, because the deadline branch is polled first.
 //!
-//! The end of the chain is the queue seam: [`Pipeline::deliver`] is where the disk queue appends. Until it
-//! exists, data is handed to the exporters' channels and the clients' admissions are released there.
+//! The end of the chain is the queue seam ([`Pipeline::deliver`]): each batch is encoded once and appended
+//! to the pipeline's queue stream, and its clients are acknowledged only when the append is durable under
+//! the queue's sync policy. Exporters (and connectors) read the stream through their own cursors.
 
 use std::sync::Arc;
 
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{AckWait, Admission, Batch, ByteBudget, Refusal};
 use crate::processor::ProcessorChain;
+use crate::queue::{Queue, QueueError, Stream};
 use crate::signal::SignalData;
-use crate::telemetry::ExporterMetrics;
 
 /// Batches waiting at a pipeline's entrance before receivers are pushed back.
 pub const INPUT_CAPACITY: usize = 64;
@@ -30,6 +30,8 @@ pub struct PipelineInput<T> {
     id: Arc<str>,
     tx: mpsc::Sender<Batch<T>>,
     budget: Option<Arc<ByteBudget>>,
+    /// With `overflow: block`, the queue whose pressure refuses new data at the door.
+    gate: Option<Queue>,
 }
 
 impl<T> Clone for PipelineInput<T> {
@@ -38,6 +40,7 @@ impl<T> Clone for PipelineInput<T> {
             id: self.id.clone(),
             tx: self.tx.clone(),
             budget: self.budget.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -48,8 +51,11 @@ impl<T: SignalData> PipelineInput<T> {
     }
 
     /// Admits one client request of `bytes` (its decoded size on the wire) without waiting. The returned
-    /// [`AckWait`] resolves once all of it has left the pipeline.
+    /// [`AckWait`] resolves once all of it is durably queued (or dropped by a counted policy).
     pub fn try_admit(&self, data: T, bytes: u64) -> Result<AckWait, Refusal> {
+        if self.gate.as_ref().is_some_and(Queue::pressure) {
+            return Err(Refusal::Pressure("queue_full"));
+        }
         if let Some(budget) = &self.budget {
             if !budget.try_reserve(bytes) {
                 return Err(Refusal::Pressure("memory_limit"));
@@ -58,60 +64,58 @@ impl<T: SignalData> PipelineInput<T> {
         let (admission, wait) = Admission::new(bytes, self.budget.clone());
         match self.tx.try_send(Batch::with_admission(data, admission)) {
             Ok(()) => Ok(wait),
-            // Dropping the refused batch releases its reservation; nobody waits on its ack.
+            // The refused batch releases its reservation when dropped; nobody waits on its ack.
             Err(TrySendError::Full(_)) => Err(Refusal::Pressure("pipeline_full")),
             Err(TrySendError::Closed(_)) => Err(Refusal::Unavailable("pipeline_stopped")),
         }
     }
 
-    /// Sends a batch produced inside outpost (by a connector), waiting for room: backpressure then flows
-    /// into the upstream pipeline instead of refusing data already accepted from a client.
-    pub async fn send(&self, batch: Batch<T>) -> Result<(), Refusal> {
+    /// Admits data produced inside outpost (a connector's), waiting for room instead of refusing, so
+    /// backpressure reaches the upstream reader. The [`AckWait`] resolves once the data is durably queued
+    /// here, which is when the connector may let go of its own copy.
+    pub async fn admit_waiting(&self, data: T) -> Result<AckWait, Refusal> {
+        let (admission, wait) = Admission::new(0, None);
         self.tx
-            .send(batch)
+            .send(Batch::with_admission(data, admission))
             .await
-            .map_err(|_| Refusal::Unavailable("pipeline_stopped"))
+            .map_err(|_| Refusal::Unavailable("pipeline_stopped"))?;
+        Ok(wait)
     }
-}
-
-/// Where a pipeline hands its output: an exporter's (or connector's) bounded channel.
-pub struct Output<T> {
-    pub name: String,
-    pub tx: mpsc::Sender<T>,
-    /// Counts items this output could not take because it had stopped.
-    pub metrics: ExporterMetrics,
 }
 
 /// One running pipeline. Build with [`Pipeline::new`], run with [`Pipeline::run`].
 pub struct Pipeline<T> {
     rx: mpsc::Receiver<Batch<T>>,
     chain: ProcessorChain<T>,
-    outputs: Vec<Output<T>>,
+    stream: Stream,
 }
 
 impl<T: SignalData> Pipeline<T> {
+    /// `gate`: the queue to consult at admission (set it when the queue's overflow policy is `block`).
     pub fn new(
         id: &str,
         chain: ProcessorChain<T>,
-        outputs: Vec<Output<T>>,
+        stream: Stream,
         budget: Option<Arc<ByteBudget>>,
+        gate: Option<Queue>,
     ) -> (Self, PipelineInput<T>) {
         let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
         let input = PipelineInput {
             id: id.into(),
             tx,
             budget,
+            gate,
         };
-        (Self { rx, chain, outputs }, input)
+        (Self { rx, chain, stream }, input)
     }
 
-    /// Runs until every [`PipelineInput`] is dropped, then drains the processors and delivers what they
-    /// held. Returning drops the outputs, which tells the exporters to flush and stop.
+    /// Runs until every [`PipelineInput`] is dropped, then drains the processors and queues what they
+    /// held.
     ///
     /// Once `stop` is cancelled the pipeline drains: processors give up what they hold at once and after
     /// every later batch, so clients waiting on held data are answered while the receivers wind down,
     /// instead of both sides waiting on each other until the shutdown deadline. Input stays open, so
-    /// connectors can still hand over what upstream pipelines drain.
+    /// connectors can still hand over what they read.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut out = Vec::new();
         let mut draining = false;
@@ -145,24 +149,22 @@ impl<T: SignalData> Pipeline<T> {
     /// The queue seam (see the module docs).
     async fn deliver(&mut self, out: &mut Vec<Batch<T>>) {
         for batch in out.drain(..) {
-            let (data, admissions) = batch.into_parts();
-            let items = data.item_count();
-            let last = self.outputs.len().saturating_sub(1);
-            let mut data = Some(data);
-            for (i, output) in self.outputs.iter().enumerate() {
-                // Every output but the last gets a copy; the last takes the original.
-                let payload = if i == last {
-                    data.take().expect("taken once, by the last output")
-                } else {
-                    data.as_ref()
-                        .expect("present until the last output")
-                        .clone()
-                };
-                if output.tx.send(payload).await.is_err() {
-                    output.metrics.failed("exporter_stopped", items);
+            let items = u32::try_from(batch.item_count()).unwrap_or(u32::MAX);
+            let payload = batch.data.encode_to_vec();
+            match self.stream.append(T::SIGNAL, items, &payload).await {
+                // Stored, or shed by a drop policy (the queue counts it): either way the request was
+                // handled as configured, so its clients are answered with success.
+                Ok(_) => drop(batch.into_parts()),
+                Err(e) => {
+                    tracing::warn!(stream = self.stream.name(), items, error = %e, "queue append failed; clients are told to retry");
+                    batch.refuse(match e {
+                        QueueError::Full | QueueError::NoSpace(_) => {
+                            Refusal::Pressure("queue_full")
+                        }
+                        _ => Refusal::Unavailable("queue_error"),
+                    });
                 }
             }
-            drop(admissions);
         }
     }
 }
@@ -177,87 +179,103 @@ async fn sleep_until_opt(deadline: Option<std::time::Instant>) {
 mod tests {
     use super::*;
     use crate::processors::batch::BatchProcessor;
+    use crate::queue::{Appended, Cursor, Overflow, QueueOptions, StartAt, SyncPolicy};
     use crate::signal::tests::traces;
     use crate::signal::Traces;
     use crate::telemetry::Telemetry;
     use outpost_config::{BatchConfig, HumanDuration, Signal};
+    use prost::Message;
     use std::time::Duration;
 
-    fn output(t: &Telemetry, name: &str, cap: usize) -> (Output<Traces>, mpsc::Receiver<Traces>) {
-        let (tx, rx) = mpsc::channel(cap);
-        (
-            Output {
-                name: name.into(),
-                tx,
-                metrics: t.exporter(name, Signal::Traces),
+    fn open_queue(dir: &std::path::Path, max_size: u64, overflow: Overflow) -> Queue {
+        Queue::open(
+            QueueOptions {
+                directory: dir.to_path_buf(),
+                max_size,
+                high_watermark: max_size / 2,
+                low_watermark: max_size / 4,
+                overflow,
+                sync: SyncPolicy::Always,
+                max_age: None,
             },
-            rx,
+            &Telemetry::new(),
         )
+        .unwrap()
     }
 
-    #[tokio::test]
-    async fn fans_out_to_every_exporter_and_acks_after_delivery() {
-        let t = Telemetry::new();
-        let (a, mut rx_a) = output(&t, "a", 4);
-        let (b, mut rx_b) = output(&t, "b", 4);
-        let (p, input) = Pipeline::new("traces", ProcessorChain::default(), vec![a, b], None);
+    /// Reads the next record of `cursor` as traces and acknowledges it.
+    async fn read(cursor: &mut Cursor) -> Traces {
+        let rec = tokio::time::timeout(Duration::from_secs(5), cursor.next_batch(1))
+            .await
+            .expect("a record arrives")
+            .unwrap()
+            .remove(0);
+        cursor.ack(rec.seq).unwrap();
+        Traces::decode(rec.payload).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_after_a_durable_append_that_every_cursor_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open_queue(dir.path(), 64 << 20, Overflow::Block);
+        let stream = q.stream("traces").unwrap();
+        let mut a = stream.cursor("a", StartAt::Oldest, None).unwrap();
+        let mut b = stream.cursor("b", StartAt::Oldest, None).unwrap();
+        let (p, input) = Pipeline::new("traces", ProcessorChain::default(), stream, None, None);
         let task = tokio::spawn(p.run(CancellationToken::new()));
         let ack = input.try_admit(traces(1, 3), 10).unwrap();
         assert_eq!(ack.wait().await, Ok(()));
-        assert_eq!(rx_a.recv().await.unwrap().item_count(), 6);
-        assert_eq!(rx_b.recv().await.unwrap().item_count(), 6);
+        let sent = traces(1, 3);
+        assert_eq!(read(&mut a).await, sent);
+        assert_eq!(read(&mut b).await, sent);
         drop(input);
         task.await.unwrap();
-        assert!(
-            rx_a.recv().await.is_none(),
-            "outputs close when the pipeline ends"
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queue_pressure_refuses_at_the_door_with_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open_queue(dir.path(), 1 << 20, Overflow::Block);
+        let stream = q.stream("traces").unwrap();
+        let (_p, input) = Pipeline::<Traces>::new(
+            "traces",
+            ProcessorChain::default(),
+            stream.clone(),
+            None,
+            Some(q.clone()),
+        );
+        // Incompressible filler pushes the queue over its high watermark (half of max_size).
+        let mut filler = vec![0u8; 64 << 10];
+        let mut x: u32 = 1;
+        for byte in filler.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *byte = x as u8;
+        }
+        while !q.pressure() {
+            match stream.append(Signal::Traces, 1, &filler).await {
+                Ok(Appended::Stored { .. }) => {}
+                other => panic!("filler append: {other:?}"),
+            }
+        }
+        assert_eq!(
+            input.try_admit(traces(1, 1), 1).unwrap_err(),
+            Refusal::Pressure("queue_full")
         );
     }
 
-    #[tokio::test]
-    async fn a_stalled_exporter_pushes_back_to_receivers() {
-        let t = Telemetry::new();
-        let (a, mut rx_a) = output(&t, "a", 1);
-        let (p, input) = Pipeline::new("traces", ProcessorChain::default(), vec![a], None);
-        tokio::spawn(p.run(CancellationToken::new()));
-        let mut refused = None;
-        for i in 0..(INPUT_CAPACITY + 10) {
-            match input.try_admit(traces(1, 1), 1) {
-                Ok(_) => {}
-                Err(r) => {
-                    refused = Some((i, r));
-                    break;
-                }
-            }
-            tokio::task::yield_now().await;
-        }
-        let (i, r) = refused.expect("the input must fill while the exporter does not read");
-        assert_eq!(r, Refusal::Pressure("pipeline_full"));
-        assert!(i <= INPUT_CAPACITY + 2, "refused after {i} requests");
-        // Once the exporter reads again, admission resumes.
-        while rx_a.try_recv().is_ok() {}
-        let mut resumed = false;
-        for _ in 0..100 {
-            while rx_a.try_recv().is_ok() {}
-            if input.try_admit(traces(1, 1), 1).is_ok() {
-                resumed = true;
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert!(resumed);
-    }
-
-    #[tokio::test]
-    async fn memory_budget_refuses_and_releases_after_delivery() {
-        let t = Telemetry::new();
-        let (a, mut rx_a) = output(&t, "a", 8);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_budget_refuses_and_releases_after_queueing() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open_queue(dir.path(), 64 << 20, Overflow::Block);
         let budget = ByteBudget::new(100);
-        let (p, input) = Pipeline::new(
+        let (p, input) = Pipeline::<Traces>::new(
             "traces",
             ProcessorChain::default(),
-            vec![a],
+            q.stream("traces").unwrap(),
             Some(budget.clone()),
+            None,
         );
         let first = input.try_admit(traces(1, 1), 80).unwrap();
         assert_eq!(
@@ -268,58 +286,69 @@ mod tests {
         assert_eq!(first.wait().await, Ok(()));
         assert_eq!(budget.used(), 0);
         assert!(input.try_admit(traces(1, 1), 30).is_ok());
-        assert!(rx_a.recv().await.is_some());
     }
 
-    #[tokio::test]
-    async fn stop_releases_held_batches_while_inputs_are_still_open() {
-        let t = Telemetry::new();
-        let (a, mut rx_a) = output(&t, "a", 8);
+    fn batch_chain(t: &Telemetry, timeout: Duration) -> ProcessorChain<Traces> {
         let mut chain = ProcessorChain::default();
         chain.push(
             Box::new(BatchProcessor::new(&BatchConfig {
                 send_batch_size: 1000,
                 send_batch_max_size: 0,
-                timeout: HumanDuration(Duration::from_secs(3600)),
+                timeout: HumanDuration(timeout),
             })),
             t.processor("traces", "batch"),
         );
-        let (p, input) = Pipeline::new("traces", chain, vec![a], None);
+        chain
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_releases_held_batches_while_inputs_are_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open_queue(dir.path(), 64 << 20, Overflow::Block);
+        let stream = q.stream("traces").unwrap();
+        let mut cursor = stream.cursor("a", StartAt::Oldest, None).unwrap();
+        let t = Telemetry::new();
+        let (p, input) = Pipeline::new(
+            "traces",
+            batch_chain(&t, Duration::from_secs(3600)),
+            stream,
+            None,
+            None,
+        );
         let stop = CancellationToken::new();
         let task = tokio::spawn(p.run(stop.clone()));
         let held = input.try_admit(traces(1, 1), 1).unwrap();
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         stop.cancel();
         // The held request is answered although its input is still alive (as a receiver finishing its
         // in-flight requests would keep it).
         assert_eq!(held.wait().await, Ok(()));
-        assert_eq!(rx_a.recv().await.unwrap().item_count(), 2);
+        assert_eq!(read(&mut cursor).await.item_count(), 2);
         // Later requests pass straight through.
         let late = input.try_admit(traces(1, 2), 1).unwrap();
         assert_eq!(late.wait().await, Ok(()));
-        assert_eq!(rx_a.recv().await.unwrap().item_count(), 4);
+        assert_eq!(read(&mut cursor).await.item_count(), 4);
         drop(input);
         task.await.unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn batch_timeout_fires_under_the_runtime_clock() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batch_timeout_flushes_into_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open_queue(dir.path(), 64 << 20, Overflow::Block);
+        let stream = q.stream("traces").unwrap();
+        let mut cursor = stream.cursor("a", StartAt::Oldest, None).unwrap();
         let t = Telemetry::new();
-        let (a, mut rx_a) = output(&t, "a", 8);
-        let mut chain = ProcessorChain::default();
-        chain.push(
-            Box::new(BatchProcessor::new(&BatchConfig {
-                send_batch_size: 1000,
-                send_batch_max_size: 0,
-                timeout: HumanDuration(Duration::from_millis(50)),
-            })),
-            t.processor("traces", "batch"),
+        let (p, input) = Pipeline::new(
+            "traces",
+            batch_chain(&t, Duration::from_millis(50)),
+            stream,
+            None,
+            None,
         );
-        let (p, input) = Pipeline::new("traces", chain, vec![a], None);
         tokio::spawn(p.run(CancellationToken::new()));
         let ack = input.try_admit(traces(1, 1), 1).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), rx_a.recv()).await;
-        assert_eq!(got.unwrap().unwrap().item_count(), 2);
+        assert_eq!(read(&mut cursor).await.item_count(), 2);
         assert_eq!(ack.wait().await, Ok(()));
     }
 }

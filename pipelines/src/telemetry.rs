@@ -1,11 +1,12 @@
 //! outpost's own metrics, served as Prometheus text on the admin endpoint's `/metrics`.
 //!
 //! Components never name metrics themselves: they get a typed handle ([`ReceiverMetrics`],
-//! [`ProcessorMetrics`], [`ExporterMetrics`], [`PipelineMetrics`]) with one method per event, and this
+//! [`ProcessorMetrics`], [`ExporterMetrics`], [`QueueMetrics`]) with one method per event, and this
 //! module alone turns events into metric names and labels, so every component of a kind reports the same
 //! way. Handles resolve their label sets once at build time; the hot path is an atomic add. Reason labels
 //! are resolved per event because drops are the rare path.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
@@ -17,6 +18,8 @@ use prometheus_client::registry::Registry;
 use outpost_config::Signal;
 
 type Labels = Vec<(&'static str, String)>;
+/// A gauge of seconds (ages), which need a fraction.
+type SecondsGauge = Gauge<f64, AtomicU64>;
 
 /// The registry and every metric family outpost exports.
 #[derive(Clone)]
@@ -35,8 +38,18 @@ struct Inner {
     exporter_sent: Family<Labels, Counter>,
     exporter_failed: Family<Labels, Counter>,
     exporter_sent_bytes: Family<Labels, Counter>,
+    exporter_retries: Family<Labels, Counter>,
+    exporter_last_success: Family<Labels, Gauge>,
     pipeline_inflight_bytes: Family<Labels, Gauge>,
     pipeline_limit_bytes: Family<Labels, Gauge>,
+    queue_bytes: Family<Labels, Gauge>,
+    queue_records: Family<Labels, Gauge>,
+    queue_oldest_age: Family<Labels, SecondsGauge>,
+    queue_pressure: Gauge,
+    queue_dropped: Family<Labels, Counter>,
+    queue_lag_records: Family<Labels, Gauge>,
+    queue_lag_bytes: Family<Labels, Gauge>,
+    queue_lag_seconds: Family<Labels, SecondsGauge>,
 }
 
 impl Default for Telemetry {
@@ -64,6 +77,12 @@ impl Telemetry {
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
             .set(1);
+        let queue_pressure = Gauge::default();
+        registry.register(
+            "queue_pressure",
+            "1 while the disk queue is above its high watermark and has not yet fallen below its low watermark",
+            queue_pressure.clone(),
+        );
         let inner = Inner {
             receiver_accepted: family!(
                 "receiver_accepted_items",
@@ -93,7 +112,16 @@ impl Telemetry {
             ),
             exporter_sent_bytes: family!(
                 "exporter_sent_bytes",
-                "Bytes an exporter put on the wire (after compression)"
+                "Bytes of request bodies an exporter delivered (HTTP: as compressed on the wire; gRPC: the \
+                 encoded message before gRPC compression)"
+            ),
+            exporter_retries: family!(
+                "exporter_send_retries",
+                "Requests that failed with a retryable error and were kept queued for another try, by reason"
+            ),
+            exporter_last_success: family!(
+                "exporter_last_success_timestamp_seconds",
+                "Unix time of the exporter's last successful send: the edge sync lag to alert on"
             ),
             pipeline_inflight_bytes: family!(
                 "memory_limiter_inflight_bytes",
@@ -102,6 +130,33 @@ impl Telemetry {
             pipeline_limit_bytes: family!(
                 "memory_limiter_limit_bytes",
                 "The bound on in-flight bytes above which receivers refuse data, per memory_limiter"
+            ),
+            queue_bytes: family!(
+                "queue_bytes",
+                "Bytes of records stored in the disk queue (header + compressed payload), per stream"
+            ),
+            queue_records: family!("queue_records", "Records stored in the disk queue, per stream"),
+            queue_oldest_age: family!(
+                "queue_oldest_age_seconds",
+                "Age of the oldest record in the disk queue, per stream; 0 when empty"
+            ),
+            queue_pressure,
+            queue_dropped: family!(
+                "queue_dropped_items",
+                "Items the disk queue will never deliver to some exporter, by reason (drop_newest, drop_oldest, \
+                 max_age, max_lag, corrupt); counted once per exporter that loses them"
+            ),
+            queue_lag_records: family!(
+                "exporter_queue_lag_records",
+                "Records in the disk queue an exporter has not yet delivered"
+            ),
+            queue_lag_bytes: family!(
+                "exporter_queue_lag_bytes",
+                "Bytes in the disk queue an exporter has not yet delivered"
+            ),
+            queue_lag_seconds: family!(
+                "exporter_queue_lag_seconds",
+                "Age of the oldest record an exporter has not yet delivered; 0 when caught up"
             ),
             registry,
         };
@@ -146,6 +201,10 @@ impl Telemetry {
         ExporterMetrics {
             sent: self.inner.exporter_sent.get_or_create_owned(&labels),
             sent_bytes: self.inner.exporter_sent_bytes.get_or_create_owned(&labels),
+            last_success: self
+                .inner
+                .exporter_last_success
+                .get_or_create_owned(&labels),
             telemetry: self.clone(),
             labels,
         }
@@ -160,6 +219,119 @@ impl Telemetry {
                 .get_or_create_owned(&labels),
             self.inner.pipeline_limit_bytes.get_or_create_owned(&labels),
         )
+    }
+}
+
+/// Handles of the disk queue: gauges refreshed by its maintenance task, drop counters per event.
+#[derive(Clone)]
+pub struct QueueMetrics {
+    telemetry: Telemetry,
+}
+
+impl Telemetry {
+    pub fn queue(&self) -> QueueMetrics {
+        QueueMetrics {
+            telemetry: self.clone(),
+        }
+    }
+}
+
+impl QueueMetrics {
+    pub fn set_pressure(&self, on: bool) {
+        self.telemetry.inner.queue_pressure.set(i64::from(on));
+    }
+
+    pub fn stream(&self, stream: &str) -> QueueStreamMetrics {
+        let inner = &self.telemetry.inner;
+        let labels = vec![("stream", stream.to_owned())];
+        QueueStreamMetrics {
+            bytes: inner.queue_bytes.get_or_create_owned(&labels),
+            records: inner.queue_records.get_or_create_owned(&labels),
+            oldest_age: inner.queue_oldest_age.get_or_create_owned(&labels),
+            telemetry: self.telemetry.clone(),
+            labels,
+        }
+    }
+
+    pub fn cursor(&self, stream: &str, exporter: &str) -> QueueCursorMetrics {
+        let inner = &self.telemetry.inner;
+        let labels = vec![
+            ("stream", stream.to_owned()),
+            ("exporter", exporter.to_owned()),
+        ];
+        QueueCursorMetrics {
+            records: inner.queue_lag_records.get_or_create_owned(&labels),
+            bytes: inner.queue_lag_bytes.get_or_create_owned(&labels),
+            seconds: inner.queue_lag_seconds.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Forgets a removed cursor's series so a deleted exporter does not report a frozen lag forever.
+    pub fn remove_cursor(&self, stream: &str, exporter: &str) {
+        let inner = &self.telemetry.inner;
+        let labels = vec![
+            ("stream", stream.to_owned()),
+            ("exporter", exporter.to_owned()),
+        ];
+        inner.queue_lag_records.remove(&labels);
+        inner.queue_lag_bytes.remove(&labels);
+        inner.queue_lag_seconds.remove(&labels);
+    }
+}
+
+/// Gauges and drop counters of one queue stream.
+#[derive(Clone)]
+pub struct QueueStreamMetrics {
+    telemetry: Telemetry,
+    labels: Labels,
+    bytes: Gauge,
+    records: Gauge,
+    oldest_age: SecondsGauge,
+}
+
+impl QueueStreamMetrics {
+    pub fn set(&self, bytes: u64, records: u64, oldest_age_seconds: f64) {
+        self.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.records.set(i64::try_from(records).unwrap_or(i64::MAX));
+        self.oldest_age.set(oldest_age_seconds);
+    }
+
+    /// `items` that some exporter will never receive, for `reason`.
+    pub fn dropped(&self, reason: &'static str, items: u64) {
+        if items == 0 {
+            return;
+        }
+        self.dropped_counter(reason).inc_by(items);
+    }
+
+    /// Items dropped so far for `reason` (tests and `outpost queue inspect`).
+    pub fn dropped_total(&self, reason: &'static str) -> u64 {
+        self.dropped_counter(reason).get()
+    }
+
+    fn dropped_counter(&self, reason: &'static str) -> Counter {
+        let mut labels = self.labels.clone();
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .queue_dropped
+            .get_or_create_owned(&labels)
+    }
+}
+
+/// Lag gauges of one exporter's cursor.
+#[derive(Clone)]
+pub struct QueueCursorMetrics {
+    records: Gauge,
+    bytes: Gauge,
+    seconds: SecondsGauge,
+}
+
+impl QueueCursorMetrics {
+    pub fn set(&self, records: u64, bytes: u64, seconds: f64) {
+        self.records.set(i64::try_from(records).unwrap_or(i64::MAX));
+        self.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.seconds.set(seconds);
     }
 }
 
@@ -248,6 +420,7 @@ impl ProcessorMetrics {
 pub struct ExporterMetrics {
     telemetry: Telemetry,
     labels: Labels,
+    last_success: Gauge,
     sent: Counter,
     sent_bytes: Counter,
 }
@@ -256,6 +429,21 @@ impl ExporterMetrics {
     pub fn sent(&self, items: usize, wire_bytes: usize) {
         self.sent.inc_by(items as u64);
         self.sent_bytes.inc_by(wire_bytes as u64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_success.set(now.as_secs() as i64);
+    }
+
+    /// A request failed with a retryable error; its data stays queued.
+    pub fn retried(&self, reason: &str) {
+        let mut labels = self.labels.clone();
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .exporter_retries
+            .get_or_create(&labels)
+            .inc();
     }
     pub fn failed(&self, reason: &str, items: usize) {
         let mut labels = self.labels.clone();
@@ -283,6 +471,13 @@ mod tests {
         p.dropped("invalid", 2);
         t.exporter("otlp/cloud", Signal::Metrics)
             .failed("timeout", 7);
+        let q = t.queue();
+        q.set_pressure(true);
+        let s = q.stream("traces");
+        s.set(2048, 2, 1.5);
+        s.dropped("max_age", 9);
+        assert_eq!(s.dropped_total("max_age"), 9);
+        q.cursor("traces", "otlp/cloud").set(3, 100, 0.25);
         let text = t.encode();
         for line in [
             r#"outpost_receiver_accepted_items_total{receiver="otlp",transport="grpc",signal="traces"} 5"#,
@@ -291,6 +486,11 @@ mod tests {
             r#"outpost_processor_dropped_items_total{pipeline="traces",processor="batch",reason="invalid"} 2"#,
             r#"outpost_exporter_send_failed_items_total{exporter="otlp/cloud",signal="metrics",reason="timeout"} 7"#,
             r#"outpost_build_info{version=""#,
+            r#"outpost_queue_pressure 1"#,
+            r#"outpost_queue_bytes{stream="traces"} 2048"#,
+            r#"outpost_queue_oldest_age_seconds{stream="traces"} 1.5"#,
+            r#"outpost_queue_dropped_items_total{stream="traces",reason="max_age"} 9"#,
+            r#"outpost_exporter_queue_lag_records{stream="traces",exporter="otlp/cloud"} 3"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -113,7 +113,7 @@ pub fn traces_request(batch: u32) -> ExportTraceServiceRequest {
                 _ => 200,
             };
             let (name, kind, attributes) = if i == root {
-                let method = if r % 3 == 0 { "POST" } else { "GET" };
+                let method = if r.is_multiple_of(3) { "POST" } else { "GET" };
                 let route = ROUTES[(trace % 4) as usize];
                 (
                     format!("{method} {route}"),
@@ -150,7 +150,7 @@ pub fn traces_request(batch: u32) -> ExportTraceServiceRequest {
                             string("db.query.text", format!("GET cart:{}", r % 100_000)),
                             string("server.address", "cache.edge.local"),
                             int("server.port", 6379),
-                            boolean("cache.hit", r % 4 != 0),
+                            boolean("cache.hit", !r.is_multiple_of(4)),
                         ],
                     ),
                     _ => (
@@ -339,7 +339,7 @@ pub fn logs_request(batch: u32) -> ExportLogsServiceRequest {
                 3..=5 => (SeverityNumber::Debug, "DEBUG"),
                 _ => (SeverityNumber::Info, "INFO"),
             };
-            let method = if r % 3 == 0 { "POST" } else { "GET" };
+            let method = if r.is_multiple_of(3) { "POST" } else { "GET" };
             let status = match severity {
                 SeverityNumber::Error => 500,
                 SeverityNumber::Warn => 429,

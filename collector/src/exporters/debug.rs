@@ -6,7 +6,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use outpost_config::{ComponentId, DebugExporterConfig, Verbosity};
 
-use super::{Delivered, ExportError, Exporter};
+use super::{Delivered, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
 
 pub struct DebugExporter {
@@ -37,14 +37,19 @@ impl DebugExporter {
             self.in_window = 0;
         }
         self.in_window = self.in_window.saturating_add(1);
-        self.in_window <= self.initial || (self.in_window - self.initial) % self.thereafter == 0
+        self.in_window <= self.initial
+            || (self.in_window - self.initial).is_multiple_of(self.thereafter)
     }
 }
 
 impl<T: OtlpSignal> Exporter<T> for DebugExporter {
-    fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
+    fn export<'a>(
+        &'a mut self,
+        payload: &'a Payload<T>,
+    ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
             if self.sampled() {
+                let data = payload.decode()?;
                 let items = data.item_count();
                 tracing::info!(exporter = %self.id, signal = %T::SIGNAL, items, "debug exporter");
                 match self.verbosity {

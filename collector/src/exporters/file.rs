@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use outpost_config::{ComponentId, FileExporterConfig, FileRotationConfig};
 
-use super::{Delivered, ExportError, Exporter};
+use super::{Delivered, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
 
 /// The open file, its size, and how to rotate it.
@@ -183,8 +183,12 @@ fn lock(w: &Mutex<FileWriter>) -> std::sync::MutexGuard<'_, FileWriter> {
 }
 
 impl<T: OtlpSignal> Exporter<T> for FileExporter {
-    fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
+    fn export<'a>(
+        &'a mut self,
+        payload: &'a Payload<T>,
+    ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
+            let data = payload.decode()?;
             let io_err = |e: std::io::Error| ExportError {
                 reason: "io_error".into(),
                 message: e.to_string(),
@@ -260,8 +264,9 @@ mod tests {
                 spans: vec![span],
                 ..Default::default()
             });
+        let payload = super::Payload::<Traces>::new(prost::Message::encode_to_vec(&t).into(), 1);
         for _ in 0..20 {
-            Exporter::<Traces>::export(&mut exp, t.clone())
+            Exporter::<Traces>::export(&mut exp, &payload)
                 .await
                 .unwrap();
             // Distinct timestamps for distinct backups.

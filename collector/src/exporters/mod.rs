@@ -16,10 +16,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::marker::PhantomData;
+
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use outpost_config::{ComponentId, Compression, ExporterConfig};
+use outpost_pipelines::queue::{Cursor, QueueError};
 use outpost_pipelines::telemetry::ExporterMetrics;
-use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::otlp::{OtlpSignal, Rejected};
 
@@ -39,8 +43,36 @@ pub struct ExportError {
     pub retryable: bool,
 }
 
+/// One queued export request: its prost encoding as stored, decoded only by exporters that need to.
+pub struct Payload<T> {
+    pub bytes: Bytes,
+    pub items: usize,
+    _signal: PhantomData<fn() -> T>,
+}
+
+impl<T: OtlpSignal> Payload<T> {
+    pub fn new(bytes: Bytes, items: usize) -> Self {
+        Self {
+            bytes,
+            items,
+            _signal: PhantomData,
+        }
+    }
+
+    pub fn decode(&self) -> Result<T, ExportError> {
+        T::decode(self.bytes.clone()).map_err(|e| ExportError {
+            reason: "undecodable_record".into(),
+            message: e.to_string(),
+            retryable: false,
+        })
+    }
+}
+
 pub trait Exporter<T>: Send + 'static {
-    fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>>;
+    fn export<'a>(
+        &'a mut self,
+        payload: &'a Payload<T>,
+    ) -> BoxFuture<'a, Result<Delivered, ExportError>>;
 
     /// Called once when the pipeline stops: write out anything buffered.
     fn shutdown(&mut self) -> BoxFuture<'_, ()> {
@@ -80,32 +112,83 @@ impl Factory {
     }
 }
 
-/// Runs one exporter until its channel closes, then shuts it down.
+/// How long an exporter told to finish waits for another record before it stops.
+const FINISH_IDLE: Duration = Duration::from_millis(50);
+const RETRY_INITIAL: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs one exporter over its cursor until `stop` (leave at once; what is queued stays queued) or
+/// `finish` (deliver what is already queued while the destination accepts it, then leave).
 pub async fn run<T: OtlpSignal>(
     id: String,
     mut exporter: Box<dyn Exporter<T>>,
-    mut rx: mpsc::Receiver<T>,
+    mut cursor: Cursor,
     metrics: ExporterMetrics,
+    finish: CancellationToken,
 ) {
-    let mut failures_logged = LogLimiter::default();
-    while let Some(data) = rx.recv().await {
-        let items = data.item_count();
-        match exporter.export(data).await {
-            Ok(d) => {
-                let rejected = d.rejected.items.min(items);
-                metrics.sent(items - rejected, d.wire_bytes);
-                if rejected > 0 {
-                    metrics.failed("rejected_by_destination", rejected);
-                    if failures_logged.allow() {
-                        tracing::warn!(exporter = %id, rejected, message = %d.rejected.message, "destination rejected part of a batch");
+    let mut log = LogLimiter::default();
+    'records: loop {
+        let next = if finish.is_cancelled() {
+            match tokio::time::timeout(FINISH_IDLE, cursor.next_batch(1)).await {
+                Ok(r) => r,
+                Err(_) => break, // caught up
+            }
+        } else {
+            tokio::select! {
+                r = cursor.next_batch(1) => r,
+                _ = finish.cancelled() => continue,
+            }
+        };
+        let records = match next {
+            Ok(r) => r,
+            Err(QueueError::Closed) => break,
+            Err(e) => {
+                tracing::error!(exporter = %id, error = %e, "cannot read the queue; retrying in 1s");
+                tokio::time::sleep(RETRY_INITIAL).await;
+                continue;
+            }
+        };
+        for record in records {
+            let payload = Payload::<T>::new(record.payload, record.items as usize);
+            let mut delay = RETRY_INITIAL;
+            loop {
+                match exporter.export(&payload).await {
+                    Ok(d) => {
+                        let rejected = d.rejected.items.min(payload.items);
+                        metrics.sent(payload.items - rejected, d.wire_bytes);
+                        if rejected > 0 {
+                            metrics.failed("rejected_by_destination", rejected);
+                            if log.allow() {
+                                tracing::warn!(exporter = %id, rejected, message = %d.rejected.message, "destination rejected part of a batch");
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) if e.retryable => {
+                        metrics.retried(&e.reason);
+                        if log.allow() {
+                            tracing::warn!(exporter = %id, reason = %e.reason, error = %e.message, retry_in = ?delay, "export failed; the record stays queued and is retried");
+                        }
+                        if finish.is_cancelled() {
+                            break 'records; // shutting down: the record stays queued for next time
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = finish.cancelled() => break 'records,
+                        }
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                    Err(e) => {
+                        metrics.failed(&e.reason, payload.items);
+                        if log.allow() {
+                            tracing::warn!(exporter = %id, items = payload.items, reason = %e.reason, error = %e.message, "the destination refused a batch permanently; its items are dropped");
+                        }
+                        break;
                     }
                 }
             }
-            Err(e) => {
-                metrics.failed(&e.reason, items);
-                if failures_logged.allow() {
-                    tracing::warn!(exporter = %id, items, reason = %e.reason, retryable = e.retryable, error = %e.message, "export failed; items dropped");
-                }
+            if let Err(e) = cursor.ack(record.seq) {
+                tracing::error!(exporter = %id, error = %e, "cannot advance the queue cursor; the record may be sent again");
             }
         }
     }

@@ -12,7 +12,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-use super::{Delivered, ExportError, Exporter};
+use super::{Delivered, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
 
 pub struct OtlpGrpcExporter {
@@ -80,11 +80,13 @@ fn retryable(code: tonic::Code) -> bool {
 }
 
 impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
-    fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
+    fn export<'a>(
+        &'a mut self,
+        payload: &'a Payload<T>,
+    ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
-            // Encoded once here, sent as is: the size is known without another pass over the message, and
-            // the same path will carry the queue's stored bytes.
-            let body = bytes::Bytes::from(data.encode_to_vec());
+            // The queue's stored encoding goes out as it is: no decode, no re-encode.
+            let body = payload.bytes.clone();
             let wire_bytes = body.len();
             let mut grpc = tonic::client::Grpc::new(self.channel.clone());
             if let Some(enc) = self.compression {

@@ -5,7 +5,7 @@ use outpost_config::{ComponentId, Compression, OtlpEncoding, OtlpHttpExporterCon
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
-use super::{compress, Delivered, ExportError, Exporter};
+use super::{compress, Delivered, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
 
 pub struct OtlpHttpExporter {
@@ -50,12 +50,15 @@ impl OtlpHttpExporter {
 }
 
 impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
-    fn export(&mut self, data: T) -> BoxFuture<'_, Result<Delivered, ExportError>> {
+    fn export<'a>(
+        &'a mut self,
+        payload: &'a Payload<T>,
+    ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
             let (body, content_type) = match self.encoding {
-                OtlpEncoding::Proto => (data.encode_to_vec(), "application/x-protobuf"),
+                OtlpEncoding::Proto => (payload.bytes.to_vec(), "application/x-protobuf"),
                 OtlpEncoding::Json => (
-                    serde_json::to_vec(&data).map_err(|e| ExportError {
+                    serde_json::to_vec(&payload.decode()?).map_err(|e| ExportError {
                         reason: "encode_error".into(),
                         message: e.to_string(),
                         retryable: false,

@@ -162,8 +162,20 @@ pub(super) fn check_exporter(
             if let Err(message) = endpoint::check_grpc(&otlp.endpoint) {
                 r.error(&key_path(path, "endpoint"), message);
             }
+            sending_queue(
+                config,
+                r,
+                &key_path(path, "sending_queue"),
+                &otlp.sending_queue,
+            );
         }
         ExporterConfig::OtlpHttp(http) => {
+            sending_queue(
+                config,
+                r,
+                &key_path(path, "sending_queue"),
+                &http.sending_queue,
+            );
             let urls = [
                 (&http.endpoint, "endpoint"),
                 (&http.traces_endpoint, "traces_endpoint"),
@@ -209,5 +221,106 @@ pub(super) fn check_exporter(
             }
         }
         ExporterConfig::Debug(_) => {}
+    }
+}
+
+fn sending_queue(config: &Config, r: &mut Report, path: &str, q: &SendingQueueConfig) {
+    if !q.enabled {
+        r.warning(
+            &key_path(path, "enabled"),
+            "outpost always queues on disk, so `enabled: false` has no effect; remove it",
+        );
+    }
+    if q.num_consumers == 0 {
+        r.error(
+            &key_path(path, "num_consumers"),
+            "num_consumers must be at least 1 (it is the number of requests in flight)",
+        );
+    }
+    if let Some(storage) = &q.storage {
+        match config.extensions.get(storage) {
+            Some(ExtensionConfig::FileStorage(_)) => {}
+            Some(_) => r.error(
+                &key_path(path, "storage"),
+                format!("'{storage}' is not a file_storage extension"),
+            ),
+            None => r.error(
+                &key_path(path, "storage"),
+                format!(
+                    "'{storage}' is not defined under extensions; define a file_storage extension"
+                ),
+            ),
+        }
+    }
+    if let Some(lag) = &q.max_lag {
+        if lag.bytes.is_none() && lag.age.is_none() {
+            r.error(
+                &key_path(path, "max_lag"),
+                "max_lag needs bytes and/or age (e.g. `bytes: 512MiB` or `age: 24h`)",
+            );
+        }
+    }
+}
+
+/// The queue's sizes must nest (low < high <= max_size), and one node has one queue directory.
+pub(super) fn queue(config: &Config, origins: &crate::decode::Origins, r: &mut Report) {
+    let q = &config.queue;
+    let max = q.max_size.bytes();
+    if max == 0 {
+        r.error("queue.max_size", "max_size must be greater than 0");
+        return;
+    }
+    let high = q.high_watermark.resolve(max);
+    let low = q.low_watermark.resolve(max);
+    if high > max {
+        r.error(
+            "queue.high_watermark",
+            format!("high_watermark ({high} bytes) is above max_size ({max} bytes); lower it or raise max_size"),
+        );
+    }
+    if low >= high {
+        r.error(
+            "queue.low_watermark",
+            format!(
+                "low_watermark ({low} bytes) must be below high_watermark ({high} bytes), or pressure could \
+                 never end"
+            ),
+        );
+    }
+    let storages: Vec<(&ComponentId, &FileStorageConfig)> = config
+        .extensions
+        .iter()
+        .filter_map(|(id, e)| match e {
+            ExtensionConfig::FileStorage(fs) => Some((id, fs)),
+            _ => None,
+        })
+        .collect();
+    for (id, fs) in &storages {
+        let path = key_path(
+            &origins.path_of(crate::decode::Section::Extensions, id),
+            "directory",
+        );
+        let differs = |other: &std::path::Path| other != fs.directory.as_path();
+        if let Some(dir) = q.directory.as_deref().filter(|d| differs(d)) {
+            r.error(
+                &path,
+                format!(
+                    "this directory differs from queue.directory ('{}'); outpost keeps one queue per node: \
+                     remove one of the two",
+                    dir.display()
+                ),
+            );
+        } else if let Some((first, other)) = storages.first().filter(|(_, o)| differs(&o.directory))
+        {
+            r.error(
+                &path,
+                format!(
+                    "file_storage extensions '{first}' and '{id}' name different directories ('{}' and '{}'); \
+                     outpost keeps one queue per node",
+                    other.directory.display(),
+                    fs.directory.display()
+                ),
+            );
+        }
     }
 }
