@@ -93,7 +93,7 @@ impl Arrivals {
             .keys()
             .filter(|(seed, _)| !acked.contains(seed))
             .collect();
-        let unacked_copies: u64 = unacked.iter().map(|k| u64::from(self.counts[k])).sum();
+        let unacked_copies: u64 = unacked.iter().map(|k| u64::from(self.counts[*k])).sum();
         DeliveryReport {
             acked_spans: acked.len() as u64 * u64::from(spans_per_request),
             lost,
