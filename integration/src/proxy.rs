@@ -1,25 +1,40 @@
-//! A TCP proxy on 127.0.0.1 with a cut switch: the WAN link between an agent and its destination, which
-//! a test can cut and restore at will.
+//! A TCP proxy on 127.0.0.1 with a switch: the WAN link between an agent and its destination, which a
+//! test can break and restore at will, in two ways:
 //!
-//! While the link is up, every connection is forwarded to the target port byte for byte. [`TcpProxy::cut`]
-//! closes every forwarded connection at once and, until [`TcpProxy::restore`], closes each new connection
-//! as soon as it is accepted: the client sees its connection reset or closed, a fast retryable failure,
-//! the way a dead uplink with a local router in front of it looks. The listening port stays the proxy's
-//! all along, so nothing else can take it while the link is down.
+//! - [`TcpProxy::cut`]: the link drops. Every forwarded connection is reset at once and, until
+//!   [`TcpProxy::restore`], each new connection is accepted and reset straight away, the way a middlebox
+//!   (NAT gateway, L4 load balancer, sidecar) in front of a dead uplink behaves: TCP connects, then the
+//!   connection dies mid-handshake or mid-request.
+//! - [`TcpProxy::take_down`]: the destination is gone. Live connections are reset and the proxy stops
+//!   listening, so connecting is refused (ECONNREFUSED) until [`TcpProxy::restore`] listens again on the
+//!   same port.
 //!
-//! The proxy runs on a thread of its own with its own single-threaded tokio runtime, so sync and async
-//! tests use it alike; dropping it stops the thread and closes every connection.
+//! While the link is up, every connection is forwarded to the target port byte for byte. The proxy runs
+//! on a thread of its own with its own single-threaded tokio runtime, so sync and async tests use it
+//! alike; dropping it stops the thread and closes every connection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
+/// The state of the link a [`TcpProxy`] stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Forwarding.
+    Up,
+    /// Accepting and resetting every connection ([`TcpProxy::cut`]).
+    Cut,
+    /// Not listening: connections are refused ([`TcpProxy::take_down`]).
+    Down,
+}
+
 struct Shared {
-    open: AtomicBool,
-    /// Bumped by every cut; each forwarding task ends when it changes.
-    cuts: watch::Sender<u64>,
+    link: watch::Sender<Link>,
+    /// Bumped by every cut or take-down; each forwarding task ends when it changes.
+    breaks: watch::Sender<u64>,
     forwarded: AtomicUsize,
     refused: AtomicUsize,
     bytes: AtomicU64,
@@ -37,15 +52,21 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// A proxy to `127.0.0.1:target_port`, link up.
     pub fn start(target_port: u16) -> TcpProxy {
-        Self::spawn(target_port, true)
+        Self::spawn(target_port, Link::Up)
     }
 
-    /// A proxy to `127.0.0.1:target_port` whose link starts cut.
+    /// A proxy to `127.0.0.1:target_port` whose link starts cut (connections accepted, then reset).
     pub fn start_cut(target_port: u16) -> TcpProxy {
-        Self::spawn(target_port, false)
+        Self::spawn(target_port, Link::Cut)
     }
 
-    fn spawn(target_port: u16, open: bool) -> TcpProxy {
+    /// A proxy to `127.0.0.1:target_port` whose link starts down (connections refused). The port is
+    /// reserved by binding it first, then released.
+    pub fn start_down(target_port: u16) -> TcpProxy {
+        Self::spawn(target_port, Link::Down)
+    }
+
+    fn spawn(target_port: u16, link: Link) -> TcpProxy {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("binding the proxy's listener");
         listener
@@ -53,16 +74,18 @@ impl TcpProxy {
             .expect("a non-blocking listener for tokio");
         let port = listener.local_addr().expect("the proxy's address").port();
         let target = SocketAddr::from(([127, 0, 0, 1], target_port));
-        let (cuts, _) = watch::channel(0u64);
+        let (link, _) = watch::channel(link);
+        let (breaks, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
-            open: AtomicBool::new(open),
-            cuts,
+            link,
+            breaks,
             forwarded: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let shared2 = shared.clone();
+        let (bound, bound_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("tcp-proxy-{port}"))
             .spawn(move || {
@@ -70,10 +93,12 @@ impl TcpProxy {
                     .enable_all()
                     .build()
                     .expect("the proxy's runtime");
-                rt.block_on(serve(listener, target, shared2, stopped));
+                rt.block_on(serve(listener, port, target, shared2, stopped, bound));
                 // Dropping the runtime aborts the forwarding tasks, closing their connections.
             })
             .expect("spawning the proxy thread");
+        // A proxy that starts down has released its port by the time this returns.
+        let _ = bound_rx.recv_timeout(Duration::from_secs(5));
         TcpProxy {
             port,
             target,
@@ -93,27 +118,49 @@ impl TcpProxy {
         self.target
     }
 
-    /// Cuts the link: closes every forwarded connection now, and every new one until [`Self::restore`].
+    /// Cuts the link: resets every forwarded connection now, and every new one until [`Self::restore`].
     pub fn cut(&self) {
-        self.shared.open.store(false, Ordering::SeqCst);
-        self.shared.cuts.send_modify(|n| *n += 1);
+        self.set(Link::Cut);
     }
 
-    /// Restores the link: new connections are forwarded again.
+    /// Takes the destination down: resets every forwarded connection and stops listening until
+    /// [`Self::restore`].
+    pub fn take_down(&self) {
+        self.set(Link::Down);
+    }
+
+    /// Restores the link: listening (again, on the same port) and forwarding new connections.
     pub fn restore(&self) {
-        self.shared.open.store(true, Ordering::SeqCst);
+        self.set(Link::Up);
+        // Wait until the listener is back, so a test may rely on the port once this returns.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the proxy could not listen on port {} again",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
-    pub fn is_open(&self) -> bool {
-        self.shared.open.load(Ordering::SeqCst)
+    fn set(&self, link: Link) {
+        self.shared.link.send_replace(link);
+        if link != Link::Up {
+            self.shared.breaks.send_modify(|n| *n += 1);
+        }
     }
 
-    /// Connections forwarded so far.
+    pub fn link(&self) -> Link {
+        *self.shared.link.borrow()
+    }
+
+    /// Connections forwarded so far (the probe [`Self::restore`] makes is one).
     pub fn forwarded(&self) -> usize {
         self.shared.forwarded.load(Ordering::Relaxed)
     }
 
-    /// Connections closed on arrival because the link was cut.
+    /// Connections reset on arrival because the link was cut.
     pub fn refused(&self) -> usize {
         self.shared.refused.load(Ordering::Relaxed)
     }
@@ -124,22 +171,62 @@ impl TcpProxy {
     }
 }
 
+/// Listens on `port` again (the port was ours a moment ago; SO_REUSEADDR lets us take it back).
+fn rebind(port: u16) -> tokio::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => {
+                l.set_nonblocking(true).expect("a non-blocking listener");
+                return tokio::net::TcpListener::from_std(l).expect("a tokio listener");
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the proxy cannot listen on port {port} again: {e}"),
+        }
+    }
+}
+
 async fn serve(
     listener: std::net::TcpListener,
+    port: u16,
     target: SocketAddr,
     shared: Arc<Shared>,
     mut stopped: oneshot::Receiver<()>,
+    bound: std::sync::mpsc::Sender<()>,
 ) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    let mut link = shared.link.subscribe();
+    let mut listener = Some(tokio::net::TcpListener::from_std(listener).expect("a tokio listener"));
+    let mut bound = Some(bound);
     loop {
-        let accepted = tokio::select! {
-            _ = &mut stopped => return,
-            a = listener.accept() => a,
+        let state = *link.borrow_and_update();
+        match state {
+            Link::Down => listener = None,
+            _ if listener.is_none() => listener = Some(rebind(port)),
+            _ => {}
+        }
+        if let Some(b) = bound.take() {
+            let _ = b.send(());
+        }
+        let accepted = match &listener {
+            None => {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = link.changed() => continue,
+                }
+            }
+            Some(l) => tokio::select! {
+                _ = &mut stopped => return,
+                _ = link.changed() => continue,
+                a = l.accept() => a,
+            },
         };
-        let Ok((mut inbound, _)) = accepted else {
+        let Ok((inbound, _)) = accepted else {
             continue;
         };
-        if !shared.open.load(Ordering::SeqCst) {
+        if *shared.link.borrow() != Link::Up {
             shared.refused.fetch_add(1, Ordering::Relaxed);
             // RST rather than FIN: the client learns at once that the link is gone.
             let _ = inbound.set_zero_linger();
@@ -147,11 +234,13 @@ async fn serve(
             continue;
         }
         shared.forwarded.fetch_add(1, Ordering::Relaxed);
-        let mut cut = shared.cuts.subscribe();
+        let mut broken = shared.breaks.subscribe();
         let shared = shared.clone();
         tokio::spawn(async move {
+            let mut inbound = inbound;
             let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                return; // nothing listens behind the proxy: the client sees its connection close
+                let _ = inbound.set_zero_linger();
+                return; // nothing listens behind the proxy: the client sees its connection reset
             };
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
@@ -161,7 +250,7 @@ async fn serve(
                         shared.bytes.fetch_add(up + down, Ordering::Relaxed);
                     }
                 }
-                _ = cut.changed() => {
+                _ = broken.changed() => {
                     let _ = inbound.set_zero_linger();
                 }
             }
@@ -185,7 +274,6 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::time::Duration;
 
     /// An echo server on its own thread; returns its port.
     fn echo_server() -> u16 {
@@ -239,7 +327,7 @@ mod tests {
         assert_eq!(echo(&mut before, b"hello").unwrap(), b"hello");
 
         proxy.cut();
-        assert!(!proxy.is_open());
+        assert_eq!(proxy.link(), Link::Cut);
         // The forwarded connection is closed...
         assert!(closed_by_peer(&mut before), "a cut closes live connections");
         // ...and new ones are closed on arrival.
@@ -250,6 +338,33 @@ mod tests {
         proxy.restore();
         let mut after = connect(proxy.port());
         assert_eq!(echo(&mut after, b"back").unwrap(), b"back");
-        assert_eq!(proxy.forwarded(), 2);
+        assert!(proxy.forwarded() >= 2);
+    }
+
+    #[test]
+    fn refuses_connections_while_down_and_listens_again_on_the_same_port() {
+        let proxy = TcpProxy::start_down(echo_server());
+        assert_eq!(proxy.link(), Link::Down);
+        let refused = TcpStream::connect(("127.0.0.1", proxy.port()))
+            .expect_err("nothing listens while the link is down");
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+
+        proxy.restore();
+        let mut up = connect(proxy.port());
+        assert_eq!(echo(&mut up, b"up").unwrap(), b"up");
+
+        proxy.take_down();
+        assert!(
+            closed_by_peer(&mut up),
+            "taking it down resets live connections"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", proxy.port())).is_ok() {
+            assert!(Instant::now() < deadline, "still listening after take_down");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        proxy.restore();
+        let mut again = connect(proxy.port());
+        assert_eq!(echo(&mut again, b"again").unwrap(), b"again");
     }
 }

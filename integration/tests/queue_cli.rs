@@ -48,13 +48,35 @@ fn queue_cli(command: &str, dir: &Path) -> Finished {
     )
 }
 
-/// The number right before `unit` in `line`: `number_before("3 records, 9 items", " items") == 9`.
+/// The number right before `unit` in `line`: `number_before("3 records, 9 items", " items") == Some(9)`.
 fn number_before(line: &str, unit: &str) -> Option<u64> {
     let end = line.find(unit)?;
     let start = line[..end]
         .rfind(|c: char| !c.is_ascii_digit())
         .map_or(0, |i| i + 1);
     line[start..end].parse().ok()
+}
+
+/// A size as `queue inspect` prints it (`255 B`, `3.3 KiB`, `1.2 MiB`) → (bytes, the precision of the
+/// figure in bytes).
+fn parse_size(text: &str) -> Option<(f64, f64)> {
+    let mut words = text.split_whitespace();
+    let value: f64 = words.next()?.parse().ok()?;
+    let unit = match words.next()? {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    // Bytes are printed exactly, larger units with one decimal.
+    let precision = if unit == 1.0 { 0.0 } else { 0.05 * unit };
+    Some((value * unit, precision))
+}
+
+/// Whether the printed size `text` stands for `bytes`.
+fn size_matches(text: &str, bytes: u64) -> bool {
+    parse_size(text).is_some_and(|(v, precision)| (v - bytes as f64).abs() <= precision + 0.5)
 }
 
 /// The `stream NAME ...` line and the `cursor EXPORTER: ...` line under it.
@@ -84,10 +106,11 @@ fn check_inspect(report: &str, bytes: u64) {
         Some(u64::from(REQUESTS) * SPANS as u64),
         "{stream}"
     );
-    assert_eq!(
-        number_before(stream, " B"),
-        Some(bytes),
-        "the stream's bytes as /metrics reports them: {stream}"
+    // `N records, M items, SIZE, oldest AGE, last seq S`
+    let size = stream.split(", ").nth(2).unwrap_or_default();
+    assert!(
+        size_matches(size, bytes),
+        "the stream's size ({size}) is the {bytes} bytes /metrics reports: {stream}"
     );
     assert_eq!(
         stream
@@ -115,13 +138,21 @@ fn check_inspect(report: &str, bytes: u64) {
         Some(u64::from(REQUESTS)),
         "{cursor}"
     );
-    assert_eq!(number_before(lag, " B"), Some(bytes), "{cursor}");
+    // `lag N records / SIZE, oldest undelivered AGE`
+    let lag_size = lag
+        .split(" / ")
+        .nth(1)
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_default();
+    assert!(
+        size_matches(lag_size, bytes),
+        "the cursor's lag ({lag_size}) is every queued byte ({bytes}): {cursor}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "expects byte counts where `queue inspect` prints KiB; to be aligned"]
 async fn inspect_and_verify_show_records_queued_for_a_dead_destination() {
-    let dead = TcpProxy::start_cut(free_port());
+    let dead = TcpProxy::start_down(free_port());
     let grpc = free_port();
     let mut agent = Agent::start(&config(grpc, dead.port()));
     let mut client = TraceServiceClient::new(gen::grpc_channel(grpc).await);
@@ -221,4 +252,14 @@ fn inspect_and_verify_refuse_a_directory_without_a_queue() {
             "{command} wrote into the directory"
         );
     }
+}
+
+#[test]
+fn sizes_parse_as_inspect_prints_them() {
+    assert!(size_matches("255 B", 255));
+    assert!(!size_matches("255 B", 256));
+    assert!(size_matches("3.3 KiB", 3380));
+    assert!(!size_matches("3.3 KiB", 3500));
+    assert!(size_matches("2.0 MiB", 2 << 20));
+    assert_eq!(number_before("12 records, 84 items", " items"), Some(84));
 }

@@ -109,6 +109,13 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
                     wire_bytes,
                     rejected: T::rejected_in(resp.get_ref()),
                 }),
+                // A status tonic made from a broken connection (reset, HTTP/2 error) carries its cause;
+                // the destination never judged the data, so it is always worth sending again.
+                Err(status) if std::error::Error::source(&status).is_some() => Err(ExportError {
+                    reason: "transport_error".into(),
+                    message: status.to_string(),
+                    retryable: true,
+                }),
                 Err(status) => Err(ExportError {
                     reason: format!("grpc_{}", code_label(status.code())),
                     message: status.message().to_owned(),
