@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_config::{
-    ComponentId, Config, ConnectorConfig, OverflowPolicy, PipelineId, ProcessorConfig,
-    ReceiverConfig, Signal,
+    ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy, PipelineId,
+    ProcessorConfig, ReceiverConfig, Signal,
 };
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
@@ -338,7 +338,8 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
         }
 
         for (pid, eid, stream) in readers {
-            let sq = config.sending_queue(&eid);
+            let delivery = config.delivery(&eid);
+            let sq = &delivery.sending_queue;
             let start_at = match sq.start_at {
                 outpost_config::StartAt::Oldest => StartAt::Oldest,
                 outpost_config::StartAt::Newest => StartAt::Newest,
@@ -369,14 +370,21 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                     ))),
                 }
             } else if let Some(cfg) = config.exporters.get(&eid) {
-                match ctx.exporters.build::<T>(&eid, cfg) {
+                let bandwidth = ctx.exporters.bandwidth(&eid, &delivery);
+                match ctx.exporters.build::<T>(&eid, cfg, bandwidth.clone()) {
                     Ok(exporter) => {
                         let metrics = ctx.telemetry.exporter(&eid.to_string(), T::SIGNAL);
+                        let mut policy = exporters::Policy::new(&delivery, bandwidth);
+                        if matches!(cfg, ExporterConfig::File(_) | ExporterConfig::Debug(_)) {
+                            // Local outputs keep the queue's order.
+                            policy.in_flight = 1;
+                        }
                         tasks.exporters.push(tokio::spawn(exporters::run(
                             eid.to_string(),
                             exporter,
                             cursor,
                             metrics,
+                            policy,
                             ctx.finish.clone(),
                         )));
                     }

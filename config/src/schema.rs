@@ -74,10 +74,16 @@ impl Config {
 
     /// How exporter `id` reads the queue: its `sending_queue` block, or the defaults.
     pub fn sending_queue(&self, id: &ComponentId) -> SendingQueueConfig {
+        self.delivery(id).sending_queue
+    }
+
+    /// How exporter `id` delivers: queue reading, retries, circuit breaker and bandwidth cap. Exporters
+    /// without a network destination get the defaults.
+    pub fn delivery(&self, id: &ComponentId) -> DeliveryConfig {
         match self.exporters.get(id) {
-            Some(ExporterConfig::Otlp(c)) => c.sending_queue.clone(),
-            Some(ExporterConfig::OtlpHttp(c)) => c.sending_queue.clone(),
-            _ => SendingQueueConfig::default(),
+            Some(ExporterConfig::Otlp(c)) => c.delivery(),
+            Some(ExporterConfig::OtlpHttp(c)) => c.delivery(),
+            _ => DeliveryConfig::default(),
         }
     }
 }
@@ -409,6 +415,28 @@ pub struct OtlpExporterConfig {
     pub tls: ClientTlsConfig,
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// The most bytes per second this exporter puts on the wire (after compression); unlimited if unset.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<ByteSize>,
+    /// Bytes that may go out at once above the rate after a quiet period; default one second's worth.
+    #[serde(default)]
+    pub burst_bytes: Option<ByteSize>,
+}
+
+impl OtlpExporterConfig {
+    pub fn delivery(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            sending_queue: self.sending_queue.clone(),
+            retry_on_failure: self.retry_on_failure.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            max_bytes_per_second: self.max_bytes_per_second,
+            burst_bytes: self.burst_bytes,
+        }
+    }
 }
 
 pub const fn default_export_timeout() -> HumanDuration {
@@ -441,9 +469,29 @@ pub struct OtlpHttpExporterConfig {
     pub tls: ClientTlsConfig,
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// The most bytes per second this exporter puts on the wire (after compression); unlimited if unset.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<ByteSize>,
+    /// Bytes that may go out at once above the rate after a quiet period; default one second's worth.
+    #[serde(default)]
+    pub burst_bytes: Option<ByteSize>,
 }
 
 impl OtlpHttpExporterConfig {
+    pub fn delivery(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            sending_queue: self.sending_queue.clone(),
+            retry_on_failure: self.retry_on_failure.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            max_bytes_per_second: self.max_bytes_per_second,
+            burst_bytes: self.burst_bytes,
+        }
+    }
+
     /// The URL requests for `signal` go to, if one is configured.
     pub fn signal_url(&self, signal: Signal) -> Option<String> {
         let explicit = match signal {
@@ -827,6 +875,13 @@ pub struct SendingQueueConfig {
     /// cannot fill the disk for the others.
     #[serde(default)]
     pub max_lag: Option<MaxLagConfig>,
+    /// Which queued data goes first when there is a backlog.
+    #[serde(default)]
+    pub drain_order: DrainOrder,
+    /// Records older than this are not sent to this destination (counted as dropped, reason `max_age`):
+    /// for backends that refuse old or out-of-order samples.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
 }
 
 impl SendingQueueConfig {
@@ -847,6 +902,8 @@ impl Default for SendingQueueConfig {
             storage: None,
             start_at: StartAt::default(),
             max_lag: None,
+            drain_order: DrainOrder::default(),
+            max_age: None,
         }
     }
 }
@@ -857,6 +914,129 @@ pub enum StartAt {
     #[default]
     Oldest,
     Newest,
+}
+
+/// The order an exporter drains a backlog in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainOrder {
+    /// Oldest record first: the destination sees data in the order it was produced.
+    #[default]
+    OldestFirst,
+    /// Newest record first: after an outage the freshest data arrives first, the backlog after it.
+    NewestFirst,
+}
+
+/// Everything about how one exporter delivers, gathered from its config block.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeliveryConfig {
+    pub sending_queue: SendingQueueConfig,
+    pub retry_on_failure: RetryConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub max_bytes_per_second: Option<ByteSize>,
+    pub burst_bytes: Option<ByteSize>,
+}
+
+/// `retry_on_failure:` with the OpenTelemetry Collector's keys. The defaults differ in one respect:
+/// `max_elapsed_time` is 0 (never give up), because the data is on disk and the queue's `max_age` is what
+/// bounds how long it is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "RetryConfig::default_enabled")]
+    pub enabled: bool,
+    #[serde(default = "RetryConfig::default_initial_interval")]
+    pub initial_interval: HumanDuration,
+    #[serde(default = "RetryConfig::default_max_interval")]
+    pub max_interval: HumanDuration,
+    #[serde(default = "RetryConfig::default_multiplier")]
+    pub multiplier: f64,
+    #[serde(default = "RetryConfig::default_randomization_factor")]
+    pub randomization_factor: f64,
+    /// Give up on a record after retrying it this long (dropped, counted); 0 means never.
+    #[serde(default)]
+    pub max_elapsed_time: HumanDuration,
+    /// Attempts before a 401 / 403 / UNAUTHENTICATED / PERMISSION_DENIED is treated as permanent (a
+    /// rotated credential often fixes itself within a few tries).
+    #[serde(default = "RetryConfig::default_auth_failure_attempts")]
+    pub auth_failure_attempts: u32,
+}
+
+impl RetryConfig {
+    pub const fn default_enabled() -> bool {
+        true
+    }
+    pub const fn default_initial_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub const fn default_max_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub const fn default_multiplier() -> f64 {
+        1.5
+    }
+    pub const fn default_randomization_factor() -> f64 {
+        0.5
+    }
+    pub const fn default_auth_failure_attempts() -> u32 {
+        3
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_interval: Self::default_initial_interval(),
+            max_interval: Self::default_max_interval(),
+            multiplier: Self::default_multiplier(),
+            randomization_factor: Self::default_randomization_factor(),
+            max_elapsed_time: HumanDuration::default(),
+            auth_failure_attempts: Self::default_auth_failure_attempts(),
+        }
+    }
+}
+
+/// `circuit_breaker:` — after `failure_threshold` consecutive failed attempts the exporter stops sending
+/// and probes the destination with one request per interval (growing from `initial_interval` to
+/// `max_interval`, jittered), so a dead link costs almost nothing; the first success closes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    #[serde(default = "CircuitBreakerConfig::default_enabled")]
+    pub enabled: bool,
+    #[serde(default = "CircuitBreakerConfig::default_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "CircuitBreakerConfig::default_initial_interval")]
+    pub initial_interval: HumanDuration,
+    #[serde(default = "CircuitBreakerConfig::default_max_interval")]
+    pub max_interval: HumanDuration,
+}
+
+impl CircuitBreakerConfig {
+    pub const fn default_enabled() -> bool {
+        true
+    }
+    pub const fn default_failure_threshold() -> u32 {
+        5
+    }
+    pub const fn default_initial_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    pub const fn default_max_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: Self::default_failure_threshold(),
+            initial_interval: Self::default_initial_interval(),
+            max_interval: Self::default_max_interval(),
+        }
+    }
 }
 
 /// A bound on how far behind an exporter may fall, in bytes and/or age.

@@ -20,6 +20,8 @@ use outpost_config::Signal;
 type Labels = Vec<(&'static str, String)>;
 /// A gauge of seconds (ages), which need a fraction.
 type SecondsGauge = Gauge<f64, AtomicU64>;
+/// A counter of seconds spent, which need a fraction.
+type SecondsCounter = Counter<f64, AtomicU64>;
 
 /// The registry and every metric family outpost exports.
 #[derive(Clone)]
@@ -40,6 +42,9 @@ struct Inner {
     exporter_sent_bytes: Family<Labels, Counter>,
     exporter_retries: Family<Labels, Counter>,
     exporter_last_success: Family<Labels, Gauge>,
+    exporter_circuit_open: Family<Labels, Gauge>,
+    exporter_in_flight: Family<Labels, Gauge>,
+    exporter_throttled: Family<Labels, SecondsCounter>,
     pipeline_inflight_bytes: Family<Labels, Gauge>,
     pipeline_limit_bytes: Family<Labels, Gauge>,
     queue_bytes: Family<Labels, Gauge>,
@@ -122,6 +127,18 @@ impl Telemetry {
             exporter_last_success: family!(
                 "exporter_last_success_timestamp_seconds",
                 "Unix time of the exporter's last successful send: the edge sync lag to alert on"
+            ),
+            exporter_circuit_open: family!(
+                "exporter_circuit_open",
+                "1 while the exporter's circuit breaker is open (the destination keeps failing and is only probed)"
+            ),
+            exporter_in_flight: family!(
+                "exporter_in_flight_requests",
+                "Records an exporter is delivering right now"
+            ),
+            exporter_throttled: family!(
+                "exporter_throttled_seconds",
+                "Time requests waited for the exporter's bandwidth cap (max_bytes_per_second)"
             ),
             pipeline_inflight_bytes: family!(
                 "memory_limiter_inflight_bytes",
@@ -433,6 +450,32 @@ impl ExporterMetrics {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         self.last_success.set(now.as_secs() as i64);
+    }
+
+    pub fn circuit_open_gauge(&self) -> Gauge {
+        self.telemetry
+            .inner
+            .exporter_circuit_open
+            .get_or_create_owned(&self.labels)
+    }
+
+    pub fn set_in_flight(&self, n: usize) {
+        self.telemetry
+            .inner
+            .exporter_in_flight
+            .get_or_create(&self.labels)
+            .set(n as i64);
+    }
+
+    /// A request waited `d` for the bandwidth cap.
+    pub fn throttled(&self, d: std::time::Duration) {
+        if !d.is_zero() {
+            self.telemetry
+                .inner
+                .exporter_throttled
+                .get_or_create(&self.labels)
+                .inc_by(d.as_secs_f64());
+        }
     }
 
     /// A request failed with a retryable error; its data stays queued.

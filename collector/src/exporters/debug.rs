@@ -14,8 +14,8 @@ pub struct DebugExporter {
     verbosity: Verbosity,
     initial: u32,
     thereafter: u32,
-    window_start: Instant,
-    in_window: u32,
+    /// Start of the current one-second sampling window, and batches seen in it.
+    window: std::sync::Mutex<(Instant, u32)>,
 }
 
 impl DebugExporter {
@@ -25,26 +25,24 @@ impl DebugExporter {
             verbosity: cfg.verbosity,
             initial: cfg.sampling_initial.unwrap_or(u32::MAX),
             thereafter: cfg.sampling_thereafter.unwrap_or(1).max(1),
-            window_start: Instant::now(),
-            in_window: 0,
+            window: std::sync::Mutex::new((Instant::now(), 0)),
         }
     }
 
     /// The first `initial` batches each second are logged, then every `thereafter`-th.
-    fn sampled(&mut self) -> bool {
-        if self.window_start.elapsed().as_secs() >= 1 {
-            self.window_start = Instant::now();
-            self.in_window = 0;
+    fn sampled(&self) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if w.0.elapsed().as_secs() >= 1 {
+            *w = (Instant::now(), 0);
         }
-        self.in_window = self.in_window.saturating_add(1);
-        self.in_window <= self.initial
-            || (self.in_window - self.initial).is_multiple_of(self.thereafter)
+        w.1 = w.1.saturating_add(1);
+        w.1 <= self.initial || (w.1 - self.initial).is_multiple_of(self.thereafter)
     }
 }
 
 impl<T: OtlpSignal> Exporter<T> for DebugExporter {
     fn export<'a>(
-        &'a mut self,
+        &'a self,
         payload: &'a Payload<T>,
     ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {

@@ -184,21 +184,14 @@ fn lock(w: &Mutex<FileWriter>) -> std::sync::MutexGuard<'_, FileWriter> {
 
 impl<T: OtlpSignal> Exporter<T> for FileExporter {
     fn export<'a>(
-        &'a mut self,
+        &'a self,
         payload: &'a Payload<T>,
     ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
             let data = payload.decode()?;
-            let io_err = |e: std::io::Error| ExportError {
-                reason: "io_error".into(),
-                message: e.to_string(),
-                retryable: true,
-            };
-            let mut line = serde_json::to_vec(&data).map_err(|e| ExportError {
-                reason: "encode_error".into(),
-                message: e.to_string(),
-                retryable: false,
-            })?;
+            let io_err = |e: std::io::Error| ExportError::retryable("io_error", e);
+            let mut line =
+                serde_json::to_vec(&data).map_err(|e| ExportError::permanent("encode_error", e))?;
             line.push(b'\n');
             // A local file write is short; blocking the exporter's own task briefly is acceptable.
             tokio::task::block_in_place(|| lock(&self.writer).write_line(&line)).map_err(io_err)?;

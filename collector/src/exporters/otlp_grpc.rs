@@ -1,4 +1,7 @@
 //! Exporter `otlp`: OTLP over gRPC through one lazily connected tonic channel per exporter and signal.
+//!
+//! With a bandwidth cap the channel's TCP connections are wrapped so every byte written (HTTP/2 frames,
+//! after gRPC compression) is debited from the cap: that is the only place the bytes on the wire are known.
 
 use std::str::FromStr;
 
@@ -12,7 +15,13 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-use super::{Delivered, ExportError, Exporter, Payload};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::delivery::Bandwidth;
+use super::{Delivered, ErrorClass, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
 
 pub struct OtlpGrpcExporter {
@@ -31,7 +40,11 @@ fn endpoint_uri(endpoint: &str) -> String {
 }
 
 impl OtlpGrpcExporter {
-    pub fn new(id: &ComponentId, cfg: &OtlpExporterConfig) -> Result<Self, String> {
+    pub fn new(
+        id: &ComponentId,
+        cfg: &OtlpExporterConfig,
+        bandwidth: Option<Arc<Bandwidth>>,
+    ) -> Result<Self, String> {
         let uri = endpoint_uri(&cfg.endpoint);
         let endpoint = Endpoint::from_str(&uri)
             .map_err(|e| {
@@ -52,8 +65,34 @@ impl OtlpGrpcExporter {
             })?;
             headers.insert(key, value);
         }
+        let channel = match bandwidth {
+            None => endpoint.connect_lazy(),
+            Some(bw) => {
+                let connect_timeout = cfg.timeout.get();
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+                    let bw = bw.clone();
+                    async move {
+                        let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+                        let port = uri.port_u16().unwrap_or(80);
+                        let tcp = tokio::time::timeout(
+                            connect_timeout,
+                            tokio::net::TcpStream::connect((host, port)),
+                        )
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                        })??;
+                        tcp.set_nodelay(true)?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Metered {
+                            inner: tcp,
+                            bw,
+                        }))
+                    }
+                }))
+            }
+        };
         Ok(Self {
-            channel: endpoint.connect_lazy(),
+            channel,
             compression: match cfg.compression {
                 Compression::Gzip => Some(CompressionEncoding::Gzip),
                 Compression::Zstd => Some(CompressionEncoding::Zstd),
@@ -64,24 +103,90 @@ impl OtlpGrpcExporter {
     }
 }
 
-/// gRPC codes a retry can cure, per the OTLP specification.
-fn retryable(code: tonic::Code) -> bool {
+/// Classifies a gRPC status per the OTLP specification (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, ...
+/// retryable, honouring RetryInfo), with "message too large" split and auth failures retried a few times.
+fn grpc_error(status: &tonic::Status) -> ExportError {
     use tonic::Code::*;
-    matches!(
-        code,
-        Cancelled
-            | DeadlineExceeded
-            | Aborted
-            | OutOfRange
-            | Unavailable
-            | DataLoss
-            | ResourceExhausted
+    use tonic_types::StatusExt;
+    let message = status.message();
+    let too_large = matches!(status.code(), ResourceExhausted | OutOfRange)
+        && (message.contains("larger than max") || message.contains("too large"));
+    let class = match status.code() {
+        _ if too_large => ErrorClass::TooLarge,
+        Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss
+        | ResourceExhausted => ErrorClass::Retryable,
+        Unauthenticated | PermissionDenied => ErrorClass::Unauthorized,
+        _ => ErrorClass::Permanent,
+    };
+    let retry_after = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .map(|d| d.min(Duration::from_secs(3600)));
+    ExportError::new(
+        class,
+        format!("grpc_{}", code_label(status.code())),
+        message,
     )
+    .with_retry_after(retry_after)
+}
+
+/// A TCP stream that debits every byte it writes from a bandwidth budget.
+struct Metered {
+    inner: tokio::net::TcpStream,
+    bw: Arc<Bandwidth>,
+}
+
+impl tokio::io::AsyncRead for Metered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Metered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.bw.debit(n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            self.bw.debit(n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
     fn export<'a>(
-        &'a mut self,
+        &'a self,
         payload: &'a Payload<T>,
     ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
@@ -95,11 +200,9 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
             grpc = grpc
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd);
-            grpc.ready().await.map_err(|e| ExportError {
-                reason: "connect_error".into(),
-                message: e.to_string(),
-                retryable: true,
-            })?;
+            grpc.ready()
+                .await
+                .map_err(|e| ExportError::retryable("connect_error", e))?;
             let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.headers.clone();
             let codec = EncodedCodec::<T::Response>(PhantomData);
@@ -111,16 +214,10 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
                 }),
                 // A status tonic made from a broken connection (reset, HTTP/2 error) carries its cause;
                 // the destination never judged the data, so it is always worth sending again.
-                Err(status) if std::error::Error::source(&status).is_some() => Err(ExportError {
-                    reason: "transport_error".into(),
-                    message: status.to_string(),
-                    retryable: true,
-                }),
-                Err(status) => Err(ExportError {
-                    reason: format!("grpc_{}", code_label(status.code())),
-                    message: status.message().to_owned(),
-                    retryable: retryable(status.code()),
-                }),
+                Err(status) if std::error::Error::source(&status).is_some() => {
+                    Err(ExportError::retryable("transport_error", &status))
+                }
+                Err(status) => Err(grpc_error(&status)),
             }
         })
     }
@@ -192,7 +289,41 @@ mod tests {
             "resource_exhausted"
         );
         assert_eq!(code_label(tonic::Code::Unavailable), "unavailable");
-        assert!(retryable(tonic::Code::Unavailable));
-        assert!(!retryable(tonic::Code::InvalidArgument));
+        let class = |s: tonic::Status| grpc_error(&s).class;
+        assert_eq!(
+            class(tonic::Status::unavailable("down")),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            class(tonic::Status::resource_exhausted("slow down")),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            class(tonic::Status::invalid_argument("bad span")),
+            ErrorClass::Permanent
+        );
+        assert_eq!(
+            class(tonic::Status::unauthenticated("who?")),
+            ErrorClass::Unauthorized
+        );
+        assert_eq!(
+            class(tonic::Status::resource_exhausted(
+                "grpc: received message larger than max (5000000 vs. 4194304)"
+            )),
+            ErrorClass::TooLarge
+        );
+    }
+
+    #[test]
+    fn retry_info_sets_the_wait() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let status = tonic::Status::with_error_details(
+            tonic::Code::Unavailable,
+            "overloaded",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(7))),
+        );
+        let e = grpc_error(&status);
+        assert_eq!(e.class, ErrorClass::Retryable);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
     }
 }

@@ -5,7 +5,14 @@ use outpost_config::{ComponentId, Compression, OtlpEncoding, OtlpHttpExporterCon
 use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
-use super::{compress, Delivered, ExportError, Exporter, Payload};
+use std::sync::Arc;
+
+use super::delivery::Bandwidth;
+use super::{compress, http_error, Delivered, ExportError, Exporter, Payload};
+
+/// Bytes an HTTP/1.1 request adds to its body (request line and headers), debited from the bandwidth
+/// budget with the body: an estimate, since the client writes them.
+const REQUEST_OVERHEAD: usize = 256;
 use crate::otlp::OtlpSignal;
 
 pub struct OtlpHttpExporter {
@@ -13,12 +20,14 @@ pub struct OtlpHttpExporter {
     url: String,
     compression: Compression,
     encoding: OtlpEncoding,
+    bandwidth: Option<Arc<Bandwidth>>,
 }
 
 impl OtlpHttpExporter {
     pub fn new<T: OtlpSignal>(
         id: &ComponentId,
         cfg: &OtlpHttpExporterConfig,
+        bandwidth: Option<Arc<Bandwidth>>,
     ) -> Result<Self, String> {
         let url = cfg.signal_url(T::SIGNAL).ok_or_else(|| {
             format!(
@@ -45,34 +54,31 @@ impl OtlpHttpExporter {
             url,
             compression: cfg.compression,
             encoding: cfg.encoding,
+            bandwidth,
         })
     }
 }
 
 impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
     fn export<'a>(
-        &'a mut self,
+        &'a self,
         payload: &'a Payload<T>,
     ) -> BoxFuture<'a, Result<Delivered, ExportError>> {
         Box::pin(async move {
             let (body, content_type) = match self.encoding {
                 OtlpEncoding::Proto => (payload.bytes.to_vec(), "application/x-protobuf"),
                 OtlpEncoding::Json => (
-                    serde_json::to_vec(&payload.decode()?).map_err(|e| ExportError {
-                        reason: "encode_error".into(),
-                        message: e.to_string(),
-                        retryable: false,
-                    })?,
+                    serde_json::to_vec(&payload.decode()?)
+                        .map_err(|e| ExportError::permanent("encode_error", e))?,
                     "application/json",
                 ),
             };
-            let (body, content_encoding) =
-                compress(self.compression, body).map_err(|e| ExportError {
-                    reason: "encode_error".into(),
-                    message: e.to_string(),
-                    retryable: false,
-                })?;
+            let (body, content_encoding) = compress(self.compression, body)
+                .map_err(|e| ExportError::permanent("encode_error", e))?;
             let wire_bytes = body.len();
+            if let Some(bw) = &self.bandwidth {
+                bw.debit(wire_bytes + REQUEST_OVERHEAD);
+            }
             let mut req = self
                 .client
                 .post(&self.url)
@@ -81,17 +87,16 @@ impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
             if let Some(ce) = content_encoding {
                 req = req.header(CONTENT_ENCODING, ce);
             }
-            let resp = req.send().await.map_err(|e| ExportError {
-                reason: if e.is_timeout() {
+            let resp = req.send().await.map_err(|e| {
+                let reason = if e.is_timeout() {
                     "timeout"
                 } else {
                     "connect_error"
-                }
-                .into(),
-                message: e.to_string(),
-                retryable: true,
+                };
+                ExportError::retryable(reason, e)
             })?;
             let status = resp.status();
+            let headers = resp.headers().clone();
             let bytes = resp.bytes().await.unwrap_or_default();
             if status.is_success() {
                 let parsed = match self.encoding {
@@ -103,11 +108,7 @@ impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
                     rejected: parsed.map(|r| T::rejected_in(&r)).unwrap_or_default(),
                 });
             }
-            Err(ExportError {
-                reason: format!("http_{}", status.as_u16()),
-                message: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
-                retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
-            })
+            Err(http_error(status.as_u16(), &headers, &bytes))
         })
     }
 }

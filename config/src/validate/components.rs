@@ -162,20 +162,10 @@ pub(super) fn check_exporter(
             if let Err(message) = endpoint::check_grpc(&otlp.endpoint) {
                 r.error(&key_path(path, "endpoint"), message);
             }
-            sending_queue(
-                config,
-                r,
-                &key_path(path, "sending_queue"),
-                &otlp.sending_queue,
-            );
+            delivery(config, r, path, &otlp.delivery());
         }
         ExporterConfig::OtlpHttp(http) => {
-            sending_queue(
-                config,
-                r,
-                &key_path(path, "sending_queue"),
-                &http.sending_queue,
-            );
+            delivery(config, r, path, &http.delivery());
             let urls = [
                 (&http.endpoint, "endpoint"),
                 (&http.traces_endpoint, "traces_endpoint"),
@@ -221,6 +211,73 @@ pub(super) fn check_exporter(
             }
         }
         ExporterConfig::Debug(_) => {}
+    }
+}
+
+/// The delivery settings every network exporter shares: queue reading, retries, breaker, bandwidth.
+pub(super) fn delivery(config: &Config, r: &mut Report, path: &str, d: &DeliveryConfig) {
+    sending_queue(
+        config,
+        r,
+        &key_path(path, "sending_queue"),
+        &d.sending_queue,
+    );
+    let retry = &d.retry_on_failure;
+    let rpath = key_path(path, "retry_on_failure");
+    if retry.initial_interval.get().is_zero() {
+        r.error(
+            &key_path(&rpath, "initial_interval"),
+            "initial_interval must be greater than 0 (e.g. 5s)",
+        );
+    }
+    if retry.max_interval < retry.initial_interval {
+        r.error(
+            &key_path(&rpath, "max_interval"),
+            "max_interval must not be shorter than initial_interval",
+        );
+    }
+    if !(retry.multiplier >= 1.0 && retry.multiplier.is_finite()) {
+        r.error(
+            &key_path(&rpath, "multiplier"),
+            "multiplier must be a number >= 1 (1.5 is the usual choice)",
+        );
+    }
+    if !(0.0..=1.0).contains(&retry.randomization_factor) {
+        r.error(
+            &key_path(&rpath, "randomization_factor"),
+            "randomization_factor must be between 0 and 1",
+        );
+    }
+    let breaker = &d.circuit_breaker;
+    let bpath = key_path(path, "circuit_breaker");
+    if breaker.failure_threshold == 0 {
+        r.error(
+            &key_path(&bpath, "failure_threshold"),
+            "failure_threshold must be at least 1",
+        );
+    }
+    if breaker.initial_interval.get().is_zero() {
+        r.error(
+            &key_path(&bpath, "initial_interval"),
+            "initial_interval must be greater than 0 (e.g. 1s)",
+        );
+    }
+    if breaker.max_interval < breaker.initial_interval {
+        r.error(
+            &key_path(&bpath, "max_interval"),
+            "max_interval must not be shorter than initial_interval",
+        );
+    }
+    match (d.max_bytes_per_second, d.burst_bytes) {
+        (Some(rate), _) if rate.bytes() == 0 => r.error(
+            &key_path(path, "max_bytes_per_second"),
+            "max_bytes_per_second must be greater than 0; remove it for no limit",
+        ),
+        (None, Some(_)) => r.error(
+            &key_path(path, "burst_bytes"),
+            "burst_bytes only applies with max_bytes_per_second; set that too or remove burst_bytes",
+        ),
+        _ => {}
     }
 }
 

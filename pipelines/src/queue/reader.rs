@@ -13,7 +13,7 @@
 //! RocksDB iterator on the calling task (payloads of a batch are usually in the page cache; a batch of
 //! ten 150 KB records decompresses in about a millisecond).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -37,6 +37,10 @@ pub struct Cursor {
     /// Handed out, not yet acknowledged.
     in_flight: BTreeSet<u64>,
     committed: watch::Receiver<u64>,
+    /// `newest_first` only: sequences above the watermark already handed out (or skipped), as disjoint
+    /// inclusive ranges `start -> end`. Reading newest first leaves holes below what was handed out, so
+    /// the single `read_pos` of oldest-first reading cannot describe it.
+    newest_first: Option<BTreeMap<u64, u64>>,
 }
 
 impl std::fmt::Debug for Cursor {
@@ -101,6 +105,7 @@ pub(crate) fn open_cursor(
         read_pos: watermark,
         in_flight: BTreeSet::new(),
         committed,
+        newest_first: None,
     })
 }
 
@@ -114,6 +119,14 @@ impl Cursor {
         self.shared.watermark()
     }
 
+    /// Hands out the newest records first: each batch is the newest records not yet handed out, so after
+    /// an outage fresh data goes before the backlog. The watermark still moves only over the contiguous
+    /// acknowledged prefix, so after a restart what was delivered above it is sent again (at-least-once).
+    /// Call before the first `next_batch`.
+    pub fn set_newest_first(&mut self, on: bool) {
+        self.newest_first = on.then(BTreeMap::new);
+    }
+
     /// Waits until at least one record past the read position exists and returns up to `max_records` of
     /// them (at least one). Corrupt records are skipped and counted. Cancel-safe.
     pub async fn next_batch(&mut self, max_records: usize) -> Result<Vec<Record>, QueueError> {
@@ -123,6 +136,34 @@ impl Cursor {
             // Mark the current commit as seen *before* reading, so a commit racing with the read wakes us.
             self.committed.borrow_and_update();
             self.catch_up_with_policy();
+            if self.newest_first.is_some() {
+                let (records, skipped) = self.read_newest(max)?;
+                let handed = self.newest_first.as_mut().expect("checked above");
+                for &seq in records.iter().map(|r| &r.seq).chain(skipped.iter()) {
+                    range_insert(handed, seq);
+                }
+                for r in &records {
+                    self.in_flight.insert(r.seq);
+                }
+                if !skipped.is_empty() {
+                    self.advance_watermark();
+                }
+                if !records.is_empty() {
+                    return Ok(records);
+                }
+                if !skipped.is_empty() {
+                    continue;
+                }
+                tokio::select! {
+                    _ = self.core.closed.cancelled() => return Err(QueueError::Closed),
+                    changed = self.committed.changed() => {
+                        if changed.is_err() {
+                            return Err(QueueError::Closed);
+                        }
+                    }
+                }
+                continue;
+            }
             let (records, skipped_to) = self.read(max)?;
             if let Some(last) = skipped_to {
                 self.read_pos = self.read_pos.max(last);
@@ -183,13 +224,24 @@ impl Cursor {
         while self.in_flight.first().is_some_and(|&s| s <= w) {
             self.in_flight.pop_first();
         }
+        if let Some(handed) = &mut self.newest_first {
+            range_remove_through(handed, w);
+        }
     }
 
     fn advance_watermark(&mut self) {
         self.catch_up_with_policy();
-        let to = match self.in_flight.first() {
-            Some(&first) => first - 1,
+        let done_to = match &self.newest_first {
+            // The contiguous handed-out run starting just above the watermark, if there is one.
+            Some(handed) => match handed.first_key_value() {
+                Some((&start, &end)) if start == self.shared.watermark() + 1 => end,
+                _ => return,
+            },
             None => self.read_pos,
+        };
+        let to = match self.in_flight.first() {
+            Some(&first) => (first - 1).min(done_to),
+            None => done_to,
         };
         if to <= self.shared.watermark() {
             return;
@@ -201,6 +253,74 @@ impl Cursor {
         }
         if self.core.pressure.load(Ordering::Acquire) {
             self.core.maintenance_wake.notify_one();
+        }
+    }
+
+    /// Reads up to `max` records not yet handed out, newest first, down to the watermark. Returns them
+    /// and the sequences of corrupt records it skipped, without changing the cursor.
+    fn read_newest(&self, max: usize) -> Result<(Vec<Record>, Vec<u64>), QueueError> {
+        let handed = self.newest_first.as_ref().expect("newest-first mode");
+        let floor = self.shared.watermark();
+        let db = self.core.db()?;
+        let records_cf = cf(&db, CF_RECORDS)?;
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        let mut it = db.raw_iterator_cf_opt(records_cf, ro);
+        it.seek_for_prev(format::record_key(self.stream.id, DEFAULT_LANE, u64::MAX));
+        let mut out = Vec::new();
+        let mut skipped = Vec::new();
+        while it.valid() && out.len() < max {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                break;
+            };
+            let Ok((stream, lane, seq)) = format::parse_record_key(key) else {
+                break;
+            };
+            if stream != self.stream.id || lane != DEFAULT_LANE || seq <= floor {
+                break;
+            }
+            // Jump over a run already handed out instead of stepping through it.
+            if let Some((&start, &end)) = handed.range(..=seq).next_back() {
+                if seq <= end {
+                    if start <= floor + 1 {
+                        break;
+                    }
+                    it.seek_for_prev(format::record_key(self.stream.id, DEFAULT_LANE, start - 1));
+                    continue;
+                }
+            }
+            match self.decode_record(seq, lane, value) {
+                Some(r) => out.push(r),
+                None => skipped.push(seq),
+            }
+            it.prev();
+        }
+        it.status().map_err(map_db_error)?;
+        Ok((out, skipped))
+    }
+
+    /// A stored value as a [`Record`]; `None` (counted and logged) if it is corrupt.
+    fn decode_record(&self, seq: u64, lane: u8, value: &[u8]) -> Option<Record> {
+        match format::decode_record(value) {
+            Ok((h, payload)) => Some(Record {
+                seq,
+                lane,
+                signal: h.signal,
+                items: h.items,
+                created_at: UNIX_EPOCH + Duration::from_millis(h.created_ms),
+                payload: Bytes::from(payload),
+            }),
+            Err(e) => {
+                let items = RecordHeader::parse(value)
+                    .ok()
+                    .map(|h| h.items)
+                    .or_else(|| self.stream.index().items_of(seq))
+                    .unwrap_or(0);
+                self.stream.metrics.dropped("corrupt", u64::from(items));
+                tracing::error!(stream = %self.stream.name, exporter = %self.shared.name, seq, items, error = %e,
+                    "disk queue: skipping a corrupt record");
+                None
+            }
         }
     }
 
@@ -231,29 +351,70 @@ impl Cursor {
                 break;
             }
             last = Some(seq);
-            match format::decode_record(value) {
-                Ok((h, payload)) => out.push(Record {
-                    seq,
-                    lane,
-                    signal: h.signal,
-                    items: h.items,
-                    created_at: UNIX_EPOCH + Duration::from_millis(h.created_ms),
-                    payload: Bytes::from(payload),
-                }),
-                Err(e) => {
-                    let items = RecordHeader::parse(value)
-                        .ok()
-                        .map(|h| h.items)
-                        .or_else(|| self.stream.index().items_of(seq))
-                        .unwrap_or(0);
-                    self.stream.metrics.dropped("corrupt", u64::from(items));
-                    tracing::error!(stream = %self.stream.name, exporter = %self.shared.name, seq, items, error = %e,
-                        "disk queue: skipping a corrupt record");
-                }
+            if let Some(r) = self.decode_record(seq, lane, value) {
+                out.push(r);
             }
             it.next();
         }
         it.status().map_err(map_db_error)?;
         Ok((out, last))
+    }
+}
+
+/// Adds `seq` to a set of disjoint inclusive ranges, merging with its neighbours.
+fn range_insert(ranges: &mut BTreeMap<u64, u64>, seq: u64) {
+    let mut start = seq;
+    let mut end = seq;
+    if let Some((&s, &e)) = ranges.range(..=seq).next_back() {
+        if seq <= e {
+            return;
+        }
+        if e + 1 == seq {
+            start = s;
+        }
+    }
+    if let Some(&e) = ranges.get(&(seq + 1)) {
+        ranges.remove(&(seq + 1));
+        end = e;
+    }
+    ranges.insert(start, end);
+}
+
+/// Removes every sequence `<= through` from the ranges.
+fn range_remove_through(ranges: &mut BTreeMap<u64, u64>, through: u64) {
+    while let Some((&s, &e)) = ranges.first_key_value() {
+        if s > through {
+            break;
+        }
+        ranges.remove(&s);
+        if e > through {
+            ranges.insert(through + 1, e);
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_and_trim() {
+        let mut r = BTreeMap::new();
+        for s in [10, 8, 9, 3, 4, 12] {
+            range_insert(&mut r, s);
+        }
+        assert_eq!(
+            r.into_iter().collect::<Vec<_>>(),
+            vec![(3, 4), (8, 10), (12, 12)]
+        );
+        let mut r = BTreeMap::from([(3, 4), (8, 10), (12, 12)]);
+        range_insert(&mut r, 11);
+        assert_eq!(
+            r.clone().into_iter().collect::<Vec<_>>(),
+            vec![(3, 4), (8, 12)]
+        );
+        range_remove_through(&mut r, 9);
+        assert_eq!(r.into_iter().collect::<Vec<_>>(), vec![(10, 12)]);
     }
 }

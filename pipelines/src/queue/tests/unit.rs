@@ -589,3 +589,43 @@ fn open_outside_a_runtime_is_an_error_not_a_panic() {
     let err = crate::queue::Queue::open(options(dir.path()), &Telemetry::new()).unwrap_err();
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+#[tokio::test]
+async fn newest_first_hands_out_fresh_data_before_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Telemetry::new();
+    {
+        let q = open(options(dir.path()), &t);
+        let s = q.stream("t").unwrap();
+        let mut c = s.cursor("e", StartAt::Oldest, None).unwrap();
+        c.set_newest_first(true);
+        for i in 0..6 {
+            stored(s.append(Signal::Traces, 1, &noise(300, i)).await);
+        }
+        assert_eq!(read_now(&mut c, 2).await, vec![6, 5]);
+        // Data arriving while the backlog drains goes first too.
+        stored(s.append(Signal::Traces, 1, &noise(300, 7)).await);
+        assert_eq!(read_now(&mut c, 2).await, vec![7, 4]);
+        for seq in [7, 6, 5, 4] {
+            c.ack(seq).unwrap();
+        }
+        assert_eq!(c.watermark(), 0, "1..3 are not delivered yet");
+        assert_eq!(read_now(&mut c, 10).await, vec![3, 2, 1]);
+        assert_eq!(read_now(&mut c, 10).await, Vec::<u64>::new());
+        c.ack(1).unwrap();
+        c.ack(3).unwrap();
+        assert_eq!(c.watermark(), 1, "2 is still in flight");
+        q.close().await;
+    }
+    // After a restart, everything above the watermark comes again (at-least-once), newest first.
+    let q = open(options(dir.path()), &t);
+    let s = q.stream("t").unwrap();
+    let mut c = s.cursor("e", StartAt::Oldest, None).unwrap();
+    c.set_newest_first(true);
+    assert_eq!(read_now(&mut c, 10).await, vec![7, 6, 5, 4, 3, 2]);
+    for seq in [2, 3, 4, 5, 6, 7] {
+        c.ack(seq).unwrap();
+    }
+    assert_eq!(c.watermark(), 7);
+    q.close().await;
+}
