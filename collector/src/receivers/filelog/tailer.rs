@@ -542,6 +542,15 @@ impl Tailer {
             // Nothing new (or truncated: discovery deals with that).
             return (None, false);
         }
+        // Truncated and written again since the last discovery (copytruncate)? Reading on at the old
+        // offset would emit the middle of new content; discovery sorts it out first.
+        if !id.fingerprint.is_empty() {
+            self.buf.resize(id.fingerprint.len(), 0);
+            match f.file.read_at(&mut self.buf, 0) {
+                Ok(n) if self.buf[..n] == id.fingerprint.0[..] => {}
+                _ => return (None, false),
+            }
+        }
         let want = usize::try_from(size - id.read_offset)
             .unwrap_or(usize::MAX)
             .min(read_size);
