@@ -19,8 +19,9 @@
 //!
 //! Per identity, `read_offset` is where reading goes on and `committed` is the end of the acknowledged
 //! prefix. Chunks are acknowledged in any order but `committed` only advances over a contiguous run of
-//! acknowledged chunks, so a checkpoint never covers an entry that is not queued. A failed chunk
-//! rewinds the identity to `committed` (its entries are read again: at-least-once).
+//! acknowledged chunks, so a checkpoint never covers an entry that is not queued. A chunk the queue
+//! refused (it filled up between admission and append) is read again over exactly its own range and
+//! keeps its place, so neither it nor the chunks after it arrive twice.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -89,10 +90,22 @@ struct OpenFile {
     draining: bool,
 }
 
+/// A chunk handed out: the byte range it covers and what became of it.
 struct InFlight {
     seq: u64,
+    start: u64,
     end: u64,
-    done: bool,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for its acknowledgement.
+    Pending,
+    /// Durably queued.
+    Done,
+    /// Not queued: to be read again, in its place.
+    Failed,
 }
 
 struct Identity {
@@ -154,7 +167,7 @@ impl Identity {
 
     /// Advances `committed` over the acknowledged front of `inflight`.
     fn settle(&mut self) {
-        while self.inflight.front().is_some_and(|f| f.done) {
+        while self.inflight.front().is_some_and(|f| f.state == State::Done) {
             let f = self.inflight.pop_front().expect("front exists");
             self.committed = f.end;
             self.dirty = true;
@@ -220,7 +233,7 @@ impl Tailer {
         self.read(max_chunks)
     }
 
-    /// Chunk `seq` of identity `key` was durably queued (`ok`) or lost on the way (`!ok`).
+    /// Chunk `seq` of identity `key` was durably queued (`ok`) or not (`!ok`: it is read again).
     pub fn ack(&mut self, key: u64, generation: u64, seq: u64, ok: bool) {
         let Some(id) = self.identities.get_mut(&key) else {
             return;
@@ -228,17 +241,12 @@ impl Tailer {
         if id.generation != generation {
             return;
         }
-        if ok {
-            if let Some(f) = id.inflight.iter_mut().find(|f| f.seq == seq) {
-                f.done = true;
-            }
-            id.settle();
-        } else {
-            // Read again from the last acknowledged entry; later chunks may arrive twice.
-            let committed = id.committed;
-            let fingerprint = id.fingerprint.clone();
-            id.reset(fingerprint, committed);
+        // A failed chunk is read again over its own range (and only it): chunks after it that were
+        // queued are not repeated.
+        if let Some(f) = id.inflight.iter_mut().find(|f| f.seq == seq) {
+            f.state = if ok { State::Done } else { State::Failed };
         }
+        id.settle();
     }
 
     /// Checkpoints changed since the last call, and keys of checkpoints to delete.
@@ -519,8 +527,8 @@ impl Tailer {
         Polled { chunks, more }
     }
 
-    /// Reads the next chunk of one file. Returns the chunk (if it holds records) and whether more data
-    /// is waiting right behind it.
+    /// Reads the next chunk of one file — a chunk that failed to be queued first, then new data.
+    /// Returns the chunk (if it holds records) and whether more is waiting right behind it.
     fn read_one(&mut self, key: u64) -> (Option<Chunk>, bool) {
         let read_size = CHUNK_BYTES.max(self.splitter.max_log_size() + 8);
         let force_flush = self.cfg.force_flush_period;
@@ -538,7 +546,11 @@ impl Tailer {
             f.size = size;
             f.last_growth = Instant::now();
         }
-        if size <= id.read_offset {
+        let redo = id
+            .inflight
+            .iter()
+            .position(|c| c.state == State::Failed);
+        if redo.is_none() && size <= id.read_offset {
             // Nothing new (or truncated: discovery deals with that).
             return (None, false);
         }
@@ -551,13 +563,25 @@ impl Tailer {
                 _ => return (None, false),
             }
         }
-        let want = usize::try_from(size - id.read_offset)
-            .unwrap_or(usize::MAX)
-            .min(read_size);
+        // A failed chunk is read again over exactly its range, which ends on an entry boundary (so the
+        // range is flushed whole), and keeps its place in the order of acknowledgements.
+        let (start, want, flush) = match redo {
+            Some(i) => {
+                let c = &id.inflight[i];
+                (c.start, usize::try_from(c.end - c.start).unwrap_or(0), true)
+            }
+            None => (
+                id.read_offset,
+                usize::try_from(size - id.read_offset)
+                    .unwrap_or(usize::MAX)
+                    .min(read_size),
+                false,
+            ),
+        };
         self.buf.resize(want, 0);
         let mut filled = 0;
         while filled < want {
-            match f.file.read_at(&mut self.buf[filled..], id.read_offset + filled as u64) {
+            match f.file.read_at(&mut self.buf[filled..], start + filled as u64) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -568,9 +592,9 @@ impl Tailer {
             }
         }
         self.buf.truncate(filled);
-        let at_end = id.read_offset + filled as u64 >= size;
-        let flush = at_end && f.last_growth.elapsed() >= force_flush;
-        let skip = if id.read_offset == 0 {
+        let flush = flush
+            || (start + filled as u64 >= size && f.last_growth.elapsed() >= force_flush);
+        let skip = if start == 0 {
             self.splitter.decoder.bom_len(&self.buf)
         } else {
             0
@@ -609,31 +633,51 @@ impl Tailer {
             }
             records.push(record);
         }
-        if cut > 0 {
-            self.metrics.malformed(Signal::Logs, "max_log_size", cut);
+        if redo.is_none() {
+            // Counted once per entry, not again when a failed chunk is read a second time.
+            if cut > 0 {
+                self.metrics.malformed(Signal::Logs, "max_log_size", cut);
+            }
+            if replaced > 0 {
+                self.metrics.malformed(Signal::Logs, "invalid_encoding", replaced);
+            }
+            for (operator, n) in errors {
+                self.metrics.malformed(Signal::Logs, operator, n);
+            }
+            if dropped > 0 {
+                self.metrics.dropped(Signal::Logs, "on_error_drop", dropped);
+            }
+            if let Some(e) = first_error {
+                tracing::warn!(path = %id.path.display(), error = %e, "an entry did not parse; kept as read (on_error)");
+            }
+            self.read_bytes.inc_by(consumed as u64);
         }
-        if replaced > 0 {
-            self.metrics.malformed(Signal::Logs, "invalid_encoding", replaced);
-        }
-        for (operator, n) in errors {
-            self.metrics.malformed(Signal::Logs, operator, n);
-        }
-        if dropped > 0 {
-            self.metrics.dropped(Signal::Logs, "on_error_drop", dropped);
-        }
-        if let Some(e) = first_error {
-            tracing::warn!(path = %id.path.display(), error = %e, "an entry did not parse; kept as read (on_error)");
-        }
-        self.read_bytes.inc_by(consumed as u64);
-        id.read_offset += consumed as u64;
-        let more = id.read_offset < size;
         let seq = id.next_seq;
         id.next_seq += 1;
-        id.inflight.push_back(InFlight {
-            seq,
-            end: id.read_offset,
-            done: records.is_empty(),
-        });
+        let state = if records.is_empty() {
+            State::Done
+        } else {
+            State::Pending
+        };
+        let more = match redo {
+            Some(i) => {
+                let c = &mut id.inflight[i];
+                c.seq = seq;
+                c.state = state;
+                true
+            }
+            None => {
+                id.inflight.push_back(InFlight {
+                    seq,
+                    start,
+                    end: start + consumed as u64,
+                    state,
+                });
+                id.read_offset += consumed as u64;
+                id.read_offset < size
+                    || id.inflight.iter().any(|c| c.state == State::Failed)
+            }
+        };
         if records.is_empty() {
             // Everything was dropped by policy: nothing to queue, the checkpoint moves on.
             id.settle();
@@ -916,6 +960,32 @@ mod tests {
         let c = &again.chunks[0];
         h.tailer.ack(c.key, c.generation, c.seq, true);
         assert_eq!(h.tailer.inflight(), 0);
+    }
+
+    #[test]
+    fn only_the_failed_chunk_is_read_again_and_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = tailer(config(dir.path(), "*.log", false), Vec::new());
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, lines(0..3)).unwrap();
+        let first = t.poll(true, 10).chunks.remove(0);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(lines(3..5).as_bytes())
+            .unwrap();
+        let second = t.poll(false, 10).chunks.remove(0);
+        // The second is queued, the first is refused (acknowledgements may come in any order).
+        t.ack(second.key, second.generation, second.seq, true);
+        t.ack(first.key, first.generation, first.seq, false);
+        assert_eq!(t.take_changes().0.iter().map(|c| c.offset).max(), Some(0));
+        let redo = t.poll(false, 10).chunks.remove(0);
+        assert_eq!(bodies(&redo.logs), expect(0..3));
+        assert!(t.poll(false, 10).chunks.is_empty(), "nothing else is read again");
+        t.ack(redo.key, redo.generation, redo.seq, true);
+        let (changed, _) = t.take_changes();
+        assert_eq!(changed[0].offset, lines(0..5).len() as u64);
     }
 
     #[test]
