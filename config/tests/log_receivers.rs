@@ -82,11 +82,20 @@ fn filelog_mistakes_are_reported_where_they_are() {
         ("receivers.filelog.include[0]", "[a.log"),
         ("receivers.filelog.encoding", "klingon"),
         ("receivers.filelog.fingerprint_size", "fingerprint_size"),
-        ("receivers.filelog.multiline.line_end_pattern", "line_end_pattern"),
-        ("receivers.filelog.multiline.line_start_pattern", "(unclosed"),
+        (
+            "receivers.filelog.multiline.line_end_pattern",
+            "line_end_pattern",
+        ),
+        (
+            "receivers.filelog.multiline.line_start_pattern",
+            "(unclosed",
+        ),
         ("receivers.filelog.operators[0].regex", "regex:"),
         ("receivers.filelog.operators[1].layout_type", "gotime"),
-        ("receivers.filelog.operators[2].parse_from", "resource.level"),
+        (
+            "receivers.filelog.operators[2].parse_from",
+            "resource.level",
+        ),
         ("receivers.filelog.operators[2].mapping.loud", "loud"),
     ];
     for (path, needle) in want {
@@ -162,7 +171,8 @@ fn log_receivers_produce_logs_only() {
     let e = errors(yaml);
     assert_eq!(e.len(), 1, "{e:#?}");
     assert!(
-        e[0].message.contains("does not produce traces (it supports: logs)"),
+        e[0].message
+            .contains("does not produce traces (it supports: logs)"),
         "{e:#?}"
     );
 }

@@ -130,7 +130,11 @@ fn report(seen: &BTreeMap<String, u32>) -> Report {
         .collect();
     let duplicated = seen.values().map(|n| n.saturating_sub(1) as usize).sum();
     let known: std::collections::HashSet<&String> = expected.iter().collect();
-    let unexpected = seen.keys().filter(|k| !known.contains(k)).cloned().collect();
+    let unexpected = seen
+        .keys()
+        .filter(|k| !known.contains(k))
+        .cloned()
+        .collect();
     Report {
         lost,
         duplicated,
@@ -218,7 +222,11 @@ fn every_line_exactly_once_across_rotations_and_a_clean_restart() {
     let seen = tail_through_a_restart(false);
     let r = report(&seen);
     assert!(r.lost.is_empty(), "lost: {:?}", r.lost);
-    assert!(r.unexpected.is_empty(), "torn or foreign lines: {:?}", r.unexpected);
+    assert!(
+        r.unexpected.is_empty(),
+        "torn or foreign lines: {:?}",
+        r.unexpected
+    );
     let twice: Vec<(&String, &u32)> = seen.iter().filter(|(_, n)| **n > 1).take(10).collect();
     assert_eq!(
         r.duplicated, 0,
@@ -231,5 +239,9 @@ fn every_line_at_least_once_across_rotations_and_sigkill() {
     let seen = tail_through_a_restart(true);
     let r = report(&seen);
     assert!(r.lost.is_empty(), "lost after SIGKILL: {:?}", r.lost);
-    assert!(r.unexpected.is_empty(), "torn or foreign lines: {:?}", r.unexpected);
+    assert!(
+        r.unexpected.is_empty(),
+        "torn or foreign lines: {:?}",
+        r.unexpected
+    );
 }

@@ -154,8 +154,7 @@ fn queue_pressure_pauses_files_counts_udp_drops_and_holds_tcp() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
-    let dropped_query =
-        r#"outpost_receiver_dropped_items_total{receiver="syslog",transport="udp",reason="queue_full"}"#;
+    let dropped_query = r#"outpost_receiver_dropped_items_total{receiver="syslog",transport="udp",reason="queue_full"}"#;
     wait_for(
         Duration::from_secs(10),
         "the UDP messages to be counted as dropped",

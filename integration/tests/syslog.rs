@@ -90,8 +90,24 @@ service:
     logger(
         &[
             &server[..],
-            &[&s5424, "--udp", "--rfc5424", "-t", "app-udp-5424", "-p", "local3.warning"],
-            &["--id=4242", "--msgid", "ID47", "--sd-id", "ex@32473", "--sd-param", "k=\"v\""],
+            &[
+                &s5424,
+                "--udp",
+                "--rfc5424",
+                "-t",
+                "app-udp-5424",
+                "-p",
+                "local3.warning",
+            ],
+            &[
+                "--id=4242",
+                "--msgid",
+                "ID47",
+                "--sd-id",
+                "ex@32473",
+                "--sd-param",
+                "k=\"v\"",
+            ],
             &["udp five-four-two-four"],
         ]
         .concat(),
@@ -99,7 +115,14 @@ service:
     logger(
         &[
             &server[..],
-            &[&s5424, "--tcp", "--octet-count", "--rfc5424", "-t", "app-tcp-5424"],
+            &[
+                &s5424,
+                "--tcp",
+                "--octet-count",
+                "--rfc5424",
+                "-t",
+                "app-tcp-5424",
+            ],
             &["-p", "user.crit", "tcp five-four-two-four"],
         ]
         .concat(),
@@ -107,7 +130,15 @@ service:
     logger(
         &[
             &server[..],
-            &[&s3164, "--udp", "--rfc3164", "-t", "app-udp-3164", "-p", "daemon.notice"],
+            &[
+                &s3164,
+                "--udp",
+                "--rfc3164",
+                "-t",
+                "app-udp-3164",
+                "-p",
+                "daemon.notice",
+            ],
             &["--id=77", "udp three-one-six-four"],
         ]
         .concat(),
@@ -115,7 +146,15 @@ service:
     logger(
         &[
             &server[..],
-            &[&s3164, "--tcp", "--rfc3164", "-t", "app-tcp-3164", "-p", "user.debug"],
+            &[
+                &s3164,
+                "--tcp",
+                "--rfc3164",
+                "-t",
+                "app-tcp-3164",
+                "-p",
+                "user.debug",
+            ],
             &["tcp three-one-six-four"],
         ]
         .concat(),
@@ -176,8 +215,13 @@ service:
             item.str_field("body").is_empty(),
             "the body is an AnyValue, not a string field"
         );
-        let body = item.value["body"]["stringValue"].as_str().unwrap_or_default();
-        assert!(body.ends_with(message), "the raw message is the body: {body:?}");
+        let body = item.value["body"]["stringValue"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            body.ends_with(message),
+            "the raw message is the body: {body:?}"
+        );
     }
 
     let udp5424 = by_message("udp five-four-two-four");
@@ -191,10 +235,15 @@ service:
         .as_array()
         .and_then(|els| els.iter().find(|e| e["key"] == "ex@32473"))
         .unwrap_or_else(|| panic!("no ex@32473 element in {sd}"));
-    let params = element["value"]["kvlistValue"]["values"].as_array().unwrap();
+    let params = element["value"]["kvlistValue"]["values"]
+        .as_array()
+        .unwrap();
     assert_eq!(params[0]["key"], "k");
     assert_eq!(params[0]["value"]["stringValue"], "v");
-    assert_eq!(str_attr(by_message("udp three-one-six-four"), "proc_id"), Some("77"));
+    assert_eq!(
+        str_attr(by_message("udp three-one-six-four"), "proc_id"),
+        Some("77")
+    );
 
     let raw = items
         .iter()

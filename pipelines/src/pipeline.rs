@@ -53,7 +53,8 @@ impl<T: SignalData> PipelineInput<T> {
     /// Admits one client request of `bytes` (its decoded size on the wire) without waiting. The returned
     /// [`AckWait`] resolves once all of it is durably queued (or dropped by a counted policy).
     pub fn try_admit(&self, data: T, bytes: u64) -> Result<AckWait, Refusal> {
-        self.try_admit_or_return(data, bytes).map_err(|(refusal, _)| refusal)
+        self.try_admit_or_return(data, bytes)
+            .map_err(|(refusal, _)| refusal)
     }
 
     /// [`PipelineInput::try_admit`] that hands the data back when it is refused, for a receiver that

@@ -458,9 +458,9 @@ pub fn severity_number(name: &str) -> Option<i32> {
 /// The level name OpenTelemetry gives a severity number (`INFO`, `WARN3`, ...).
 pub fn severity_text(number: i32) -> &'static str {
     const NAMES: [&str; 24] = [
-        "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO", "INFO2",
-        "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3", "ERROR4",
-        "FATAL", "FATAL2", "FATAL3", "FATAL4",
+        "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO",
+        "INFO2", "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3",
+        "ERROR4", "FATAL", "FATAL2", "FATAL3", "FATAL4",
     ];
     usize::try_from(number - 1)
         .ok()

@@ -285,10 +285,21 @@ mod tests {
 
     #[test]
     fn encodings_are_checked_by_label() {
-        for ok in ["utf-8", "UTF-8", "nop", "ascii", "utf-16le", "utf-16be", "latin1", "shift_jis"] {
+        for ok in [
+            "utf-8",
+            "UTF-8",
+            "nop",
+            "ascii",
+            "utf-16le",
+            "utf-16be",
+            "latin1",
+            "shift_jis",
+        ] {
             assert!(check_encoding(ok).is_ok(), "{ok}");
         }
-        assert!(check_encoding("klingon").unwrap_err().contains("not a known"));
+        assert!(check_encoding("klingon")
+            .unwrap_err()
+            .contains("not a known"));
         assert!(check_encoding("iso-2022-kr").is_err());
     }
 }

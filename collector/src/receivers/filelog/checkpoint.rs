@@ -94,7 +94,8 @@ impl Checkpoints {
             "offset": cp.offset,
             "path": cp.path,
         });
-        self.state.put(&self.key(cp.key), value.to_string().as_bytes())
+        self.state
+            .put(&self.key(cp.key), value.to_string().as_bytes())
     }
 
     pub fn remove(&self, key: u64) -> Result<(), QueueError> {

@@ -17,7 +17,9 @@ pub enum Decoder {
     /// Bytes kept as they are: a bytes body.
     Nop,
     /// UTF-16, little-endian or big-endian.
-    Utf16 { little_endian: bool },
+    Utf16 {
+        little_endian: bool,
+    },
     /// An ASCII-compatible encoding other than UTF-8.
     Other(&'static Encoding),
 }
@@ -217,7 +219,13 @@ mod tests {
         assert_eq!(d.cut(s, 3), 2);
         assert_eq!(d.cut(s, 5), 5);
         assert_eq!(d.cut(s, 100), s.len());
-        assert_eq!(Decoder::Utf16 { little_endian: true }.cut(&[0; 10], 5), 4);
+        assert_eq!(
+            Decoder::Utf16 {
+                little_endian: true
+            }
+            .cut(&[0; 10], 5),
+            4
+        );
     }
 
     #[test]

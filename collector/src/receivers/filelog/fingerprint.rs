@@ -76,10 +76,16 @@ mod tests {
         let later = Fingerprint::read(&File::open(&path).unwrap(), 16).unwrap();
         assert_eq!(later.len(), 16);
         assert!(early.matches(&Fingerprint::read(&File::open(&path).unwrap(), 64).unwrap()));
-        assert!(!later.matches(&early), "a shorter file cannot be the same grown file");
+        assert!(
+            !later.matches(&early),
+            "a shorter file cannot be the same grown file"
+        );
         std::fs::write(&path, b"other content\n").unwrap();
         assert!(!early.matches(&Fingerprint::read(&File::open(&path).unwrap(), 64).unwrap()));
-        assert!(!Fingerprint::default().matches(&early), "an empty fingerprint matches nothing");
+        assert!(
+            !Fingerprint::default().matches(&early),
+            "an empty fingerprint matches nothing"
+        );
         assert_eq!(Fingerprint::from_hex(&later.to_hex()), Some(later));
         assert_eq!(Fingerprint::from_hex("zz"), None);
     }

@@ -30,10 +30,10 @@ pub mod tailer;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use outpost_config::Signal;
 use outpost_config::{ComponentId, FilelogReceiverConfig, FilelogStartAt};
 use outpost_pipelines::queue::Queue;
 use outpost_pipelines::telemetry::ReceiverMetrics;
-use outpost_config::Signal;
 use outpost_pipelines::{Logs, PipelineInput, Refusal, Telemetry};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -64,7 +64,8 @@ pub fn start(
     let name = id.to_string();
     let key = |k: &str| format!("receivers.{id}.{k}");
     let mut errors = Vec::new();
-    let decoder = Decoder::new(&cfg.encoding).map_err(|e| errors.push(format!("{}: {e}", key("encoding"))));
+    let decoder =
+        Decoder::new(&cfg.encoding).map_err(|e| errors.push(format!("{}: {e}", key("encoding"))));
     let mode = match &cfg.multiline {
         None => Ok(Mode::Lines),
         Some(m) => match (&m.line_start_pattern, &m.line_end_pattern) {
@@ -179,12 +180,9 @@ impl Driver {
                 }
             }
             let can_read = pending.is_empty() && inflight < MAX_INFLIGHT;
-            let next_discovery = last_discovery.map_or_else(Instant::now, |t| t + self.poll_interval);
-            let next_read = if more {
-                Instant::now()
-            } else {
-                next_discovery
-            };
+            let next_discovery =
+                last_discovery.map_or_else(Instant::now, |t| t + self.poll_interval);
+            let next_read = if more { Instant::now() } else { next_discovery };
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,

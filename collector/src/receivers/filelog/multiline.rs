@@ -68,7 +68,13 @@ impl Splitter {
     /// The complete entries in `buf` (at most `max_entries`), and the bytes they cover. `skip` leading
     /// bytes are not part of any entry (a byte-order mark). With `flush`, what is pending at the end
     /// is emitted too.
-    pub fn split(&self, buf: &[u8], skip: usize, flush: bool, max_entries: usize) -> (Vec<Entry>, usize) {
+    pub fn split(
+        &self,
+        buf: &[u8],
+        skip: usize,
+        flush: bool,
+        max_entries: usize,
+    ) -> (Vec<Entry>, usize) {
         let mut out = Vec::new();
         let nl = self.decoder.newline_len();
         let mut consumed = skip.min(buf.len());

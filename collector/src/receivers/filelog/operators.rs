@@ -195,7 +195,9 @@ impl Op {
                 let serde_json::Value::Object(map) = parsed else {
                     return Err(format!("{from} is JSON but not an object"));
                 };
-                let values = map.into_iter().map(|(k, v)| logrecord::kv(k, json_to_any(v)));
+                let values = map
+                    .into_iter()
+                    .map(|(k, v)| logrecord::kv(k, json_to_any(v)));
                 write(record, to, values.collect());
                 Ok(())
             }
@@ -426,7 +428,11 @@ impl SeverityMap {
             _ => return None,
         };
         if let Some(i) = int {
-            if let Some((_, _, n)) = self.ranges.iter().find(|(lo, hi, _)| (*lo..=*hi).contains(&i)) {
+            if let Some((_, _, n)) = self
+                .ranges
+                .iter()
+                .find(|(lo, hi, _)| (*lo..=*hi).contains(&i))
+            {
                 return Some((*n, text));
             }
         }
@@ -485,9 +491,14 @@ struct TimeLayout {
 
 #[derive(Debug)]
 enum LayoutKind {
-    Strptime { format: String, zone: TimeZone },
+    Strptime {
+        format: String,
+        zone: TimeZone,
+    },
     /// Nanoseconds per unit of the integer part, and whether a fraction may follow.
-    Epoch { unit_nanos: i128 },
+    Epoch {
+        unit_nanos: i128,
+    },
 }
 
 impl TimeLayout {
@@ -630,14 +641,20 @@ mod tests {
         .unwrap();
         let mut r = record("2024-03-01 12:00:01.250 WARNING disk almost full");
         let mut errors = Vec::new();
-        assert_eq!(ops.apply(&mut r, &mut |e| errors.push(e.clone())), Outcome::Keep);
+        assert_eq!(
+            ops.apply(&mut r, &mut |e| errors.push(e.clone())),
+            Outcome::Keep
+        );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
             attr(&r, "msg").and_then(logrecord::as_str),
             Some("disk almost full")
         );
         assert_eq!(r.time_unix_nano, 1_709_294_401_250_000_000);
-        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARNING"));
+        assert_eq!(
+            (r.severity_number, r.severity_text.as_str()),
+            (13, "WARNING")
+        );
         // The body is kept: parsers add, they do not consume.
         assert!(r.body.is_some());
     }
@@ -653,7 +670,8 @@ mod tests {
             severity: None,
         })])
         .unwrap();
-        let mut r = record(r#"{"t": 1700000000123, "n": 3, "ok": true, "tags": ["a"], "m": {"k": "v"}}"#);
+        let mut r =
+            record(r#"{"t": 1700000000123, "n": 3, "ok": true, "tags": ["a"], "m": {"k": "v"}}"#);
         assert_eq!(ops.apply(&mut r, &mut |e| panic!("{e:?}")), Outcome::Keep);
         let parsed = map_of(attr(&r, "parsed").unwrap()).unwrap();
         assert_eq!(
@@ -689,7 +707,9 @@ mod tests {
             Outcome::Keep
         );
         assert_eq!(seen, vec!["json_parser"]);
-        let why = attr(&r, PARSE_ERROR_ATTRIBUTE).and_then(logrecord::as_str).unwrap();
+        let why = attr(&r, PARSE_ERROR_ATTRIBUTE)
+            .and_then(logrecord::as_str)
+            .unwrap();
         assert!(why.starts_with("json_parser: body is not JSON"), "{why}");
         assert_eq!(r.body, Some(logrecord::string("not json at all")));
         let mut r = record("[1, 2]");
@@ -715,9 +735,18 @@ mod tests {
         );
         let map = SeverityMap::new(&cfg);
         assert_eq!(map.lookup(&logrecord::int(503)), Some((17, "503".into())));
-        assert_eq!(map.lookup(&logrecord::string("204")), Some((9, "204".into())));
-        assert_eq!(map.lookup(&logrecord::string("OOPS")), Some((17, "OOPS".into())));
-        assert_eq!(map.lookup(&logrecord::string("Warn")), Some((13, "Warn".into())));
+        assert_eq!(
+            map.lookup(&logrecord::string("204")),
+            Some((9, "204".into()))
+        );
+        assert_eq!(
+            map.lookup(&logrecord::string("OOPS")),
+            Some((17, "OOPS".into()))
+        );
+        assert_eq!(
+            map.lookup(&logrecord::string("Warn")),
+            Some((13, "Warn".into()))
+        );
         assert_eq!(map.lookup(&logrecord::int(404)), None);
         assert_eq!(map.lookup(&logrecord::string("chatty")), None);
     }

@@ -167,7 +167,11 @@ impl Identity {
 
     /// Advances `committed` over the acknowledged front of `inflight`.
     fn settle(&mut self) {
-        while self.inflight.front().is_some_and(|f| f.state == State::Done) {
+        while self
+            .inflight
+            .front()
+            .is_some_and(|f| f.state == State::Done)
+        {
             let f = self.inflight.pop_front().expect("front exists");
             self.committed = f.end;
             self.dirty = true;
@@ -274,9 +278,11 @@ impl Tailer {
                 continue; // refused by validation
             };
             // Unreadable directories are skipped: a file we may not read is not ours to tail.
-            out.extend(paths.flatten().filter(|p| {
-                !self.cfg.exclude.iter().any(|e| e.matches_path(p))
-            }));
+            out.extend(
+                paths
+                    .flatten()
+                    .filter(|p| !self.cfg.exclude.iter().any(|e| e.matches_path(p))),
+            );
         }
         out.sort();
         out.dedup();
@@ -340,8 +346,7 @@ impl Tailer {
                 continue;
             };
             let size = meta.len();
-            let current =
-                Fingerprint::read(&f.file, self.cfg.fingerprint_size).unwrap_or_default();
+            let current = Fingerprint::read(&f.file, self.cfg.fingerprint_size).unwrap_or_default();
             let changed = !id.fingerprint.is_empty() && !id.fingerprint.matches(&current);
             if size < id.read_offset || changed {
                 truncated.push((id.key, current));
@@ -381,9 +386,12 @@ impl Tailer {
             };
             // 1. A copy of a file that has since been truncated (copytruncate): the identity moves to
             //    the copy, with its chunks in flight, and the truncated file starts a new identity.
-            if let Some(key) = best(&mut self.identities.values().filter(|id| {
-                truncated_keys.contains(&id.key) && !adopted.contains(&id.key)
-            })) {
+            if let Some(key) = best(
+                &mut self
+                    .identities
+                    .values()
+                    .filter(|id| truncated_keys.contains(&id.key) && !adopted.contains(&id.key)),
+            ) {
                 adopted.insert(key);
                 let new_key = self.fresh_key();
                 let id = self.identities.get_mut(&key).expect("found above");
@@ -408,14 +416,19 @@ impl Tailer {
             }
             // 2. A copy of a file still being read (the copy exists, the truncation has not come yet):
             //    it continues where that file's acknowledged entries end.
-            let live = best(&mut self.identities.values().filter(|id| {
-                id.file.is_some() && !truncated_keys.contains(&id.key)
-            }));
+            let live = best(
+                &mut self
+                    .identities
+                    .values()
+                    .filter(|id| id.file.is_some() && !truncated_keys.contains(&id.key)),
+            );
             // 3. A file known from a checkpoint (a restart) or from before it left the globs.
-            let closed = best(&mut self
-                .identities
-                .values()
-                .filter(|id| id.file.is_none() && !adopted.contains(&id.key)));
+            let closed = best(
+                &mut self
+                    .identities
+                    .values()
+                    .filter(|id| id.file.is_none() && !adopted.contains(&id.key)),
+            );
             if let Some(key) = closed.filter(|_| live.is_none()) {
                 adopted.insert(key);
                 let id = self.identities.get_mut(&key).expect("found above");
@@ -546,10 +559,7 @@ impl Tailer {
             f.size = size;
             f.last_growth = Instant::now();
         }
-        let redo = id
-            .inflight
-            .iter()
-            .position(|c| c.state == State::Failed);
+        let redo = id.inflight.iter().position(|c| c.state == State::Failed);
         if redo.is_none() && size <= id.read_offset {
             // Nothing new (or truncated: discovery deals with that).
             return (None, false);
@@ -581,7 +591,10 @@ impl Tailer {
         self.buf.resize(want, 0);
         let mut filled = 0;
         while filled < want {
-            match f.file.read_at(&mut self.buf[filled..], start + filled as u64) {
+            match f
+                .file
+                .read_at(&mut self.buf[filled..], start + filled as u64)
+            {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -592,8 +605,8 @@ impl Tailer {
             }
         }
         self.buf.truncate(filled);
-        let flush = flush
-            || (start + filled as u64 >= size && f.last_growth.elapsed() >= force_flush);
+        let flush =
+            flush || (start + filled as u64 >= size && f.last_growth.elapsed() >= force_flush);
         let skip = if start == 0 {
             self.splitter.decoder.bom_len(&self.buf)
         } else {
@@ -639,7 +652,8 @@ impl Tailer {
                 self.metrics.malformed(Signal::Logs, "max_log_size", cut);
             }
             if replaced > 0 {
-                self.metrics.malformed(Signal::Logs, "invalid_encoding", replaced);
+                self.metrics
+                    .malformed(Signal::Logs, "invalid_encoding", replaced);
             }
             for (operator, n) in errors {
                 self.metrics.malformed(Signal::Logs, operator, n);
@@ -674,8 +688,7 @@ impl Tailer {
                     state,
                 });
                 id.read_offset += consumed as u64;
-                id.read_offset < size
-                    || id.inflight.iter().any(|c| c.state == State::Failed)
+                id.read_offset < size || id.inflight.iter().any(|c| c.state == State::Failed)
             }
         };
         if records.is_empty() {
@@ -827,7 +840,12 @@ mod tests {
             .iter()
             .flat_map(|r| &r.scope_logs)
             .flat_map(|s| &s.log_records)
-            .filter_map(|r| r.body.as_ref().and_then(logrecord::as_str).map(str::to_owned))
+            .filter_map(|r| {
+                r.body
+                    .as_ref()
+                    .and_then(logrecord::as_str)
+                    .map(str::to_owned)
+            })
             .collect()
     }
 
@@ -982,7 +1000,10 @@ mod tests {
         assert_eq!(t.take_changes().0.iter().map(|c| c.offset).max(), Some(0));
         let redo = t.poll(false, 10).chunks.remove(0);
         assert_eq!(bodies(&redo.logs), expect(0..3));
-        assert!(t.poll(false, 10).chunks.is_empty(), "nothing else is read again");
+        assert!(
+            t.poll(false, 10).chunks.is_empty(),
+            "nothing else is read again"
+        );
         t.ack(redo.key, redo.generation, redo.seq, true);
         let (changed, _) = t.take_changes();
         assert_eq!(changed[0].offset, lines(0..5).len() as u64);
@@ -1016,7 +1037,10 @@ mod tests {
         let rec = &polled.chunks[0].logs.resource_logs[0].scope_logs[0].log_records;
         assert_eq!(rec[0].attributes[0].key, "log.file.name");
         assert_eq!(
-            rec[0].attributes[0].value.as_ref().and_then(logrecord::as_str),
+            rec[0].attributes[0]
+                .value
+                .as_ref()
+                .and_then(logrecord::as_str),
             Some("a.log")
         );
         assert_eq!(

@@ -96,7 +96,10 @@ impl Framer {
             Some(b' ') => {}
             Some(_) => return None,
         }
-        let len: usize = std::str::from_utf8(&self.buf[..digits]).ok()?.parse().ok()?;
+        let len: usize = std::str::from_utf8(&self.buf[..digits])
+            .ok()?
+            .parse()
+            .ok()?;
         let start = digits + 1;
         if len > self.max {
             if self.buf.len() < start + self.max {

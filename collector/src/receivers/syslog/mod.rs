@@ -168,8 +168,14 @@ fn set_severity(record: &mut LogRecord, m: &Message) {
 }
 
 fn priority_attrs(attrs: &mut Vec<KeyValue>, m: &Message) {
-    attrs.push(logrecord::kv("priority", logrecord::int(i64::from(m.priority))));
-    attrs.push(logrecord::kv("facility", logrecord::int(i64::from(m.facility))));
+    attrs.push(logrecord::kv(
+        "priority",
+        logrecord::int(i64::from(m.priority)),
+    ));
+    attrs.push(logrecord::kv(
+        "facility",
+        logrecord::int(i64::from(m.facility)),
+    ));
 }
 
 fn fill(record: &mut LogRecord, m: Message) {
@@ -370,7 +376,11 @@ struct Connection {
     max_log_size: usize,
 }
 
-async fn serve_tcp(mut listener: LimitedListener, conn: Arc<Connection>, shutdown: CancellationToken) {
+async fn serve_tcp(
+    mut listener: LimitedListener,
+    conn: Arc<Connection>,
+    shutdown: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -410,10 +420,10 @@ async fn read_connection(
         let mut frames = Vec::new();
         while let Some(frame) = framer.next_frame() {
             frames.push(frame);
-            if frames.len() >= BATCH {
-                if !offer_until_taken(&conn, std::mem::take(&mut frames), &shutdown).await {
-                    return;
-                }
+            if frames.len() >= BATCH
+                && !offer_until_taken(&conn, std::mem::take(&mut frames), &shutdown).await
+            {
+                return;
             }
         }
         if eof {
@@ -430,7 +440,11 @@ async fn read_connection(
 
 /// Offers a batch until the pipelines take it; meanwhile the connection is not read, which is the
 /// backpressure. Returns false when the batch could not be delivered (shutdown, pipeline stopped).
-async fn offer_until_taken(conn: &Connection, frames: Vec<Frame>, shutdown: &CancellationToken) -> bool {
+async fn offer_until_taken(
+    conn: &Connection,
+    frames: Vec<Frame>,
+    shutdown: &CancellationToken,
+) -> bool {
     let (logs, items, bytes) = batch(&conn.parser, &conn.metrics, frames);
     let mut offer = Offer::new(logs, bytes);
     loop {
@@ -477,13 +491,25 @@ mod tests {
         let raw = br#"<156>1 2024-05-01T10:00:00Z vm myapp 4242 MSG1 [ex@32473 k="v"] hello"#;
         let (r, err) = p.record(raw, 1);
         assert_eq!(err, None);
-        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "warning"));
+        assert_eq!(
+            (r.severity_number, r.severity_text.as_str()),
+            (13, "warning")
+        );
         assert_eq!(r.time_unix_nano, 1_714_557_600_000_000_000);
         assert_eq!(attr(&r, "hostname"), Some(&Value::StringValue("vm".into())));
-        assert_eq!(attr(&r, "appname"), Some(&Value::StringValue("myapp".into())));
-        assert_eq!(attr(&r, "proc_id"), Some(&Value::StringValue("4242".into())));
+        assert_eq!(
+            attr(&r, "appname"),
+            Some(&Value::StringValue("myapp".into()))
+        );
+        assert_eq!(
+            attr(&r, "proc_id"),
+            Some(&Value::StringValue("4242".into()))
+        );
         assert_eq!(attr(&r, "msg_id"), Some(&Value::StringValue("MSG1".into())));
-        assert_eq!(attr(&r, "message"), Some(&Value::StringValue("hello".into())));
+        assert_eq!(
+            attr(&r, "message"),
+            Some(&Value::StringValue("hello".into()))
+        );
         assert_eq!(attr(&r, "facility"), Some(&Value::IntValue(19)));
         assert_eq!(attr(&r, "priority"), Some(&Value::IntValue(156)));
         assert_eq!(attr(&r, "version"), Some(&Value::IntValue(1)));
@@ -526,7 +552,9 @@ mod tests {
                 (r.severity_number, r.severity_text)
             })
             .collect();
-        let names = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+        let names = [
+            "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+        ];
         let numbers = [21, 19, 18, 17, 13, 10, 9, 5];
         let want: Vec<(i32, String)> = numbers
             .iter()

@@ -78,14 +78,24 @@ fn timestamp_3164<'t>(
     else {
         return Ok(None);
     };
-    let bad = || ParseError(format!("TIMESTAMP '{}' is not 'Mmm dd hh:mm:ss'", text.get(..15).unwrap_or(text)));
+    let bad = || {
+        ParseError(format!(
+            "TIMESTAMP '{}' is not 'Mmm dd hh:mm:ss'",
+            text.get(..15).unwrap_or(text)
+        ))
+    };
     let t = text.get(..16).ok_or_else(bad)?;
     let b = t.as_bytes();
     if b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' || b[15] != b' ' {
         return Err(bad());
     }
     let num = |s: &str| s.trim_start().parse::<i8>().map_err(|_| bad());
-    let (day, hour, minute, second) = (num(&t[4..6])?, num(&t[7..9])?, num(&t[10..12])?, num(&t[13..15])?);
+    let (day, hour, minute, second) = (
+        num(&t[4..6])?,
+        num(&t[7..9])?,
+        num(&t[10..12])?,
+        num(&t[13..15])?,
+    );
     let this_year = now.to_zoned(zone.clone()).year();
     // The year that puts the time nearest to now (a message from 31 December read on 1 January).
     let mut best: Option<(i128, i128)> = None;
@@ -123,7 +133,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.facility, m.severity), (4, 2));
-        assert_eq!(m.timestamp, Some(at("2024-10-11T22:14:15Z").as_nanosecond()));
+        assert_eq!(
+            m.timestamp,
+            Some(at("2024-10-11T22:14:15Z").as_nanosecond())
+        );
         assert_eq!(m.hostname.as_deref(), Some("mymachine"));
         assert_eq!(m.appname.as_deref(), Some("su"));
         assert_eq!(m.proc_id.as_deref(), Some("123"));
@@ -134,21 +147,55 @@ mod tests {
     #[test]
     fn the_year_is_the_nearest_and_the_zone_is_the_location() {
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
-        let m = parse("<13>Dec 31 23:59:00 h app: x", &berlin, at("2025-01-01T00:30:00Z")).unwrap();
-        assert_eq!(m.timestamp, Some(at("2024-12-31T22:59:00Z").as_nanosecond()));
-        let m = parse("<13>Feb  3 04:05:06 h app: x", &TimeZone::UTC, at("2025-02-03T05:00:00Z")).unwrap();
-        assert_eq!(m.timestamp, Some(at("2025-02-03T04:05:06Z").as_nanosecond()));
+        let m = parse(
+            "<13>Dec 31 23:59:00 h app: x",
+            &berlin,
+            at("2025-01-01T00:30:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            m.timestamp,
+            Some(at("2024-12-31T22:59:00Z").as_nanosecond())
+        );
+        let m = parse(
+            "<13>Feb  3 04:05:06 h app: x",
+            &TimeZone::UTC,
+            at("2025-02-03T05:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            m.timestamp,
+            Some(at("2025-02-03T04:05:06Z").as_nanosecond())
+        );
     }
 
     #[test]
     fn rfc3339_timestamps_and_messages_without_a_tag() {
-        let m = parse("<13>2024-05-01T10:00:00Z host just words", &TimeZone::UTC, at("2024-05-01T10:00:00Z")).unwrap();
-        assert_eq!(m.timestamp, Some(at("2024-05-01T10:00:00Z").as_nanosecond()));
+        let m = parse(
+            "<13>2024-05-01T10:00:00Z host just words",
+            &TimeZone::UTC,
+            at("2024-05-01T10:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            m.timestamp,
+            Some(at("2024-05-01T10:00:00Z").as_nanosecond())
+        );
         assert_eq!(m.appname.as_deref(), Some("just"));
         assert_eq!(m.message.as_deref(), Some("words"));
-        let m = parse("<13>Feb  3 04:05:06 host", &TimeZone::UTC, at("2025-02-03T05:00:00Z")).unwrap_err();
+        let m = parse(
+            "<13>Feb  3 04:05:06 host",
+            &TimeZone::UTC,
+            at("2025-02-03T05:00:00Z"),
+        )
+        .unwrap_err();
         assert!(m.0.contains("HOSTNAME"), "{m:?}");
-        assert!(parse("<13>Feb 33 04:05:06 h a: x", &TimeZone::UTC, at("2025-02-03T05:00:00Z")).is_err());
+        assert!(parse(
+            "<13>Feb 33 04:05:06 h a: x",
+            &TimeZone::UTC,
+            at("2025-02-03T05:00:00Z")
+        )
+        .is_err());
         assert!(parse("no pri", &TimeZone::UTC, at("2025-02-03T05:00:00Z")).is_err());
     }
 }

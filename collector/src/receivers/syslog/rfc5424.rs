@@ -97,9 +97,8 @@ fn structured_data(mut text: &str) -> Result<(Elements, &str), ParseError> {
             let (name, r) = r
                 .split_once("=\"")
                 .ok_or_else(|| ParseError(format!("expected name=\"value\" in [{id}]")))?;
-            let (value, r) = quoted(r).ok_or_else(|| {
-                ParseError(format!("unterminated value of {name} in [{id}]"))
-            })?;
+            let (value, r) = quoted(r)
+                .ok_or_else(|| ParseError(format!("unterminated value of {name} in [{id}]")))?;
             params.push((name.to_owned(), value));
             rest = r;
         }
