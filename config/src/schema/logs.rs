@@ -58,7 +58,7 @@ pub struct FilelogReceiverConfig {
     /// Add the attribute `log.file.path`.
     #[serde(default)]
     pub include_file_path: bool,
-    /// The most files read at once; further matches wait for a later poll (oldest first).
+    /// The most files held open at once; further matches wait for a later poll.
     #[serde(default = "FilelogReceiverConfig::default_max_concurrent_files")]
     pub max_concurrent_files: usize,
     /// Accepted for compatibility (a `file_storage` extension): checkpoints always live in the node's
