@@ -121,6 +121,29 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
                         Err(e) => errors.extend(e),
                     }
                 }
+                ReceiverConfig::Filelog(cfg) => match receivers::filelog::start(
+                    id,
+                    cfg,
+                    receiver_inputs,
+                    telemetry,
+                    &queue,
+                    stop_receivers.clone(),
+                ) {
+                    Ok(h) => receiver_tasks.push(h),
+                    Err(e) => errors.extend(e),
+                },
+                ReceiverConfig::Syslog(cfg) => match receivers::syslog::start(
+                    id,
+                    cfg,
+                    receiver_inputs,
+                    telemetry,
+                    stop_receivers.clone(),
+                )
+                .await
+                {
+                    Ok(h) => receiver_tasks.extend(h),
+                    Err(e) => errors.extend(e),
+                },
             }
         }
     }

@@ -271,6 +271,8 @@ fn section<T>(
 fn receiver(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<ReceiverConfig> {
     match kind {
         "otlp" => typed(r, path, body).map(ReceiverConfig::Otlp),
+        "filelog" => typed(r, path, body).map(ReceiverConfig::Filelog),
+        "syslog" => typed(r, path, body).map(ReceiverConfig::Syslog),
         _ => None,
     }
 }

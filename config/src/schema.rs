@@ -17,6 +17,9 @@ use crate::id::{ComponentId, PipelineId};
 use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
+mod logs;
+pub use logs::*;
+
 /// The whole configuration, after loading and validation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -96,16 +99,19 @@ pub const DEFAULT_ADMIN_ENDPOINT: &str = "127.0.0.1:13133";
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
+    Filelog(FilelogReceiverConfig),
+    Syslog(SyslogReceiverConfig),
 }
 
 impl ReceiverConfig {
     /// Receiver types this build knows, for error messages.
-    pub const TYPES: &'static [&'static str] = &["otlp"];
+    pub const TYPES: &'static [&'static str] = &["otlp", "filelog", "syslog"];
 
     /// The signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ReceiverConfig::Otlp(_) => &Signal::ALL,
+            ReceiverConfig::Filelog(_) | ReceiverConfig::Syslog(_) => &[Signal::Logs],
         }
     }
 }

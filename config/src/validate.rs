@@ -10,6 +10,7 @@
 mod components;
 mod endpoint;
 mod listeners;
+mod logs;
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,13 +40,18 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
         );
     }
     for (id, receiver) in &config.receivers {
-        let ReceiverConfig::Otlp(otlp) = receiver;
-        if otlp.protocols.grpc.is_none() && otlp.protocols.http.is_none() {
-            let path = key_path(&origins.path_of(Section::Receivers, id), "protocols");
-            r.error(
-                &path,
-                "no protocol is enabled; add `grpc:` and/or `http:` under protocols",
-            );
+        let path = origins.path_of(Section::Receivers, id);
+        match receiver {
+            ReceiverConfig::Otlp(otlp) => {
+                if otlp.protocols.grpc.is_none() && otlp.protocols.http.is_none() {
+                    r.error(
+                        &key_path(&path, "protocols"),
+                        "no protocol is enabled; add `grpc:` and/or `http:` under protocols",
+                    );
+                }
+            }
+            ReceiverConfig::Filelog(c) => logs::filelog(config, r, &path, c),
+            ReceiverConfig::Syslog(c) => logs::syslog(r, &path, c),
         }
     }
     listeners::listeners(config, origins, r);

@@ -53,20 +53,33 @@ impl<T: SignalData> PipelineInput<T> {
     /// Admits one client request of `bytes` (its decoded size on the wire) without waiting. The returned
     /// [`AckWait`] resolves once all of it is durably queued (or dropped by a counted policy).
     pub fn try_admit(&self, data: T, bytes: u64) -> Result<AckWait, Refusal> {
+        self.try_admit_or_return(data, bytes)
+            .map_err(|(refusal, _)| refusal)
+    }
+
+    /// [`PipelineInput::try_admit`] that hands the data back when it is refused, for a receiver that
+    /// holds on to it and tries again later (a file tailer under backpressure) without copying it first.
+    pub fn try_admit_or_return(&self, data: T, bytes: u64) -> Result<AckWait, (Refusal, T)> {
         if self.gate.as_ref().is_some_and(Queue::pressure) {
-            return Err(Refusal::Pressure("queue_full"));
+            return Err((Refusal::Pressure("queue_full"), data));
         }
         if let Some(budget) = &self.budget {
             if !budget.try_reserve(bytes) {
-                return Err(Refusal::Pressure("memory_limit"));
+                return Err((Refusal::Pressure("memory_limit"), data));
             }
         }
         let (admission, wait) = Admission::new(bytes, self.budget.clone());
+        let refused = |batch: Batch<T>| {
+            // Nobody waits on the refused admission; dropping it releases its reservation.
+            let (data, _admission) = batch.into_parts();
+            data
+        };
         match self.tx.try_send(Batch::with_admission(data, admission)) {
             Ok(()) => Ok(wait),
-            // The refused batch releases its reservation when dropped; nobody waits on its ack.
-            Err(TrySendError::Full(_)) => Err(Refusal::Pressure("pipeline_full")),
-            Err(TrySendError::Closed(_)) => Err(Refusal::Unavailable("pipeline_stopped")),
+            Err(TrySendError::Full(b)) => Err((Refusal::Pressure("pipeline_full"), refused(b))),
+            Err(TrySendError::Closed(b)) => {
+                Err((Refusal::Unavailable("pipeline_stopped"), refused(b)))
+            }
         }
     }
 

@@ -34,6 +34,10 @@ struct Inner {
     receiver_accepted: Family<Labels, Counter>,
     receiver_refused: Family<Labels, Counter>,
     receiver_requests_refused: Family<Labels, Counter>,
+    receiver_dropped: Family<Labels, Counter>,
+    receiver_malformed: Family<Labels, Counter>,
+    filelog_files: Family<Labels, Gauge>,
+    filelog_read_bytes: Family<Labels, Counter>,
     processor_incoming: Family<Labels, Counter>,
     processor_outgoing: Family<Labels, Counter>,
     processor_dropped: Family<Labels, Counter>,
@@ -100,6 +104,24 @@ impl Telemetry {
             receiver_requests_refused: family!(
                 "receiver_refused_requests",
                 "Requests refused before their items could be counted (malformed, too large, ...), by reason"
+            ),
+            receiver_dropped: family!(
+                "receiver_dropped_items",
+                "Items a receiver dropped without being able to tell the sender (syslog over UDP under \
+                 pressure), by reason"
+            ),
+            receiver_malformed: family!(
+                "receiver_malformed_items",
+                "Items a receiver kept although they did not parse (kept raw, with a parse-error attribute) or \
+                 had to cut (longer than max_log_size), by reason"
+            ),
+            filelog_files: family!(
+                "filelog_files_open",
+                "Files a filelog receiver holds open and reads"
+            ),
+            filelog_read_bytes: family!(
+                "filelog_read_bytes",
+                "Bytes a filelog receiver read from its files and handed to its pipelines"
             ),
             processor_incoming: family!("processor_incoming_items", "Items entering a processor"),
             processor_outgoing: family!("processor_outgoing_items", "Items leaving a processor"),
@@ -387,6 +409,44 @@ impl ReceiverMetrics {
             .inc_by(items as u64);
     }
 
+    /// Items dropped without telling the sender (a datagram protocol has no answer to give).
+    pub fn dropped(&self, signal: Signal, reason: &str, items: usize) {
+        let mut labels = self.labels(signal);
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .receiver_dropped
+            .get_or_create(&labels)
+            .inc_by(items as u64);
+    }
+
+    /// Items kept although they did not parse, or cut to size; `reason` names the parser or limit.
+    pub fn malformed(&self, signal: Signal, reason: &str, items: usize) {
+        let mut labels = self.labels(signal);
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .receiver_malformed
+            .get_or_create(&labels)
+            .inc_by(items as u64);
+    }
+
+    /// Gauge of the files a filelog receiver holds open.
+    pub fn files_open(&self) -> Gauge {
+        self.telemetry
+            .inner
+            .filelog_files
+            .get_or_create_owned(&vec![("receiver", self.receiver.clone())])
+    }
+
+    /// Counter of the bytes a filelog receiver read.
+    pub fn read_bytes(&self) -> Counter {
+        self.telemetry
+            .inner
+            .filelog_read_bytes
+            .get_or_create_owned(&vec![("receiver", self.receiver.clone())])
+    }
+
     /// A request whose items could not be counted (it did not decode, or was refused before decoding).
     pub fn request_refused(&self, signal: Signal, reason: &str) {
         let mut labels = self.labels(signal);
@@ -509,6 +569,11 @@ mod tests {
         t.receiver("otlp", "grpc").accepted(Signal::Traces, 5);
         t.receiver("otlp", "http")
             .refused(Signal::Logs, "memory_limit", 3);
+        t.receiver("syslog", "udp")
+            .dropped(Signal::Logs, "queue_full", 4);
+        t.receiver("syslog", "tcp")
+            .malformed(Signal::Logs, "rfc5424", 1);
+        t.receiver("filelog", "file").read_bytes().inc_by(10);
         let p = t.processor("traces", "batch");
         p.incoming(10);
         p.dropped("invalid", 2);
@@ -529,6 +594,9 @@ mod tests {
             r#"outpost_processor_dropped_items_total{pipeline="traces",processor="batch",reason="invalid"} 2"#,
             r#"outpost_exporter_send_failed_items_total{exporter="otlp/cloud",signal="metrics",reason="timeout"} 7"#,
             r#"outpost_build_info{version=""#,
+            r#"outpost_receiver_dropped_items_total{receiver="syslog",transport="udp",signal="logs",reason="queue_full"} 4"#,
+            r#"outpost_receiver_malformed_items_total{receiver="syslog",transport="tcp",signal="logs",reason="rfc5424"} 1"#,
+            r#"outpost_filelog_read_bytes_total{receiver="filelog"} 10"#,
             r#"outpost_queue_pressure 1"#,
             r#"outpost_queue_bytes{stream="traces"} 2048"#,
             r#"outpost_queue_oldest_age_seconds{stream="traces"} 1.5"#,

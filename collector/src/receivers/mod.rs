@@ -1,8 +1,13 @@
-//! Receivers: the network entrances of outpost. A receiver decodes requests into signal payloads and
-//! admits them into every pipeline that lists it ([`Inputs`]), answering the client only once the data
-//! has left those pipelines (see `outpost_pipelines::batch`).
+//! Receivers: the entrances of outpost. A receiver decodes requests (or reads files, or syslog
+//! messages) into signal payloads and admits them into every pipeline that lists it ([`Inputs`]),
+//! answering the client — or advancing its checkpoint — only once the data has left those pipelines
+//! (see `outpost_pipelines::batch`).
 
+pub mod filelog;
+pub mod logrecord;
+pub mod offer;
 pub mod otlp;
+pub mod syslog;
 
 use std::sync::Arc;
 

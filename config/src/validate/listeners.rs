@@ -18,6 +18,8 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
         /// Where it is configured; `None` for the built-in default admin endpoint.
         path: Option<String>,
         admin: bool,
+        /// UDP sockets share port numbers with TCP ones without clashing.
+        udp: bool,
     }
     let mut all: Vec<Listener> = Vec::new();
     let mut extensions: Vec<&ComponentId> = config.service.extensions.iter().collect();
@@ -30,6 +32,7 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
                 addr: hc.endpoint,
                 path: Some(path),
                 admin: true,
+                udp: false,
             });
         }
     }
@@ -38,6 +41,7 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
             addr,
             path: Some("service.telemetry.metrics.address".into()),
             admin: true,
+            udp: false,
         });
     }
     if all.is_empty() {
@@ -45,6 +49,7 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
             addr,
             path: None,
             admin: true,
+            udp: false,
         }));
     }
     let mut receivers: Vec<&ComponentId> = uses(config, origins, Role::Receivers)
@@ -53,10 +58,24 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
     receivers.sort();
     receivers.dedup();
     for id in receivers {
-        let Some(ReceiverConfig::Otlp(otlp)) = config.receivers.get(id) else {
-            continue;
-        };
         let base = origins.path_of(Section::Receivers, id);
+        let otlp = match config.receivers.get(id) {
+            Some(ReceiverConfig::Otlp(otlp)) => otlp,
+            Some(ReceiverConfig::Syslog(syslog)) => {
+                let tcp = syslog.tcp.as_ref().map(|t| (t.listen_address, "tcp"));
+                let udp = syslog.udp.as_ref().map(|u| (u.listen_address, "udp"));
+                for (addr, transport) in tcp.into_iter().chain(udp) {
+                    all.push(Listener {
+                        addr,
+                        path: Some(key_path(&key_path(&base, transport), "listen_address")),
+                        admin: false,
+                        udp: transport == "udp",
+                    });
+                }
+                continue;
+            }
+            _ => continue,
+        };
         let grpc = otlp.protocols.grpc.as_ref().map(|g| (g.endpoint, "grpc"));
         let http = otlp.protocols.http.as_ref().map(|h| (h.endpoint, "http"));
         for (addr, protocol) in grpc.into_iter().chain(http) {
@@ -68,6 +87,7 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
                 addr,
                 path: Some(path),
                 admin: false,
+                udp: false,
             });
         }
     }
@@ -80,7 +100,11 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
             // The admin endpoint is one server however many keys name its address.
             let same_admin = earlier.admin && later.admin && a == b;
-            a.port() != 0 && a.port() == b.port() && overlap && !same_admin
+            a.port() != 0
+                && a.port() == b.port()
+                && overlap
+                && !same_admin
+                && earlier.udp == later.udp
         });
         if let Some(earlier) = clash {
             let other = match &earlier.path {
