@@ -25,6 +25,7 @@
 //! Synchronisation is by polling a condition with a deadline ([`wait_for`]), never by sleeping a guess.
 
 pub mod delivery;
+pub mod fault_sink;
 pub mod gen;
 pub mod otlp_json;
 pub mod proxy;
@@ -672,6 +673,19 @@ impl Agent {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// CPU time (user + system) the process has used, from `/proc/<pid>/stat`.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("reading /proc/<pid>/stat");
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+        let rest = &stat[stat.rfind(')').expect("a command name in /proc/<pid>/stat") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks / hz
     }
 
     pub fn sigterm(&self) {

@@ -9,7 +9,10 @@
 //!   listening, so connecting is refused (ECONNREFUSED) until [`TcpProxy::restore`] listens again on the
 //!   same port.
 //!
-//! While the link is up, every connection is forwarded to the target port byte for byte. The proxy runs
+//! While the link is up, every connection is forwarded to the target port byte for byte, optionally slowed
+//! the way a WAN is: [`TcpProxy::set_latency`] delays every chunk by a fixed time, [`TcpProxy::set_throttle`]
+//! caps the bytes per second in each direction. [`TcpProxy::bytes`] counts forwarded bytes as they pass,
+//! so a test can measure the rate a client really uses. The proxy runs
 //! on a thread of its own with its own single-threaded tokio runtime, so sync and async tests use it
 //! alike; dropping it stops the thread and closes every connection.
 
@@ -38,6 +41,11 @@ struct Shared {
     forwarded: AtomicUsize,
     refused: AtomicUsize,
     bytes: AtomicU64,
+    /// Client-to-target bytes (what an exporter puts on the wire).
+    upstream_bytes: AtomicU64,
+    latency_ms: AtomicU64,
+    /// Bytes per second per direction; 0 means unlimited.
+    throttle: AtomicU64,
 }
 
 /// See the module docs.
@@ -82,6 +90,9 @@ impl TcpProxy {
             forwarded: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
+            upstream_bytes: AtomicU64::new(0),
+            latency_ms: AtomicU64::new(0),
+            throttle: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let shared2 = shared.clone();
@@ -165,9 +176,28 @@ impl TcpProxy {
         self.shared.refused.load(Ordering::Relaxed)
     }
 
-    /// Bytes forwarded (both directions) by connections that have ended.
+    /// Bytes forwarded so far, both directions.
     pub fn bytes(&self) -> u64 {
         self.shared.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes forwarded so far from clients to the target.
+    pub fn upstream_bytes(&self) -> u64 {
+        self.shared.upstream_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Delays every forwarded chunk by `latency` (0 to turn it off).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared
+            .latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Caps each direction of each connection at `bytes_per_second` (`None`: unlimited).
+    pub fn set_throttle(&self, bytes_per_second: Option<u64>) {
+        self.shared
+            .throttle
+            .store(bytes_per_second.unwrap_or(0), Ordering::Relaxed);
     }
 }
 
@@ -244,18 +274,55 @@ async fn serve(
             };
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
+            let (in_read, in_write) = inbound.split();
+            let (out_read, out_write) = outbound.split();
             tokio::select! {
-                r = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {
-                    if let Ok((up, down)) = r {
-                        shared.bytes.fetch_add(up + down, Ordering::Relaxed);
-                    }
-                }
+                _ = async {
+                    tokio::join!(
+                        pump(in_read, out_write, &shared, true),
+                        pump(out_read, in_write, &shared, false)
+                    )
+                } => {}
                 _ = broken.changed() => {
                     let _ = inbound.set_zero_linger();
                 }
             }
         });
     }
+}
+
+/// Copies one direction of a connection chunk by chunk, counting as it goes and applying the latency and
+/// throttle in force; closes the write side when the read side ends.
+async fn pump(
+    mut from: tokio::net::tcp::ReadHalf<'_>,
+    mut to: tokio::net::tcp::WriteHalf<'_>,
+    shared: &Shared,
+    upstream: bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let latency = shared.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        let rate = shared.throttle.load(Ordering::Relaxed);
+        if rate > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if upstream {
+            shared.upstream_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for TcpProxy {
@@ -318,6 +385,39 @@ mod tests {
         let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         c
+    }
+
+    #[test]
+    fn throttle_and_latency_slow_the_link_and_bytes_are_counted_live() {
+        let proxy = TcpProxy::start(echo_server());
+        let mut conn = connect(proxy.port());
+        proxy.set_throttle(Some(100_000));
+        let msg = vec![7u8; 1000];
+        let start = Instant::now();
+        for _ in 0..50 {
+            assert_eq!(echo(&mut conn, &msg).unwrap(), msg);
+        }
+        // 50 KB each way at 100 KB/s per direction: at least 0.5 s.
+        assert!(
+            start.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(proxy.upstream_bytes(), 50_000);
+        assert_eq!(
+            proxy.bytes(),
+            100_000,
+            "counted while the connection is open"
+        );
+        proxy.set_throttle(None);
+        proxy.set_latency(Duration::from_millis(100));
+        let start = Instant::now();
+        assert_eq!(echo(&mut conn, &msg).unwrap(), msg);
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -130,10 +130,6 @@ async fn a_disk_that_fills_during_a_flush_recovers_once_space_is_freed() {
 /// Small flash: a 16 MiB device, 4 MiB of it a filler. Once the filler is deleted and the destination
 /// is back, outpost must accept data again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "outpost bug: after ENOSPC the queue reopens RocksDB only once a whole memtable (16 MiB) is \
-            free on the device (pipelines/src/queue/writer.rs, maybe_recover); on a device where less can \
-            be freed it refuses every append forever, and draining to the restored destination cannot \
-            free space because deleting records needs a write too"]
 async fn full_small_device_recovers_once_space_is_freed() {
     disk_full("16m", 4 << 20).await;
 }
@@ -244,6 +240,13 @@ async fn disk_full(device: &str, filler_len: u64) {
         sum_metric(&text, "outpost_queue_pressure"),
         0.0,
         "the device filled up, not the queue (max_size 1GiB)\n{text}"
+    );
+    assert!(
+        sum_metric(
+            &text,
+            r#"outpost_receiver_refused_items_total{signal="traces",reason="no_space"}"#
+        ) > 0.0,
+        "refusals for a full device are counted as no_space\n{text}"
     );
     assert!(
         acked_while_filling > 0,

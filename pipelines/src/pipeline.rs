@@ -171,9 +171,9 @@ impl<T: SignalData> Pipeline<T> {
                 Err(e) => {
                     tracing::warn!(stream = self.stream.name(), items, error = %e, "queue append failed; clients are told to retry");
                     batch.refuse(match e {
-                        QueueError::Full | QueueError::NoSpace(_) => {
-                            Refusal::Pressure("queue_full")
-                        }
+                        QueueError::Full => Refusal::Pressure("queue_full"),
+                        // The device is full before the queue is: a different alarm for the operator.
+                        QueueError::NoSpace(_) => Refusal::Pressure("no_space"),
                         _ => Refusal::Unavailable("queue_error"),
                     });
                 }

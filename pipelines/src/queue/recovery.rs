@@ -55,6 +55,27 @@ fn cf_options(name: &str, tuning: &Tuning) -> Options {
     o
 }
 
+/// The memtable size for a device of `device` bytes. A memtable becomes one file when it is flushed, and
+/// after ENOSPC the writer waits for that much free space before reopening; on small flash a 16 MiB
+/// memtable could need more room than can ever be freed, so it is at most 1/16 of the device (never
+/// under 256 KiB).
+pub(crate) fn fit_write_buffer(configured: usize, device: Option<u64>) -> usize {
+    match device {
+        Some(size) => configured.min(((size / 16) as usize).max(256 << 10)),
+        None => configured,
+    }
+}
+
+/// Total bytes of the device holding `dir`, if the OS says.
+fn device_size(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized, writable statvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| (st.f_blocks as u64).saturating_mul(st.f_frsize as u64))
+}
+
 pub(crate) fn descriptors(tuning: &Tuning) -> Vec<ColumnFamilyDescriptor> {
     format::COLUMN_FAMILIES
         .iter()
@@ -118,6 +139,8 @@ pub(crate) fn open(
             dir.display()
         ))
     })?;
+    let mut tuning = tuning;
+    tuning.records_write_buffer = fit_write_buffer(tuning.records_write_buffer, device_size(&dir));
     let db = DB::open_cf_descriptors(&db_options(), &dir, descriptors(&tuning))
         .map_err(|e| open_error(&dir, e))?;
     check_format(&db, &dir)?;
@@ -270,4 +293,18 @@ fn load(db: &DB, metrics: &crate::telemetry::QueueMetrics) -> Result<Recovered, 
         bytes,
         records,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_write_buffer;
+
+    #[test]
+    fn memtables_shrink_on_small_devices() {
+        let configured = 16 << 20;
+        assert_eq!(fit_write_buffer(configured, None), configured);
+        assert_eq!(fit_write_buffer(configured, Some(64 << 30)), configured);
+        assert_eq!(fit_write_buffer(configured, Some(16 << 20)), 1 << 20);
+        assert_eq!(fit_write_buffer(configured, Some(1 << 20)), 256 << 10);
+    }
 }
