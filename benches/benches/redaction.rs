@@ -50,8 +50,18 @@ impl Rng {
 pub fn corpus(n: usize) -> Vec<(&'static str, String)> {
     let mut r = Rng(0x5eed);
     let words = [
-        "checkout", "inventory", "payment", "cart", "search", "catalog", "shipping", "pricing",
-        "loyalty", "session", "profile", "orders",
+        "checkout",
+        "inventory",
+        "payment",
+        "cart",
+        "search",
+        "catalog",
+        "shipping",
+        "pricing",
+        "loyalty",
+        "session",
+        "profile",
+        "orders",
     ];
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -130,7 +140,10 @@ impl OneAtATime {
                 .into_iter()
                 .map(|s| {
                     let re = build_regex(&s.pattern).expect("shipped patterns compile");
-                    let keys = s.keys.as_deref().map(|k| build_regex(k).expect("keys compile"));
+                    let keys = s
+                        .keys
+                        .as_deref()
+                        .map(|k| build_regex(k).expect("keys compile"));
                     (s, re, keys)
                 })
                 .collect(),
@@ -194,7 +207,8 @@ fn bench(c: &mut Criterion) {
                     .scan(Some(k), v.as_bytes(), &mut scratch)
                     .expect("fits");
                 if !scratch.findings().is_empty() {
-                    if let Verdict::Rewrite(out) = engine.verdict(v.as_bytes(), true, &mut scratch) {
+                    if let Verdict::Rewrite(out) = engine.verdict(v.as_bytes(), true, &mut scratch)
+                    {
                         changed += out.len();
                     }
                 }

@@ -336,9 +336,7 @@ impl<T: OtlpSignal + InputsOf + Redact + Transformable> SignalBuild<T> {
                         None => continue,
                     },
                     ProcessorConfig::Transform(c) => {
-                        let counters = ctx
-                            .telemetry
-                            .transform_errors(&pname, &proc_id.to_string());
+                        let counters = ctx.telemetry.transform_errors(&pname, &proc_id.to_string());
                         match TransformProcessor::new(c, counters) {
                             Ok(p) => Box::new(p),
                             Err(e) => {

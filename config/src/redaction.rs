@@ -27,8 +27,14 @@ pub const SHIPPED_PACKS: &[(&str, &str)] = &[
         "pii-core",
         include_str!("../../redaction-rules/pii-core.yaml"),
     ),
-    ("secrets", include_str!("../../redaction-rules/secrets.yaml")),
-    ("network", include_str!("../../redaction-rules/network.yaml")),
+    (
+        "secrets",
+        include_str!("../../redaction-rules/secrets.yaml"),
+    ),
+    (
+        "network",
+        include_str!("../../redaction-rules/network.yaml"),
+    ),
 ];
 
 /// The packs a redaction processor uses when `packs` is not set.
@@ -230,7 +236,12 @@ fn check_pack(r: &mut Report, pack: &RulePack) {
     let mut seen = HashSet::new();
     for (i, rule) in pack.rules.iter().enumerate() {
         let at = index_path("rules", i);
-        if rule.id.is_empty() || !rule.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if rule.id.is_empty()
+            || !rule
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             r.error(
                 &key_path(&at, "id"),
                 format!(
@@ -451,9 +462,7 @@ pub(crate) fn check(r: &mut Report, path: &str, cfg: &RedactionProcessorConfig) 
                 ),
             );
         }
-        if over.keep_last.is_some()
-            && over.action.is_some_and(|a| a != RedactionAction::Mask)
-        {
+        if over.keep_last.is_some() && over.action.is_some_and(|a| a != RedactionAction::Mask) {
             r.error(
                 &key_path(&at, "keep_last"),
                 "keep_last only applies to the mask action",

@@ -535,10 +535,12 @@ impl<'de> Deserialize<'de> for HashFunction {
         match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "" | "none" => Ok(HashFunction::None),
             "hmac-sha256" => Ok(HashFunction::HmacSha256),
-            "md5" | "sha1" | "sha3" | "sha256" | "sha512" => Err(serde::de::Error::custom(format!(
-                "'{s}' is an unkeyed hash, which a dictionary of likely values reverses; use \
+            "md5" | "sha1" | "sha3" | "sha256" | "sha512" => {
+                Err(serde::de::Error::custom(format!(
+                    "'{s}' is an unkeyed hash, which a dictionary of likely values reverses; use \
                  hmac-sha256 with hash_key_env or hash_key_file"
-            ))),
+                )))
+            }
             _ => Err(serde::de::Error::custom(format!(
                 "'{s}' is not a hash function (expected none or hmac-sha256)"
             ))),

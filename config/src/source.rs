@@ -36,8 +36,6 @@ struct NodeInfo {
     /// The text of a plain scalar that the core schema typed as a number or bool.
     typed_text: Option<String>,
     poisoned: bool,
-    /// A block scalar (`|` or `>`): its text starts on the line after its position.
-    block: bool,
 }
 
 impl SourceMap {
@@ -78,11 +76,6 @@ impl SourceMap {
     /// The written text of a plain scalar at `path` that was typed as a number or bool.
     pub fn typed_text(&self, path: &str) -> Option<&str> {
         self.nodes.get(path).and_then(|n| n.typed_text.as_deref())
-    }
-
-    /// Whether the value at `path` is a block scalar (`|`, `>`).
-    pub fn is_block(&self, path: &str) -> bool {
-        self.nodes.get(path).is_some_and(|n| n.block)
     }
 
     /// Whether substitution failed at `path` (its error is already reported).
@@ -151,7 +144,6 @@ fn walk(
         written_scalar: false,
         typed_text: None,
         poisoned: false,
-        block: matches!(&node.kind, Kind::Scalar(s) if s.style == Style::Block),
     };
     match &mut node.kind {
         Kind::Scalar(scalar) => match type_scalar(scalar, env) {

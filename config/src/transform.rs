@@ -2,8 +2,7 @@
 //!
 //! A program that does not compile never reaches a pipeline: [`compile`] is run by validation, and each
 //! of its errors is positioned at the line of the YAML file where the faulty part of the program is
-//! written (for a block scalar `source: |`, the program's line N is the YAML line after the `|` plus
-//! N-1). The pipeline compiles the same text again with the same function library, so what was checked
+//! written (the program's line N is N-1 lines below where the scalar's text starts). The pipeline compiles the same text again with the same function library, so what was checked
 //! is what runs.
 
 use vrl::compiler::{CompilationResult, Program};
@@ -94,9 +93,8 @@ pub(crate) fn check(r: &mut Report, path: &str, cfg: &TransformProcessorConfig) 
             "the VRL program does not compile: line {}, column {} of the program: {}",
             e.line, e.column, e.message
         );
+        // The scalar's position is where its text starts (for `source: |`, the line after the `|`).
         let line = match (inline, r.map.value_pos(&at)) {
-            // A block scalar's text starts on the line after its `|`; a one-line program sits on its key's.
-            (true, Some(pos)) if r.map.is_block(&at) => Some(pos.line + e.line),
             (true, Some(pos)) => Some(pos.line + e.line - 1),
             _ => None,
         };

@@ -3,7 +3,10 @@
 
 use outpost_config::{load_str_with_env, Diagnostic, Loaded, ProcessorConfig};
 
-fn load_env(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, outpost_config::Diagnostics> {
+fn load_env(
+    yaml: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, outpost_config::Diagnostics> {
     load_str_with_env(yaml, "test.yaml", env)
 }
 
@@ -48,27 +51,37 @@ fn bad_patterns_unknown_packs_and_rules_are_reported_where_written() {
         "    packs: [pii-core, pii-extra]\n    blocked_values: ['ok', '(unclosed']\n    rules:\n      \
          emial: {action: hash}\n",
     );
-    let errors = errors(&yaml);
-    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    let errs = errors(&yaml);
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
         [
             "processors.redaction.packs[1]",
             "processors.redaction.blocked_values[1]",
         ],
-        "{errors:#?}"
+        "{errs:#?}"
     );
-    assert!(errors[0].message.contains("'pii-extra' is not a shipped pack"), "{}", errors[0].message);
-    assert_eq!(errors[1].line, line_of(&yaml, "(unclosed"));
-    assert!(errors[1].message.contains("does not compile"), "{}", errors[1].message);
+    assert!(
+        errs[0]
+            .message
+            .contains("'pii-extra' is not a shipped pack"),
+        "{}",
+        errs[0].message
+    );
+    assert_eq!(errs[1].line, line_of(&yaml, "(unclosed"));
+    assert!(
+        errs[1].message.contains("does not compile"),
+        "{}",
+        errs[1].message
+    );
 
     // With the packs readable, an override naming no rule is found too.
     let yaml = with("redaction", "    rules:\n      emial: {action: mask}\n");
-    let errors = errors(&yaml);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_eq!(errors[0].path, "processors.redaction.rules.emial");
-    assert_eq!(errors[0].line, line_of(&yaml, "emial"));
-    assert!(errors[0].message.contains("no rule 'emial'") && errors[0].message.contains("email"));
+    let errs = errors(&yaml);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].path, "processors.redaction.rules.emial");
+    assert_eq!(errs[0].line, line_of(&yaml, "emial"));
+    assert!(errs[0].message.contains("no rule 'emial'") && errs[0].message.contains("email"));
 }
 
 #[test]
@@ -78,7 +91,10 @@ fn hashing_needs_a_readable_key_from_env_or_file_never_inline() {
     assert_eq!(e.path, "processors.redaction");
     assert!(e.message.contains("hash_key_env"), "{}", e.message);
 
-    let yaml = with("redaction", "    hash_function: hmac-sha256\n    hash_key_env: EDGE_KEY\n");
+    let yaml = with(
+        "redaction",
+        "    hash_function: hmac-sha256\n    hash_key_env: EDGE_KEY\n",
+    );
     let e = &errors(&yaml)[0];
     assert_eq!(e.path, "processors.redaction.hash_key_env");
     assert!(e.message.contains("'EDGE_KEY' is not set"), "{}", e.message);
@@ -90,7 +106,10 @@ fn hashing_needs_a_readable_key_from_env_or_file_never_inline() {
     );
     load(&yaml).unwrap();
 
-    let yaml = with("redaction", "    hash_key_file: /nonexistent/outpost.key\n    rules:\n      email: {action: hash}\n");
+    let yaml = with(
+        "redaction",
+        "    hash_key_file: /nonexistent/outpost.key\n    rules:\n      email: {action: hash}\n",
+    );
     let e = &errors(&yaml)[0];
     assert_eq!(e.path, "processors.redaction.hash_key_file");
     assert!(e.message.contains("cannot read"), "{}", e.message);
@@ -118,11 +137,19 @@ fn a_pack_file_is_read_and_its_mistakes_name_file_and_line() {
     load(&yaml).unwrap();
 
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "pack: bad\nrules:\n  - id: x\n    description: d\n    pattern: '[a-'\n").unwrap();
+    std::fs::write(
+        &bad,
+        "pack: bad\nrules:\n  - id: x\n    description: d\n    pattern: '[a-'\n",
+    )
+    .unwrap();
     let yaml = with("redaction", &format!("    packs: ['{}']\n", bad.display()));
     let e = &errors(&yaml)[0];
     assert_eq!(e.path, "processors.redaction.packs[0]");
-    assert!(e.message.contains(&format!("{}:5:", bad.display())), "{}", e.message);
+    assert!(
+        e.message.contains(&format!("{}:5:", bad.display())),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -131,9 +158,9 @@ fn a_vrl_error_points_at_the_program_line() {
         "transform",
         "    source: |\n      .a = 1\n      .b = upcase(.a, 2, 3)\n",
     );
-    let errors = errors(&yaml);
-    assert!(!errors.is_empty());
-    let e = &errors[0];
+    let errs = errors(&yaml);
+    assert!(!errs.is_empty());
+    let e = &errs[0];
     assert_eq!(e.path, "processors.transform.source");
     assert_eq!(e.line, line_of(&yaml, "upcase"), "{e}");
     assert!(e.message.contains("line 2"), "{}", e.message);
@@ -150,5 +177,9 @@ fn transform_is_refused_in_a_metrics_pipeline() {
                 processors: [transform]\n      exporters: [debug]\n";
     let e = &errors(yaml)[0];
     assert_eq!(e.path, "service.pipelines.metrics.processors[0]");
-    assert!(e.message.contains("does not process metrics"), "{}", e.message);
+    assert!(
+        e.message.contains("does not process metrics"),
+        "{}",
+        e.message
+    );
 }

@@ -71,7 +71,7 @@ def main():
 
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(
-        BatchSpanProcessor(recording(OTLPSpanExporter, "traces", results)(**kw), max_queue_size=4 * n)
+        BatchSpanProcessor(recording(OTLPSpanExporter, "traces", results)(**kw), max_queue_size=max(4 * n, 2048))
     )
     tracer = tracer_provider.get_tracer("outpost.integration.redaction")
     for i in range(n):
@@ -99,7 +99,7 @@ def main():
 
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(
-        BatchLogRecordProcessor(recording(OTLPLogExporter, "logs", results)(**kw), max_queue_size=4 * n)
+        BatchLogRecordProcessor(recording(OTLPLogExporter, "logs", results)(**kw), max_queue_size=max(4 * n, 2048))
     )
     logger = logging.getLogger("outpost.integration.redaction")
     logger.propagate = False

@@ -64,7 +64,10 @@ impl Seeds {
             hex(rng, 12),
             hex(rng, 43)
         );
-        let bban: String = digits(rng, 18).iter().map(|d| char::from(b'0' + d)).collect();
+        let bban: String = digits(rng, 18)
+            .iter()
+            .map(|d| char::from(b'0' + d))
+            .collect();
         let iban = german_iban(&bban);
         Seeds {
             values: vec![
@@ -184,7 +187,10 @@ service:
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("reading the data dir").flatten() {
+    for entry in std::fs::read_dir(dir)
+        .expect("reading the data dir")
+        .flatten()
+    {
         let path = entry.path();
         if path.is_dir() {
             files_under(&path, out);
@@ -277,7 +283,11 @@ fn seeded_pii_from_the_sdk_never_leaves_the_redaction_processor() {
         sent.stderr
     );
 
-    let expected = [(Signal::Traces, N), (Signal::Metrics, N / 10), (Signal::Logs, N)];
+    let expected = [
+        (Signal::Traces, N),
+        (Signal::Metrics, N / 10),
+        (Signal::Logs, N),
+    ];
     let dir = agent.dir().to_path_buf();
     let file = |s: Signal| dir.join(format!("{}.jsonl", s.as_str()));
     wait_for(
@@ -289,7 +299,12 @@ fn seeded_pii_from_the_sdk_never_leaves_the_redaction_processor() {
                 .all(|(s, n)| otlp_json::count_items(&file(*s), *s) >= *n)
                 .then_some(())
         },
-        || format!("{:?}", expected.map(|(s, _)| otlp_json::count_items(&file(s), s))),
+        || {
+            format!(
+                "{:?}",
+                expected.map(|(s, _)| otlp_json::count_items(&file(s), s))
+            )
+        },
     );
 
     // Every kind of seed was found by a rule (the counters move as the processor redacts).
@@ -321,20 +336,36 @@ fn seeded_pii_from_the_sdk_never_leaves_the_redaction_processor() {
     // 1. What was exported.
     for (signal, _) in expected {
         let bytes = std::fs::read(file(signal)).expect("exported file");
-        assert!(contains(&bytes, run_id.as_bytes()), "control: the run id is in {signal:?}");
+        assert!(
+            contains(&bytes, run_id.as_bytes()),
+            "control: the run id is in {signal:?}"
+        );
         let leaked = seeds.found_in(&bytes);
-        assert!(leaked.is_empty(), "{leaked:?} exported in {signal:?}:\n{}", String::from_utf8_lossy(&bytes));
+        assert!(
+            leaked.is_empty(),
+            "{leaked:?} exported in {signal:?}:\n{}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
     // The redaction left its audit trail (summary: debug) and kept what is not PII.
     let traces = std::fs::read_to_string(file(Signal::Traces)).unwrap();
     assert!(traces.contains("redaction.masked.keys"), "{traces}");
-    assert!(traces.contains("checkout 1"), "span names without PII are kept");
+    assert!(
+        traces.contains("checkout 1"),
+        "span names without PII are kept"
+    );
 
     // 2. The disk queue, decompressed record by record.
     let (payloads, items) = queued_payloads(agent.data_dir());
     let total: usize = expected.iter().map(|(_, n)| n).sum();
-    assert_eq!(items, total as u64, "every item is still queued for the blackholed exporter");
-    assert!(contains(&payloads, run_id.as_bytes()), "control: the run id is in the queued payloads");
+    assert_eq!(
+        items, total as u64,
+        "every item is still queued for the blackholed exporter"
+    );
+    assert!(
+        contains(&payloads, run_id.as_bytes()),
+        "control: the run id is in the queued payloads"
+    );
     let leaked = seeds.found_in(&payloads);
     assert!(leaked.is_empty(), "{leaked:?} in the queue's records");
 
@@ -350,7 +381,10 @@ fn seeded_pii_from_the_sdk_never_leaves_the_redaction_processor() {
 
     // 4. outpost's own log, which printed every item (debug exporter, detailed).
     let log = agent.log();
-    assert!(log.contains(&run_id), "control: the debug exporter printed the items");
+    assert!(
+        log.contains(&run_id),
+        "control: the debug exporter printed the items"
+    );
     let leaked = seeds.found_in(log.as_bytes());
     assert!(leaked.is_empty(), "{leaked:?} in outpost's log");
 }

@@ -252,7 +252,9 @@ impl Telemetry {
             ]
         };
         (
-            self.inner.transform_errors.get_or_create_owned(&labels("kept")),
+            self.inner
+                .transform_errors
+                .get_or_create_owned(&labels("kept")),
             self.inner
                 .transform_errors
                 .get_or_create_owned(&labels("dropped")),

@@ -226,7 +226,12 @@ impl Engine {
     }
 
     /// Finds every rule's matches in `hay` (the value of attribute `key`, if any) into `scratch`.
-    pub fn scan(&self, key: Option<&str>, hay: &[u8], scratch: &mut Scratch) -> Result<(), TooLarge> {
+    pub fn scan(
+        &self,
+        key: Option<&str>,
+        hay: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<(), TooLarge> {
         scratch.findings.clear();
         if hay.len() > self.opts.max_value_size {
             return Err(TooLarge);
@@ -285,7 +290,10 @@ impl Engine {
             return Verdict::Clean;
         }
         let action = |f: &Finding| self.rules[f.rule as usize].action;
-        if findings.iter().any(|f| action(f) == RedactionAction::DropRecord) {
+        if findings
+            .iter()
+            .any(|f| action(f) == RedactionAction::DropRecord)
+        {
             return Verdict::DropRecord;
         }
         if findings
@@ -338,7 +346,8 @@ impl Engine {
 
     fn replace(&self, text: &[u8], hash: bool, keep_last: usize, utf8: bool, out: &mut Vec<u8>) {
         if let (true, Some(key)) = (hash, &self.opts.hash_key) {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
             mac.update(text);
             out.extend_from_slice(hex::encode(mac.finalize().into_bytes()).as_bytes());
             return;
@@ -473,7 +482,11 @@ mod tests {
         let mut s = spec("digits", "[0-9]{6,}", RedactionAction::Mask);
         s.keep_last = 4;
         let e = Engine::new(vec![s], &[], Options::default()).unwrap();
-        assert_eq!(rewrite(&e, "id 123456"), "id ****", "4 of 6 would reveal most");
+        assert_eq!(
+            rewrite(&e, "id 123456"),
+            "id ****",
+            "4 of 6 would reveal most"
+        );
     }
 
     #[test]
@@ -523,8 +536,12 @@ mod tests {
     #[test]
     fn replacements_never_split_a_character() {
         // `.` matches single bytes with Unicode off; the span is widened to the whole é.
-        let e = Engine::new(vec![spec("x", "x.", RedactionAction::Mask)], &[], Options::default())
-            .unwrap();
+        let e = Engine::new(
+            vec![spec("x", "x.", RedactionAction::Mask)],
+            &[],
+            Options::default(),
+        )
+        .unwrap();
         assert_eq!(rewrite(&e, "axéb"), "a****b");
     }
 

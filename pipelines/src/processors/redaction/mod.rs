@@ -47,7 +47,12 @@ pub(crate) mod pseudo {
     pub const NOT_ALLOWED: usize = 1;
     pub const TOO_LARGE: usize = 2;
     pub const TOO_DEEP: usize = 3;
-    pub const IDS: [&str; 4] = ["blocked_key_patterns", "allowed_keys", "too_large", "too_deep"];
+    pub const IDS: [&str; 4] = [
+        "blocked_key_patterns",
+        "allowed_keys",
+        "too_large",
+        "too_deep",
+    ];
 }
 
 /// What of the processor's settings is not the engine's.
@@ -100,10 +105,7 @@ impl Redaction {
 
     /// A processor for signal `T`, counting into `telemetry`.
     pub fn processor<T: SignalData>(&self, telemetry: &Telemetry) -> RedactionProcessor {
-        let ids = self
-            .engine
-            .rule_ids()
-            .chain(pseudo::IDS.iter().copied());
+        let ids = self.engine.rule_ids().chain(pseudo::IDS.iter().copied());
         RedactionProcessor {
             metrics: telemetry.redactions(T::SIGNAL, ids),
             counts: vec![0; self.engine.rule_count() + pseudo::IDS.len()],

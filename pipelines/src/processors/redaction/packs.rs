@@ -140,7 +140,8 @@ mod tests {
                     vectors += 1;
                     match verdict(&alone, v) {
                         (n, Verdict::Rewrite(out)) if n > 0 && out != v.value().as_bytes() => {}
-                        other => failures.push(format!("{name}/{}: must_redact {v:?}: {other:?}", def.id)),
+                        other => failures
+                            .push(format!("{name}/{}: must_redact {v:?}: {other:?}", def.id)),
                     }
                 }
                 for v in &def.must_keep {
@@ -161,7 +162,12 @@ mod tests {
                 }
             }
         }
-        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
         assert!(vectors > 150, "only {vectors} vectors");
     }
 
@@ -171,7 +177,11 @@ mod tests {
         for (name, _) in SHIPPED_PACKS {
             for def in shipped_pack(name).unwrap().rules {
                 total += 1;
-                assert!(!def.prefilter.is_empty(), "{name}/{} has no prefilter", def.id);
+                assert!(
+                    !def.prefilter.is_empty(),
+                    "{name}/{} has no prefilter",
+                    def.id
+                );
                 assert!(
                     !def.must_redact.is_empty() && !def.must_keep.is_empty(),
                     "{name}/{} lacks vectors",
@@ -206,8 +216,14 @@ mod tests {
         cfg.packs = vec!["network".into()];
         cfg.rules.clear();
         let e = engine(&cfg).unwrap();
-        assert!(matches!(verdict(&e, &Vector::Text("ip 203.0.113.9".into())).1, Verdict::Rewrite(_)));
-        assert_eq!(verdict(&e, &Vector::Text("jane@example.com".into())).1, Verdict::Clean);
+        assert!(matches!(
+            verdict(&e, &Vector::Text("ip 203.0.113.9".into())).1,
+            Verdict::Rewrite(_)
+        ));
+        assert_eq!(
+            verdict(&e, &Vector::Text("jane@example.com".into())).1,
+            Verdict::Clean
+        );
     }
 
     #[test]
@@ -215,9 +231,14 @@ mod tests {
         let e = engine(&RedactionProcessorConfig::default()).unwrap();
         let (_, v) = verdict(
             &e,
-            &Vector::Text("GET https://api.example.com/v1/orders?page=2&access_token=abc123XYZ&sort=asc".into()),
+            &Vector::Text(
+                "GET https://api.example.com/v1/orders?page=2&access_token=abc123XYZ&sort=asc"
+                    .into(),
+            ),
         );
-        let Verdict::Rewrite(out) = v else { panic!("{v:?}") };
+        let Verdict::Rewrite(out) = v else {
+            panic!("{v:?}")
+        };
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET https://api.example.com/v1/orders?page=2&access_token=****&sort=asc"
@@ -241,7 +262,13 @@ mod tests {
 
         fn card() -> impl Strategy<Value = String> {
             (
-                prop::sample::select(vec![vec![4u8], vec![5, 1], vec![5, 5], vec![3, 7], vec![6, 0, 1, 1]]),
+                prop::sample::select(vec![
+                    vec![4u8],
+                    vec![5, 1],
+                    vec![5, 5],
+                    vec![3, 7],
+                    vec![6, 0, 1, 1],
+                ]),
                 prop::collection::vec(0u8..10, 16),
                 0usize..3,
             )

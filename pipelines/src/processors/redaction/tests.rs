@@ -116,7 +116,10 @@ fn every_string_of_a_span_is_scanned() {
     let span = &rs.scope_spans[0].spans[0];
     assert_eq!(span.name, "charge ****1111");
     assert_eq!(text(&span.attributes, "customer").unwrap(), "mail **** now");
-    assert_eq!(text(&span.attributes, "http.route").unwrap(), "/api/orders/{id}");
+    assert_eq!(
+        text(&span.attributes, "http.route").unwrap(),
+        "/api/orders/{id}"
+    );
     let resource = &rs.resource.as_ref().unwrap().attributes;
     assert_eq!(text(resource, "service.name").unwrap(), "checkout");
     // summary: info by default, counts only.
@@ -228,7 +231,10 @@ fn metric_points_and_exemplars_are_scanned_and_numbers_with_redact_all_types() {
     p.redact(&mut m);
     let dump = encoded(&m);
     assert!(!dump.contains(EMAIL), "{dump}");
-    assert!(dump.contains("IntValue(4111111111111111)"), "numbers are left alone by default");
+    assert!(
+        dump.contains("IntValue(4111111111111111)"),
+        "numbers are left alone by default"
+    );
     cfg.redact_all_types = true;
     let mut p = Redaction::new(&cfg).unwrap().processor::<Metrics>(&t);
     let mut m = mk();
@@ -263,11 +269,16 @@ fn drop_attribute_and_drop_record_actions() {
     assert!(data.resource_spans.is_empty(), "empty groups are pruned");
 
     let mut data = traces();
-    data.resource_spans[0].scope_spans[0].spans[0].events.clear();
+    data.resource_spans[0].scope_spans[0].spans[0]
+        .events
+        .clear();
     assert_eq!(p.redact(&mut data), 0);
     let rs = &data.resource_spans[0];
     let span = &rs.scope_spans[0].spans[0];
-    assert!(get(&span.attributes, "customer").is_none(), "attribute removed");
+    assert!(
+        get(&span.attributes, "customer").is_none(),
+        "attribute removed"
+    );
     assert!(get(&rs.resource.as_ref().unwrap().attributes, "owner.email").is_none());
     assert_eq!(
         text(&span.attributes, "redaction.redacted.keys").as_deref(),
@@ -325,9 +336,21 @@ fn collector_keys_allowlist_ignored_blocked() {
     }
     p.redact(&mut data);
     let attrs = &data.resource_spans[0].scope_spans[0].spans[0].attributes;
-    assert_eq!(text(attrs, "customer").unwrap(), "support@example.com", "allowed_values");
-    assert_eq!(text(attrs, "note").unwrap(), "order **** shipped", "blocked_values");
-    assert_eq!(text(attrs, "debug.raw").unwrap(), EMAIL, "ignored_keys pass untouched");
+    assert_eq!(
+        text(attrs, "customer").unwrap(),
+        "support@example.com",
+        "allowed_values"
+    );
+    assert_eq!(
+        text(attrs, "note").unwrap(),
+        "order **** shipped",
+        "blocked_values"
+    );
+    assert_eq!(
+        text(attrs, "debug.raw").unwrap(),
+        EMAIL,
+        "ignored_keys pass untouched"
+    );
     // Not in allowed_keys, so removed before any masking.
     assert!(get(attrs, "user.secret_answer").is_none());
     assert!(get(attrs, "unlisted").is_none());
@@ -336,9 +359,18 @@ fn collector_keys_allowlist_ignored_blocked() {
         Some("peer,ssn,unlisted,user.secret_answer"),
         "event and link attributes count towards their span"
     );
-    assert_eq!(get(attrs, "redaction.ignored.count"), Some(&any_value::Value::IntValue(1)));
+    assert_eq!(
+        get(attrs, "redaction.ignored.count"),
+        Some(&any_value::Value::IntValue(1))
+    );
     // The resource lost service.name too: the allowlist covers every attribute list, as upstream.
-    assert!(data.resource_spans[0].resource.as_ref().unwrap().attributes.iter().all(|kv| kv.key.starts_with("redaction.")));
+    assert!(data.resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .all(|kv| kv.key.starts_with("redaction.")));
     assert!(t
         .encode()
         .contains(r#"outpost_redactions_total{rule="allowed_keys",signal="traces"}"#));
@@ -357,7 +389,10 @@ fn collector_keys_allowlist_ignored_blocked() {
     p.redact(&mut data);
     let attrs = &data.resource_spans[0].scope_spans[0].spans[0].attributes;
     assert_eq!(text(attrs, "user.secret_answer").unwrap(), "****");
-    assert!(attrs.iter().all(|kv| !kv.key.starts_with("redaction.")), "silent");
+    assert!(
+        attrs.iter().all(|kv| !kv.key.starts_with("redaction.")),
+        "silent"
+    );
 }
 
 #[test]
@@ -375,10 +410,17 @@ fn hash_function_makes_values_joinable_across_processors() {
     let (mut x, mut y) = (traces(), traces());
     a.redact(&mut x);
     b.redact(&mut y);
-    let attrs = |t: &Traces| t.resource_spans[0].scope_spans[0].spans[0].attributes.clone();
+    let attrs = |t: &Traces| {
+        t.resource_spans[0].scope_spans[0].spans[0]
+            .attributes
+            .clone()
+    };
     let hashed = text(&attrs(&x), "customer").unwrap();
     assert_eq!(hashed, text(&attrs(&y), "customer").unwrap());
-    assert!(!hashed.contains(EMAIL) && hashed.len() == "mail  now".len() + 64, "{hashed}");
+    assert!(
+        !hashed.contains(EMAIL) && hashed.len() == "mail  now".len() + 64,
+        "{hashed}"
+    );
 }
 
 #[test]
@@ -391,7 +433,9 @@ fn values_too_large_or_too_deep_fail_closed() {
     let mut deep = s(EMAIL);
     for _ in 0..40 {
         deep = AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![deep] })),
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![deep],
+            })),
         };
     }
     let mk = || {
@@ -409,13 +453,23 @@ fn values_too_large_or_too_deep_fail_closed() {
     let attrs = &data.resource_spans[0].scope_spans[0].spans[0].attributes;
     assert_eq!(text(attrs, "big").unwrap(), "****");
     let m = t.encode();
-    assert!(m.contains(r#"outpost_redactions_total{rule="too_large",signal="traces"} 1"#), "{m}");
-    assert!(m.contains(r#"outpost_redactions_total{rule="too_deep",signal="traces"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"outpost_redactions_total{rule="too_large",signal="traces"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"outpost_redactions_total{rule="too_deep",signal="traces"} 1"#),
+        "{m}"
+    );
 
     cfg.fail_closed = false;
     let (mut p, _) = processor(&cfg);
     let mut data = mk();
     p.redact(&mut data);
     let attrs = &data.resource_spans[0].scope_spans[0].spans[0].attributes;
-    assert_eq!(text(attrs, "big").unwrap(), big, "fail open passes it, counted");
+    assert_eq!(
+        text(attrs, "big").unwrap(),
+        big,
+        "fail open passes it, counted"
+    );
 }

@@ -17,7 +17,9 @@ pub fn confirm(v: Validator, hay: &[u8], span: Range<usize>) -> Option<Range<usi
     let whole = |ok: bool| ok.then(|| span.clone());
     match v {
         Validator::Luhn => whole(luhn(&digits(text))),
-        Validator::PaymentCard => payment_card(text).map(|r| span.start + r.start..span.start + r.end),
+        Validator::PaymentCard => {
+            payment_card(text).map(|r| span.start + r.start..span.start + r.end)
+        }
         Validator::Mod97 => iban(text).map(|len| span.start..span.start + len),
         Validator::UsSsn => whole(us_ssn(&digits(text))),
         Validator::UkNino => whole(uk_nino(text)),
@@ -82,7 +84,9 @@ fn is_card(d: &[u8]) -> bool {
         Some(2) if (2221..=2720).contains(&n(4)) => len == 16,
         Some(2) if (2200..=2204).contains(&n(4)) => (16..=19).contains(&len),
         Some(3) if matches!(n(2), 34 | 37) => len == 15,
-        Some(3) if matches!(n(2), 36 | 38 | 39) || (300..=305).contains(&n(3)) => (14..=19).contains(&len),
+        Some(3) if matches!(n(2), 36 | 38 | 39) || (300..=305).contains(&n(3)) => {
+            (14..=19).contains(&len)
+        }
         Some(3) if (3528..=3589).contains(&n(4)) => (16..=19).contains(&len),
         Some(5) if (51..=55).contains(&n(2)) => len == 16,
         Some(5) if matches!(n(2), 50 | 56..=59) => (13..=19).contains(&len),
@@ -120,17 +124,83 @@ fn payment_card(text: &[u8]) -> Option<Range<usize>> {
 
 /// IBAN lengths by country (ISO 13616 registry).
 const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
-    (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
-    (b"BG", 22), (b"BH", 22), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22), (b"CY", 28),
-    (b"CZ", 24), (b"DE", 22), (b"DK", 18), (b"DO", 28), (b"EE", 20), (b"EG", 29), (b"ES", 24),
-    (b"FI", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22), (b"GE", 22), (b"GI", 23), (b"GL", 18),
-    (b"GR", 27), (b"GT", 28), (b"HR", 21), (b"HU", 28), (b"IE", 22), (b"IL", 23), (b"IQ", 23),
-    (b"IS", 26), (b"IT", 27), (b"JO", 30), (b"KW", 30), (b"KZ", 20), (b"LB", 28), (b"LC", 32),
-    (b"LI", 21), (b"LT", 20), (b"LU", 20), (b"LV", 21), (b"MC", 27), (b"MD", 24), (b"ME", 22),
-    (b"MK", 19), (b"MR", 27), (b"MT", 31), (b"MU", 30), (b"NL", 18), (b"NO", 15), (b"PK", 24),
-    (b"PL", 28), (b"PS", 29), (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"SA", 24),
-    (b"SC", 31), (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27), (b"ST", 25), (b"SV", 28),
-    (b"TL", 23), (b"TN", 24), (b"TR", 26), (b"UA", 29), (b"VA", 22), (b"VG", 24), (b"XK", 20),
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
 ];
 
 /// An IBAN at the start of `text` (spaces allowed between characters): its country's length of
@@ -167,7 +237,11 @@ fn iban(text: &[u8]) -> Option<usize> {
             b'A'..=b'Z' => u32::from(b - b'A') + 10,
             _ => return None,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     (rem == 1).then_some(end)
 }
@@ -194,7 +268,10 @@ fn uk_nino(text: &[u8]) -> bool {
         .copied()
         .collect();
     let prefix = letters.get(..2).unwrap_or_default();
-    !matches!(prefix, b"BG" | b"GB" | b"NK" | b"KN" | b"TN" | b"NT" | b"ZZ")
+    !matches!(
+        prefix,
+        b"BG" | b"GB" | b"NK" | b"KN" | b"TN" | b"NT" | b"ZZ"
+    )
 }
 
 fn es_dni(text: &[u8]) -> bool {
@@ -285,8 +362,19 @@ fn placeholder(text: &[u8]) -> bool {
     let t = lower.as_slice();
     matches!(
         t,
-        b"true" | b"false" | b"null" | b"none" | b"nil" | b"undefined" | b"redacted" | b"masked"
-            | b"[redacted]" | b"<redacted>" | b"changeme" | b"required" | b"optional"
+        b"true"
+            | b"false"
+            | b"null"
+            | b"none"
+            | b"nil"
+            | b"undefined"
+            | b"redacted"
+            | b"masked"
+            | b"[redacted]"
+            | b"<redacted>"
+            | b"changeme"
+            | b"required"
+            | b"optional"
     ) || t.iter().all(|&b| b == b'*' || b == b'x' || b == b'#')
         || t.starts_with(b"${")
         || t.starts_with(b"{{")
@@ -306,7 +394,8 @@ fn ipv4_stands_alone(hay: &[u8], span: &Range<usize>) -> bool {
 /// unspecified and loopback addresses say nothing about anyone. Narrows a candidate that swallowed a
 /// trailing `:port`-like group by trying shorter prefixes ending at a group boundary.
 fn ipv6(hay: &[u8], span: Range<usize>) -> Option<Range<usize>> {
-    let glued = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'.');
+    let glued =
+        |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'.');
     if glued(span.start.checked_sub(1).map(|i| hay[i])) {
         return None;
     }
@@ -349,7 +438,11 @@ mod tests {
         // A card after another number: narrowed to the card.
         let t = b"2 4012888888881881";
         assert_eq!(payment_card(t), Some(2..t.len()));
-        assert_eq!(payment_card(b"1234567890123452"), None, "no network starts with 1");
+        assert_eq!(
+            payment_card(b"1234567890123452"),
+            None,
+            "no network starts with 1"
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ impl Walk<'_> {
     }
 
     /// Scans `bytes`; `Some(new bytes)` when they change, or the outcome when the value must go.
-    fn scan(&mut self, key: Option<&str>, bytes: &[u8], utf8: bool) -> Result<Option<Vec<u8>>, Outcome> {
+    fn scan(
+        &mut self,
+        key: Option<&str>,
+        bytes: &[u8],
+        utf8: bool,
+    ) -> Result<Option<Vec<u8>>, Outcome> {
         match self.engine.scan(key, bytes, self.scratch) {
             Err(TooLarge) => {
                 self.count_pseudo(pseudo::TOO_LARGE);
@@ -86,8 +91,9 @@ impl Walk<'_> {
             Ok(None) => Outcome::Kept,
             Ok(Some(out)) => {
                 // Replacements are whole characters, so this holds; if it ever did not, fail closed.
-                *s = String::from_utf8(out)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&self.engine.replace_whole(b"")).into());
+                *s = String::from_utf8(out).unwrap_or_else(|_| {
+                    String::from_utf8_lossy(&self.engine.replace_whole(b"")).into()
+                });
                 Outcome::Changed
             }
             Err(o) => o,
@@ -119,7 +125,8 @@ impl Walk<'_> {
             if !self.policy.fail_closed {
                 return Outcome::Kept;
             }
-            *inner = Value::StringValue(String::from_utf8_lossy(&self.engine.replace_whole(b"")).into());
+            *inner =
+                Value::StringValue(String::from_utf8_lossy(&self.engine.replace_whole(b"")).into());
             return Outcome::Changed;
         }
         match inner {
@@ -225,7 +232,8 @@ impl Walk<'_> {
             self.count_pseudo(pseudo::BLOCKED_KEY);
             let original = any_text(value);
             value.value = Some(any_value::Value::StringValue(
-                String::from_utf8_lossy(&self.engine.replace_whole(original.as_bytes())).into_owned(),
+                String::from_utf8_lossy(&self.engine.replace_whole(original.as_bytes()))
+                    .into_owned(),
             ));
             return Outcome::Changed;
         }
@@ -340,7 +348,9 @@ impl Walk<'_> {
             return false;
         }
         for ev in &mut span.events {
-            if self.attrs(&mut ev.attributes, &mut s) || self.name(&mut ev.name, "event.name", &mut s) {
+            if self.attrs(&mut ev.attributes, &mut s)
+                || self.name(&mut ev.name, "event.name", &mut s)
+            {
                 return false;
             }
         }
@@ -503,7 +513,8 @@ impl Redact for Metrics {
                             if drop_scope {
                                 s.data_points.clear();
                             } else {
-                                s.data_points.retain_mut(|p| w.point(&mut p.attributes, &mut []));
+                                s.data_points
+                                    .retain_mut(|p| w.point(&mut p.attributes, &mut []));
                             }
                             dropped += before - s.data_points.len();
                         }

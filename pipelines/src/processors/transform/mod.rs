@@ -140,9 +140,9 @@ impl<T: SignalData + Transformable> Processor<T> for TransformProcessor {
         let mut dropped = [0usize; 2];
         let vrl = &mut self.vrl;
         let policy = &self.policy;
-        batch
-            .data
-            .transform(&mut |item| vrl.run(item), &mut |o| policy.keep(o, &mut dropped));
+        batch.data.transform(&mut |item| vrl.run(item), &mut |o| {
+            policy.keep(o, &mut dropped)
+        });
         out.dropped(ERROR_REASON, dropped[0]);
         out.dropped(ABORT_REASON, dropped[1]);
         if batch.item_count() == 0 {

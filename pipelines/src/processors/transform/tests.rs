@@ -52,11 +52,20 @@ fn logs(records: Vec<LogRecord>) -> Logs {
     }
 }
 
-fn run<T: SignalData + Transformable>(p: &mut TransformProcessor, data: T) -> (Vec<T>, Vec<(&'static str, usize)>) {
+fn run<T: SignalData + Transformable>(
+    p: &mut TransformProcessor,
+    data: T,
+) -> (Vec<T>, Vec<(&'static str, usize)>) {
     let mut out = Emit::default();
     Processor::<T>::process(p, Batch::new(data), &mut out);
     let dropped = out.dropped_reasons();
-    (out.take_batches().into_iter().map(|b| b.into_parts().0).collect(), dropped)
+    (
+        out.take_batches()
+            .into_iter()
+            .map(|b| b.into_parts().0)
+            .collect(),
+        dropped,
+    )
 }
 
 #[test]
@@ -88,7 +97,11 @@ fn a_program_rewrites_body_attributes_and_severity() {
     assert_eq!(keys, ["service", "user"]);
     assert!(rec.attributes.contains(&kv("user", s("BOB"))));
     assert!(rec.attributes.contains(&kv("service", s("till"))));
-    assert_eq!(rl.resource.as_ref().unwrap().attributes.len(), 1, "resource is read-only");
+    assert_eq!(
+        rl.resource.as_ref().unwrap().attributes.len(),
+        1,
+        "resource is read-only"
+    );
 }
 
 #[test]
@@ -106,7 +119,9 @@ fn nested_bodies_round_trip() {
             ..Default::default()
         }]),
     );
-    let body = out[0].resource_logs[0].scope_logs[0].log_records[0].body.clone();
+    let body = out[0].resource_logs[0].scope_logs[0].log_records[0]
+        .body
+        .clone();
     let Some(any_value::Value::KvlistValue(kvs)) = body.and_then(|b| b.value) else {
         panic!("not a map")
     };
@@ -114,7 +129,12 @@ fn nested_bodies_round_trip() {
         kvs.values,
         vec![
             kv("a", s("b")),
-            kv("extra", AnyValue { value: Some(any_value::Value::IntValue(1)) })
+            kv(
+                "extra",
+                AnyValue {
+                    value: Some(any_value::Value::IntValue(1))
+                }
+            )
         ]
     );
 }

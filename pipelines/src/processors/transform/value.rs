@@ -82,7 +82,9 @@ pub fn vrl_to_any(v: Value) -> Option<AnyValue> {
         Value::Integer(i) => V::IntValue(i),
         Value::Float(f) => V::DoubleValue(f.into_inner()),
         Value::Boolean(b) => V::BoolValue(b),
-        Value::Timestamp(t) => V::StringValue(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        Value::Timestamp(t) => {
+            V::StringValue(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        }
         Value::Array(items) => V::ArrayValue(ArrayValue {
             values: items
                 .into_iter()
@@ -361,8 +363,10 @@ pub fn log_from_vrl(original: &LogRecord, v: Value) -> Result<LogRecord, Bad> {
         body: vrl_to_any(f.take("body")),
         attributes: f.attrs("attributes")?,
         severity_text: f.string("severity_text")?,
-        severity_number: i32::try_from(f.int("severity_number", i64::from(original.severity_number))?)
-            .map_err(|_| ())?,
+        severity_number: i32::try_from(
+            f.int("severity_number", i64::from(original.severity_number))?,
+        )
+        .map_err(|_| ())?,
         time_unix_nano: f.time("timestamp", original.time_unix_nano)?,
         observed_time_unix_nano: f.time("observed_timestamp", original.observed_time_unix_nano)?,
         trace_id: f.id("trace_id", &original.trace_id, 16)?,
