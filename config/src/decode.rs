@@ -281,7 +281,7 @@ fn processor(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Proc
         "resource" => typed(r, path, body).map(ProcessorConfig::Resource),
         "attributes" => typed(r, path, body).map(ProcessorConfig::Attributes),
         "memory_limiter" => typed(r, path, body).map(ProcessorConfig::MemoryLimiter),
-        "redaction" => typed(r, path, body).map(ProcessorConfig::Redaction),
+        "redaction" => typed(r, path, body).map(|c| ProcessorConfig::Redaction(Box::new(c))),
         "transform" => typed(r, path, body).map(ProcessorConfig::Transform),
         _ => None,
     }

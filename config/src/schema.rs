@@ -244,7 +244,7 @@ pub enum ProcessorConfig {
     Resource(ResourceProcessorConfig),
     Attributes(AttributesProcessorConfig),
     MemoryLimiter(MemoryLimiterConfig),
-    Redaction(RedactionProcessorConfig),
+    Redaction(Box<RedactionProcessorConfig>),
     Transform(TransformProcessorConfig),
 }
 

@@ -116,7 +116,7 @@ fn luhn(d: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A German IBAN for an 18-digit BBAN, with its ISO 7064 mod-97 check digits.

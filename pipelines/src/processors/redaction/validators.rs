@@ -70,7 +70,7 @@ pub fn luhn(d: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether the digits have the prefix and length of a card network's numbers (Visa, Mastercard, Amex,
@@ -310,7 +310,7 @@ fn date(text: &[u8]) -> bool {
         return false;
     };
     let valid = |y: u32, m: u32, d: u32| {
-        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         let days = match m {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -353,7 +353,7 @@ fn secret_like(text: &[u8]) -> bool {
     let has_digit = text.iter().any(u8::is_ascii_digit);
     let has_alpha = text.iter().any(u8::is_ascii_alphabetic);
     let has_other = text.iter().any(|b| !b.is_ascii_alphanumeric());
-    text.len() >= 8 && ((has_digit && has_alpha) || (has_alpha && has_other) || text.len() >= 32)
+    text.len() >= 8 && ((has_alpha && (has_digit || has_other)) || text.len() >= 32)
 }
 
 /// Values that say "no secret here": booleans, nulls, already-masked values, unexpanded variables.

@@ -64,15 +64,12 @@ impl Walk<'_> {
         bytes: &[u8],
         utf8: bool,
     ) -> Result<Option<Vec<u8>>, Outcome> {
-        match self.engine.scan(key, bytes, self.scratch) {
-            Err(TooLarge) => {
-                self.count_pseudo(pseudo::TOO_LARGE);
-                return Ok(self
-                    .policy
-                    .fail_closed
-                    .then(|| self.engine.replace_whole(bytes)));
-            }
-            Ok(()) => {}
+        if let Err(TooLarge) = self.engine.scan(key, bytes, self.scratch) {
+            self.count_pseudo(pseudo::TOO_LARGE);
+            return Ok(self
+                .policy
+                .fail_closed
+                .then(|| self.engine.replace_whole(bytes)));
         }
         for f in self.scratch.findings() {
             self.counts[f.rule as usize] += 1;

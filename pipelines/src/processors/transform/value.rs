@@ -282,7 +282,7 @@ pub fn span_to_vrl(span: &Span, resource: &Value, scope: &Value) -> Value {
 }
 
 /// The span the program's result describes, or an error leaving `original` as it was.
-pub fn span_from_vrl(original: &Span, v: Value) -> Result<Span, Bad> {
+fn span_from_vrl(original: &Span, v: Value) -> Result<Span, Bad> {
     let mut f = Fields::new(v)?;
     let int32 = |i: i64| i32::try_from(i).map_err(|_| ());
     let uint32 = |i: i64| u32::try_from(i).map_err(|_| ());
@@ -357,7 +357,7 @@ pub fn log_to_vrl(rec: &LogRecord, resource: &Value, scope: &Value) -> Value {
     Value::Object(m)
 }
 
-pub fn log_from_vrl(original: &LogRecord, v: Value) -> Result<LogRecord, Bad> {
+fn log_from_vrl(original: &LogRecord, v: Value) -> Result<LogRecord, Bad> {
     let mut f = Fields::new(v)?;
     Ok(LogRecord {
         body: vrl_to_any(f.take("body")),
