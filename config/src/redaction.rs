@@ -105,11 +105,15 @@ pub struct Prefilter {
     /// The value holds at least this many ASCII digits.
     #[serde(default)]
     pub min_digits: usize,
+    /// The value holds a run of at least this many digits, consecutive digits separated by at most two
+    /// of ` -./()` (`4111 1111 1111 1111` is a run of 16, `(415) 555-2671` of 10).
+    #[serde(default)]
+    pub min_run: usize,
 }
 
 impl Prefilter {
     pub fn is_empty(&self) -> bool {
-        self.any_of.is_empty() && self.min_digits == 0
+        self.any_of.is_empty() && self.min_digits == 0 && self.min_run == 0
     }
 }
 

@@ -72,6 +72,7 @@ struct Rule {
     keep_last: usize,
     keys: Option<Regex>,
     min_digits: usize,
+    min_run: usize,
 }
 
 /// Something a rule found: `rule` is an index into [`Engine::rule_ids`].
@@ -168,7 +169,9 @@ impl Engine {
                     }
                 }
             }
-            match (spec.prefilter.any_of.is_empty(), spec.prefilter.min_digits) {
+            // A digit condition implies digits: `min_run` digits are also at least `min_run` digits.
+            let min_digits = spec.prefilter.min_digits.max(spec.prefilter.min_run);
+            match (spec.prefilter.any_of.is_empty(), min_digits) {
                 (true, 0) => always_rules.push(i),
                 (true, _) => digit_rules.push(i),
                 (false, _) => {}
@@ -181,7 +184,8 @@ impl Engine {
                 action: spec.action,
                 keep_last: spec.keep_last,
                 keys,
-                min_digits: spec.prefilter.min_digits,
+                min_digits,
+                min_run: spec.prefilter.min_run,
             });
         }
         digit_rules.sort_by_key(|&r| rules[r as usize].min_digits);
@@ -263,10 +267,15 @@ impl Engine {
             }
             scratch.candidates.push(r);
         }
+        // Only values with enough digits for some rule get the (scalar) run scan.
+        let mut run = None;
         scratch.candidates.extend_from_slice(&self.always_rules);
         for &r in &scratch.candidates {
             let rule = &self.rules[r as usize];
             if rule.min_digits > digits {
+                continue;
+            }
+            if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run {
                 continue;
             }
             if let Some(keys) = &rule.keys {
@@ -430,6 +439,25 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
             at = next;
         }
     }
+}
+
+/// The longest run of digits in `hay` where consecutive digits are at most two separators apart
+/// (` -./()`): grouped numbers (cards, phone numbers, IBANs) count whole.
+fn longest_digit_run(hay: &[u8]) -> usize {
+    let (mut best, mut run, mut gap) = (0, 0, 0);
+    for &b in hay {
+        if b.is_ascii_digit() {
+            run += 1;
+            gap = 0;
+            best = best.max(run);
+        } else if run > 0 && gap < 2 && matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')') {
+            gap += 1;
+        } else {
+            run = 0;
+            gap = 0;
+        }
+    }
+    best
 }
 
 fn widen_to_chars(hay: &[u8], mut span: Range<usize>) -> Range<usize> {

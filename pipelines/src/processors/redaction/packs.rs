@@ -89,7 +89,7 @@ pub fn rule_specs(cfg: &RedactionProcessorConfig) -> Result<Vec<RuleSpec>, Strin
             keys: None,
             prefilter: Prefilter {
                 any_of: names.iter().map(|n| format!("{n}=")).collect(),
-                min_digits: 0,
+                ..Prefilter::default()
             },
         });
     }
