@@ -28,6 +28,8 @@ use outpost_config::{
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
 use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
+use outpost_pipelines::processors::redaction::{Redact, Redaction};
+use outpost_pipelines::processors::transform::{TransformProcessor, Transformable};
 use outpost_pipelines::queue::{
     Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, Stream, SyncPolicy,
 };
@@ -82,6 +84,19 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
         })
         .collect();
 
+    // Each redaction processor's rules are compiled once and shared by the pipelines that list it.
+    let mut redactions: HashMap<ComponentId, Redaction> = HashMap::new();
+    for (id, p) in &config.processors {
+        if let ProcessorConfig::Redaction(c) = p {
+            match Redaction::new(c) {
+                Ok(r) => {
+                    redactions.insert(id.clone(), r);
+                }
+                Err(e) => errors.push(format!("processors.{id}: {e}")),
+            }
+        }
+    }
+
     let mut inputs: HashMap<ComponentId, Inputs> = HashMap::new();
     let mut tasks = Tasks::default();
     let drain_pipelines = CancellationToken::new();
@@ -90,6 +105,7 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
         config,
         telemetry,
         budgets: &budgets,
+        redactions: &redactions,
         queue: &queue,
         drain: drain_pipelines.clone(),
         finish: finish_readers.clone(),
@@ -263,6 +279,7 @@ struct BuildContext<'a> {
     config: &'a Config,
     telemetry: &'a Telemetry,
     budgets: &'a HashMap<ComponentId, Arc<ByteBudget>>,
+    redactions: &'a HashMap<ComponentId, Redaction>,
     queue: &'a Queue,
     drain: CancellationToken,
     finish: CancellationToken,
@@ -273,7 +290,7 @@ struct BuildContext<'a> {
 /// Wiring of all pipelines of one signal.
 struct SignalBuild<T>(std::marker::PhantomData<T>);
 
-impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
+impl<T: OtlpSignal + InputsOf + Redact + Transformable> SignalBuild<T> {
     fn run(
         ctx: &mut BuildContext<'_>,
         receiver_inputs: &mut HashMap<ComponentId, Inputs>,
@@ -335,6 +352,21 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                     ProcessorConfig::MemoryLimiter(_) => {
                         budget = ctx.budgets.get(proc_id).cloned();
                         Box::new(MemoryLimiterStage)
+                    }
+                    ProcessorConfig::Redaction(_) => match ctx.redactions.get(proc_id) {
+                        Some(r) => Box::new(r.processor::<T>(ctx.telemetry)),
+                        // Its build error is already reported.
+                        None => continue,
+                    },
+                    ProcessorConfig::Transform(c) => {
+                        let counters = ctx.telemetry.transform_errors(&pname, &proc_id.to_string());
+                        match TransformProcessor::new(c, counters) {
+                            Ok(p) => Box::new(p),
+                            Err(e) => {
+                                errors.push(format!("processors.{proc_id}: {e}"));
+                                continue;
+                            }
+                        }
                     }
                 };
                 chain.push(stage, ctx.telemetry.processor(&pname, &proc_id.to_string()));

@@ -25,7 +25,7 @@ use crate::schema::*;
 use crate::source::{index_path, key_path, to_json};
 use crate::yaml::{Kind, Node};
 
-mod typed;
+pub(crate) mod typed;
 
 use typed::typed;
 
@@ -283,6 +283,8 @@ fn processor(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Proc
         "resource" => typed(r, path, body).map(ProcessorConfig::Resource),
         "attributes" => typed(r, path, body).map(ProcessorConfig::Attributes),
         "memory_limiter" => typed(r, path, body).map(ProcessorConfig::MemoryLimiter),
+        "redaction" => typed(r, path, body).map(|c| ProcessorConfig::Redaction(Box::new(c))),
+        "transform" => typed(r, path, body).map(ProcessorConfig::Transform),
         _ => None,
     }
 }

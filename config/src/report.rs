@@ -32,6 +32,22 @@ impl<'a> Report<'a> {
         self.push(Severity::Error, path, pos, message.into());
     }
 
+    /// A problem with the value at `path` whose line is known more precisely than the value's own
+    /// position (a line inside a multi-line string); no column is given.
+    pub fn push_at_line(&mut self, path: &str, line: Option<usize>, message: String) {
+        let Some(line) = line else {
+            return self.error(path, message);
+        };
+        self.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            origin: self.origin.to_owned(),
+            path: path.to_owned(),
+            line: Some(line),
+            column: None,
+            message,
+        });
+    }
+
     pub fn warning(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.map.value_pos(path);
         self.push(Severity::Warning, path, pos, message.into());

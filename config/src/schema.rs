@@ -256,11 +256,27 @@ pub enum ProcessorConfig {
     Resource(ResourceProcessorConfig),
     Attributes(AttributesProcessorConfig),
     MemoryLimiter(MemoryLimiterConfig),
+    Redaction(Box<RedactionProcessorConfig>),
+    Transform(TransformProcessorConfig),
 }
 
 impl ProcessorConfig {
-    pub const TYPES: &'static [&'static str] =
-        &["batch", "resource", "attributes", "memory_limiter"];
+    pub const TYPES: &'static [&'static str] = &[
+        "batch",
+        "resource",
+        "attributes",
+        "memory_limiter",
+        "redaction",
+        "transform",
+    ];
+
+    /// The signals this processor can run on; validation refuses it in pipelines of other signals.
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ProcessorConfig::Transform(_) => &[Signal::Traces, Signal::Logs],
+            _ => &Signal::ALL,
+        }
+    }
 }
 
 /// `processors.batch`.
@@ -369,6 +385,251 @@ pub struct MemoryLimiterConfig {
     pub limit_percentage: Option<u8>,
     #[serde(default)]
     pub spike_limit_percentage: Option<u8>,
+}
+
+/// `processors.redaction`: removes PII and secrets from every string the pipeline carries, before
+/// anything is written to disk or sent. The OpenTelemetry Collector's keys (allow_all_keys,
+/// allowed_keys, ignored_keys, blocked_key_patterns, blocked_values, allowed_values, hash_function,
+/// summary) work as upstream; `packs`, `rules` and the rest are outpost's. See docs/configuration.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionProcessorConfig {
+    /// Keep every attribute key (subject to the other rules). Unset: true unless `allowed_keys` is
+    /// given, in which case only those keys are kept, as upstream.
+    #[serde(default)]
+    pub allow_all_keys: Option<bool>,
+    /// With `allow_all_keys: false`, the only attribute keys kept; the others are removed.
+    #[serde(default)]
+    pub allowed_keys: Vec<String>,
+    /// Attribute keys passed through unchanged: never scanned, masked or removed.
+    #[serde(default)]
+    pub ignored_keys: Vec<String>,
+    /// Regular expressions on attribute keys; the whole value of a matching key is masked.
+    #[serde(default)]
+    pub blocked_key_patterns: Vec<String>,
+    /// Regular expressions on values; the matching parts are masked.
+    #[serde(default)]
+    pub blocked_values: Vec<String>,
+    /// Regular expressions on values; a value matching one is left unmasked by `blocked_values` and the
+    /// rule packs.
+    #[serde(default)]
+    pub allowed_values: Vec<String>,
+    /// `none` (mask with `mask`) or `hmac-sha256` (every mask becomes a keyed hash). Unkeyed hashes are
+    /// refused: a dictionary reverses them.
+    #[serde(default)]
+    pub hash_function: HashFunction,
+    /// Which audit attributes are added to redacted items: `debug` (counts and key names), `info`
+    /// (counts), `silent` (none).
+    #[serde(default)]
+    pub summary: RedactionSummary,
+    /// Rule packs: names of shipped packs (`pii-core`, `secrets`, `network`) or paths of pack files.
+    #[serde(default = "RedactionProcessorConfig::default_packs")]
+    pub packs: Vec<String>,
+    /// Per-rule changes by rule id: `enabled`, `action`, `keep_last`.
+    #[serde(default)]
+    pub rules: IndexMap<String, RedactionRuleOverride>,
+    /// Also scan integer and double values (card numbers sent as numbers); a redacted number becomes a
+    /// string.
+    #[serde(default)]
+    pub redact_all_types: bool,
+    /// Environment variable holding the HMAC key for `hash` actions.
+    #[serde(default)]
+    pub hash_key_env: Option<String>,
+    /// File holding the HMAC key for `hash` actions (a trailing newline is ignored).
+    #[serde(default)]
+    pub hash_key_file: Option<PathBuf>,
+    /// The text a masked value or part of a value is replaced with.
+    #[serde(default = "RedactionProcessorConfig::default_mask")]
+    pub mask: String,
+    /// Values longer than this are not scanned; with `fail_closed` they are masked whole.
+    #[serde(default = "RedactionProcessorConfig::default_max_value_size")]
+    pub max_value_size: ByteSize,
+    /// A value that cannot be scanned (too large, nested too deep) is masked whole (true) or passed
+    /// through unscanned (false). Either way it is counted.
+    #[serde(default = "RedactionProcessorConfig::default_fail_closed")]
+    pub fail_closed: bool,
+    /// URL query parameters whose values are masked wherever a URL appears (`?token=…&page=2`).
+    #[serde(default = "RedactionProcessorConfig::default_sensitive_query_params")]
+    pub sensitive_query_params: Vec<String>,
+}
+
+impl RedactionProcessorConfig {
+    pub fn default_packs() -> Vec<String> {
+        crate::redaction::DEFAULT_PACKS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+    pub fn default_mask() -> String {
+        "****".into()
+    }
+    pub const fn default_max_value_size() -> ByteSize {
+        ByteSize(256 * 1024)
+    }
+    pub const fn default_fail_closed() -> bool {
+        true
+    }
+    pub fn default_sensitive_query_params() -> Vec<String> {
+        [
+            "access_token",
+            "api_key",
+            "apikey",
+            "auth",
+            "code",
+            "client_secret",
+            "id_token",
+            "key",
+            "passwd",
+            "password",
+            "refresh_token",
+            "secret",
+            "session",
+            "sessionid",
+            "sig",
+            "signature",
+            "token",
+            "x-amz-signature",
+            "x-amz-credential",
+            "x-goog-signature",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Whether only `allowed_keys` are kept (see `allow_all_keys`).
+    pub fn allowlist_only(&self) -> bool {
+        !self.allow_all_keys.unwrap_or(self.allowed_keys.is_empty())
+    }
+
+    /// The HMAC key, read from `hash_key_env` or `hash_key_file`; `Ok(None)` when neither is set. The
+    /// error names the source and never contains the key.
+    pub fn hash_key(&self) -> Result<Option<Vec<u8>>, String> {
+        crate::redaction::read_hash_key(self.hash_key_env.as_deref(), self.hash_key_file.as_deref())
+    }
+}
+
+impl Default for RedactionProcessorConfig {
+    fn default() -> Self {
+        Self {
+            allow_all_keys: None,
+            allowed_keys: Vec::new(),
+            ignored_keys: Vec::new(),
+            blocked_key_patterns: Vec::new(),
+            blocked_values: Vec::new(),
+            allowed_values: Vec::new(),
+            hash_function: HashFunction::None,
+            summary: RedactionSummary::default(),
+            packs: Self::default_packs(),
+            rules: IndexMap::new(),
+            redact_all_types: false,
+            hash_key_env: None,
+            hash_key_file: None,
+            mask: Self::default_mask(),
+            max_value_size: Self::default_max_value_size(),
+            fail_closed: Self::default_fail_closed(),
+            sensitive_query_params: Self::default_sensitive_query_params(),
+        }
+    }
+}
+
+/// `hash_function` of the redaction processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum HashFunction {
+    #[default]
+    None,
+    HmacSha256,
+}
+
+impl<'de> Deserialize<'de> for HashFunction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "" | "none" => Ok(HashFunction::None),
+            "hmac-sha256" => Ok(HashFunction::HmacSha256),
+            "md5" | "sha1" | "sha3" | "sha256" | "sha512" => {
+                Err(serde::de::Error::custom(format!(
+                    "'{s}' is an unkeyed hash, which a dictionary of likely values reverses; use \
+                 hmac-sha256 with hash_key_env or hash_key_file"
+                )))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "'{s}' is not a hash function (expected none or hmac-sha256)"
+            ))),
+        }
+    }
+}
+
+/// `summary` of the redaction processor, as in the OpenTelemetry Collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactionSummary {
+    Debug,
+    #[default]
+    Info,
+    Silent,
+}
+
+/// What a redaction rule does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactionAction {
+    /// Replace the match with the mask (keeping its last `keep_last` characters).
+    Mask,
+    /// Replace the match with its HMAC-SHA256 (hex): still joinable across nodes sharing the key.
+    Hash,
+    /// Remove the attribute (or the log body) that holds the match.
+    DropAttribute,
+    /// Drop the whole span, log record or data point.
+    DropRecord,
+}
+
+/// `rules.<id>` of the redaction processor.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionRuleOverride {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub action: Option<RedactionAction>,
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+}
+
+/// `processors.transform`: a VRL program run on every span and log record. The item is offered to the
+/// program as an object (see docs/configuration.md) and what the program leaves is written back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformProcessorConfig {
+    /// The VRL program.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A file holding the VRL program, instead of `source`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// On a runtime error, drop the item (true) or pass it on unchanged (false). Counted either way.
+    #[serde(default)]
+    pub drop_on_error: bool,
+    /// On `abort`, drop the item (true) or pass it on unchanged (false).
+    #[serde(default = "TransformProcessorConfig::default_drop_on_abort")]
+    pub drop_on_abort: bool,
+}
+
+impl TransformProcessorConfig {
+    pub const fn default_drop_on_abort() -> bool {
+        true
+    }
+
+    /// The program text, from `source` or read from `file`.
+    pub fn program(&self) -> Result<String, String> {
+        match (&self.source, &self.file) {
+            (Some(s), None) => Ok(s.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the VRL program '{}': {e}", path.display())),
+            (Some(_), Some(_)) => Err("set one of source and file, not both".into()),
+            (None, None) => Err("no program: set source (VRL text) or file (a path)".into()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

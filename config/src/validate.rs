@@ -201,6 +201,15 @@ fn check_reference(
         r.error(path, message);
         return;
     }
+    if role == Role::Processors {
+        if let Some(processor) = config.processors.get(id) {
+            if let Some(message) =
+                unsupported_signal("processor", id, processor.signals(), pid.signal)
+            {
+                r.error(path, message);
+            }
+        }
+    }
     if role == Role::Receivers {
         if let Some(receiver) = config.receivers.get(id) {
             if let Some(message) =
@@ -223,8 +232,13 @@ fn unsupported_signal(
         return None;
     }
     let supported: Vec<&str> = supported.iter().map(|s| s.as_str()).collect();
+    let verb = if what == "processor" {
+        "does not process"
+    } else {
+        "does not produce"
+    };
     Some(format!(
-        "{what} '{id}' does not produce {signal} (it supports: {}); move it to a pipeline of one of those \
+        "{what} '{id}' {verb} {signal} (it supports: {}); move it to a pipeline of one of those \
          signals",
         supported.join(", ")
     ))

@@ -44,6 +44,11 @@ impl<T: SignalData> Emit<T> {
         }
     }
 
+    /// What was reported dropped so far, by reason.
+    pub fn dropped_reasons(&self) -> Vec<(&'static str, usize)> {
+        self.dropped.clone()
+    }
+
     pub fn batches(&self) -> &[Batch<T>] {
         &self.batches
     }

@@ -59,6 +59,8 @@ struct Inner {
     queue_lag_records: Family<Labels, Gauge>,
     queue_lag_bytes: Family<Labels, Gauge>,
     queue_lag_seconds: Family<Labels, SecondsGauge>,
+    redactions: Family<Labels, Counter>,
+    transform_errors: Family<Labels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -197,6 +199,16 @@ impl Telemetry {
                 "exporter_queue_lag_seconds",
                 "Age of the oldest record an exporter has not yet delivered; 0 when caught up"
             ),
+            redactions: family!(
+                "redactions",
+                "Values or parts of values the redaction processor redacted, by rule and signal (pseudo-rules: \
+                 blocked_key_patterns, allowed_keys, too_large, too_deep)"
+            ),
+            transform_errors: family!(
+                "transform_errors",
+                "Items on which a transform processor's VRL program failed at run time, by outcome (kept \
+                 unchanged or dropped, per drop_on_error / drop_on_abort)"
+            ),
             registry,
         };
         Self {
@@ -249,6 +261,45 @@ impl Telemetry {
         }
     }
 
+    /// Counters of redactions for `signal`, one per rule id in `rules` (ids may repeat; they share a
+    /// series), created now so every rule reports 0 before it first fires.
+    pub fn redactions<'a>(
+        &self,
+        signal: Signal,
+        rules: impl IntoIterator<Item = &'a str>,
+    ) -> RedactionMetrics {
+        RedactionMetrics {
+            counters: rules
+                .into_iter()
+                .map(|rule| {
+                    self.inner.redactions.get_or_create_owned(&vec![
+                        ("rule", rule.to_owned()),
+                        ("signal", signal.as_str().to_owned()),
+                    ])
+                })
+                .collect(),
+        }
+    }
+
+    /// Counters of one transform processor's runtime errors: (kept, dropped).
+    pub fn transform_errors(&self, pipeline: &str, processor: &str) -> (Counter, Counter) {
+        let labels = |outcome: &str| {
+            vec![
+                ("pipeline", pipeline.to_owned()),
+                ("processor", processor.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ]
+        };
+        (
+            self.inner
+                .transform_errors
+                .get_or_create_owned(&labels("kept")),
+            self.inner
+                .transform_errors
+                .get_or_create_owned(&labels("dropped")),
+        )
+    }
+
     /// Gauges for one memory_limiter's budget.
     pub fn memory_limiter(&self, limiter: &str) -> (Gauge, Gauge) {
         let labels = vec![("memory_limiter", limiter.to_owned())];
@@ -258,6 +309,25 @@ impl Telemetry {
                 .get_or_create_owned(&labels),
             self.inner.pipeline_limit_bytes.get_or_create_owned(&labels),
         )
+    }
+}
+
+/// Redaction counters of one processor for one signal, indexed like the rules they count.
+#[derive(Clone)]
+pub struct RedactionMetrics {
+    counters: Vec<Counter>,
+}
+
+impl RedactionMetrics {
+    /// `n` redactions by rule number `rule`.
+    pub fn add(&self, rule: usize, n: u64) {
+        if let Some(c) = self.counters.get(rule) {
+            c.inc_by(n);
+        }
+    }
+
+    pub fn get(&self, rule: usize) -> u64 {
+        self.counters.get(rule).map_or(0, Counter::get)
     }
 }
 

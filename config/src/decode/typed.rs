@@ -15,7 +15,7 @@ use crate::source::{index_path, key_path};
 const MAX_REPAIRS: usize = 256;
 
 /// Deserializes `body` (the value at `path`) as `T`, reporting the first error inside it.
-pub(super) fn typed<T: DeserializeOwned>(r: &mut Report, path: &str, mut body: Value) -> Option<T> {
+pub(crate) fn typed<T: DeserializeOwned>(r: &mut Report, path: &str, mut body: Value) -> Option<T> {
     if body.is_null() {
         // `debug:` alone: the component with its defaults.
         body = Value::Object(serde_json::Map::new());

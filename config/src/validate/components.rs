@@ -31,6 +31,8 @@ pub(super) fn check_processor(r: &mut Report, path: &str, processor: &ProcessorC
         ProcessorConfig::Resource(a) => {
             attribute_actions(r, &key_path(path, "attributes"), &a.attributes)
         }
+        ProcessorConfig::Redaction(c) => crate::redaction::check(r, path, c),
+        ProcessorConfig::Transform(c) => crate::transform::check(r, path, c),
     }
 }
 

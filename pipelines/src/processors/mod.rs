@@ -3,3 +3,5 @@
 pub mod attributes;
 pub mod batch;
 pub mod memory_limiter;
+pub mod redaction;
+pub mod transform;

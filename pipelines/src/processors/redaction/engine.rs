@@ -1,0 +1,603 @@
+//! The scanning engine: every rule of every pack, applied to one value in one pass.
+//!
+//! Most telemetry values hold no PII, so the engine is built around rejecting them cheaply. A scan
+//! first computes what every rule's prefilter needs from the value, all at once: one Aho-Corasick pass
+//! (ASCII case-insensitive) finds which rules' literals occur (`@`, `eyJ`, `bearer`, `://`, …), and one
+//! vectorised count gives the value's ASCII digits (a card needs 13, an SSN 9). Only the rules whose
+//! prefilter passes — usually none — run their regular expression, and every match is then confirmed by
+//! the rule's validator (Luhn, mod-97, …), which may narrow it. Rules without a prefilter run on every
+//! value; the shipped packs have none such (a test checks it).
+//!
+//! Matching is on bytes with Unicode classes off by default, so the regex engine's DFA handles any input
+//! and a rule can be confirmed on a `bytes` value as on a string. Replacements are widened to whole UTF-8
+//! characters, so a redacted string is always valid UTF-8.
+//!
+//! Guarantees: a value longer than `max_value_size` is never scanned but reported as too large (the
+//! caller masks it whole when failing closed); a finding's action decides the outcome, the strongest
+//! winning (drop the record > drop the attribute > hash or mask the matched parts); overlapping findings
+//! are merged so no part of either survives.
+
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use hmac::{Hmac, Mac};
+use outpost_config::redaction::{build_regex, Prefilter, Validator};
+use outpost_config::RedactionAction;
+use regex::bytes::Regex;
+use sha2::Sha256;
+
+use super::validators;
+
+/// One rule, as the engine is given it (from a pack, or made from the processor's settings).
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub id: String,
+    pub pattern: String,
+    pub validator: Option<Validator>,
+    pub action: RedactionAction,
+    pub keep_last: usize,
+    pub keys: Option<String>,
+    pub prefilter: Prefilter,
+}
+
+/// How the engine replaces what it finds.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mask: String,
+    /// The HMAC key for `hash`; required when any rule hashes or `hash_all` is set.
+    pub hash_key: Option<Vec<u8>>,
+    /// Every mask becomes a hash (the OpenTelemetry Collector's `hash_function`).
+    pub hash_all: bool,
+    pub max_value_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            mask: "****".into(),
+            hash_key: None,
+            hash_all: false,
+            max_value_size: 256 * 1024,
+        }
+    }
+}
+
+struct Rule {
+    id: String,
+    regex: Regex,
+    /// Capture groups named `redact` / `redact_*`: only they are redacted. Empty: the whole match.
+    groups: Vec<usize>,
+    validator: Option<Validator>,
+    action: RedactionAction,
+    keep_last: usize,
+    keys: Option<Regex>,
+    min_digits: usize,
+    min_run: usize,
+}
+
+/// Something a rule found: `rule` is an index into [`Engine::rule_ids`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Per-caller working memory, so a scan allocates nothing in the common case.
+#[derive(Default)]
+pub struct Scratch {
+    findings: Vec<Finding>,
+    seen: Vec<u64>,
+    candidates: Vec<u32>,
+}
+
+impl Scratch {
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+}
+
+/// What should happen to a scanned value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    /// The value with the findings replaced.
+    Rewrite(Vec<u8>),
+    DropAttribute,
+    DropRecord,
+}
+
+/// The value exceeds `max_value_size` and was not scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge;
+
+/// The compiled rules. Immutable and shared; each caller brings its own [`Scratch`].
+pub struct Engine {
+    rules: Vec<Rule>,
+    literals: Option<AhoCorasick>,
+    /// For each literal of `literals`, the rules it lets through.
+    literal_rules: Vec<Vec<u32>>,
+    /// Rules gated by digits only, by ascending `min_digits`.
+    digit_rules: Vec<u32>,
+    /// Rules with no prefilter: tried on every value.
+    always_rules: Vec<u32>,
+    needs_digits: bool,
+    allowed_values: Vec<Regex>,
+    opts: Options,
+}
+
+impl Engine {
+    pub fn new(
+        specs: Vec<RuleSpec>,
+        allowed_values: &[String],
+        opts: Options,
+    ) -> Result<Self, String> {
+        let mut rules = Vec::with_capacity(specs.len());
+        let mut literal_list: Vec<String> = Vec::new();
+        let mut literal_rules: Vec<Vec<u32>> = Vec::new();
+        let mut digit_rules = Vec::new();
+        let mut always_rules = Vec::new();
+        for (i, spec) in specs.into_iter().enumerate() {
+            let i = i as u32;
+            let regex = build_regex(&spec.pattern)
+                .map_err(|e| format!("rule '{}': pattern {e}", spec.id))?;
+            let keys = spec
+                .keys
+                .as_deref()
+                .map(build_regex)
+                .transpose()
+                .map_err(|e| format!("rule '{}': keys {e}", spec.id))?;
+            let groups = regex
+                .capture_names()
+                .enumerate()
+                .filter(|(_, n)| n.is_some_and(|n| n == "redact" || n.starts_with("redact_")))
+                .map(|(g, _)| g)
+                .collect();
+            if spec.action == RedactionAction::Hash && opts.hash_key.is_none() {
+                return Err(format!(
+                    "rule '{}' hashes but no hash key is configured",
+                    spec.id
+                ));
+            }
+            for lit in &spec.prefilter.any_of {
+                let lower = lit.to_ascii_lowercase();
+                match literal_list.iter().position(|l| *l == lower) {
+                    Some(p) => literal_rules[p].push(i),
+                    None => {
+                        literal_list.push(lower);
+                        literal_rules.push(vec![i]);
+                    }
+                }
+            }
+            // A digit condition implies digits: `min_run` digits are also at least `min_run` digits.
+            let min_digits = spec.prefilter.min_digits.max(spec.prefilter.min_run);
+            match (spec.prefilter.any_of.is_empty(), min_digits) {
+                (true, 0) => always_rules.push(i),
+                (true, _) => digit_rules.push(i),
+                (false, _) => {}
+            }
+            rules.push(Rule {
+                id: spec.id,
+                regex,
+                groups,
+                validator: spec.validator,
+                action: spec.action,
+                keep_last: spec.keep_last,
+                keys,
+                min_digits,
+                min_run: spec.prefilter.min_run,
+            });
+        }
+        digit_rules.sort_by_key(|&r| rules[r as usize].min_digits);
+        let literals = if literal_list.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&literal_list)
+                    .map_err(|e| format!("cannot build the literal prefilter: {e}"))?,
+            )
+        };
+        let allowed_values = allowed_values
+            .iter()
+            .map(|p| build_regex(p).map_err(|e| format!("allowed_values '{p}' {e}")))
+            .collect::<Result<_, _>>()?;
+        if opts.hash_all && opts.hash_key.is_none() {
+            return Err("hash_function is hmac-sha256 but no hash key is configured".into());
+        }
+        Ok(Self {
+            needs_digits: rules.iter().any(|r| r.min_digits > 0),
+            rules,
+            literals,
+            literal_rules,
+            digit_rules,
+            always_rules,
+            allowed_values,
+            opts,
+        })
+    }
+
+    /// Rule ids, indexed as [`Finding::rule`].
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_str())
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Finds every rule's matches in `hay` (the value of attribute `key`, if any) into `scratch`.
+    pub fn scan(
+        &self,
+        key: Option<&str>,
+        hay: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<(), TooLarge> {
+        scratch.findings.clear();
+        if hay.len() > self.opts.max_value_size {
+            return Err(TooLarge);
+        }
+        scratch.candidates.clear();
+        if let Some(ac) = &self.literals {
+            let words = self.rules.len().div_ceil(64);
+            scratch.seen.clear();
+            scratch.seen.resize(words, 0);
+            for m in ac.find_overlapping_iter(hay) {
+                for &r in &self.literal_rules[m.pattern().as_usize()] {
+                    let (w, bit) = (r as usize / 64, 1u64 << (r % 64));
+                    if scratch.seen[w] & bit == 0 {
+                        scratch.seen[w] |= bit;
+                        scratch.candidates.push(r);
+                    }
+                }
+            }
+        }
+        let digits = if self.needs_digits {
+            // Written as a filter-count so it vectorises: this runs on every value.
+            hay.iter().filter(|b| b.is_ascii_digit()).count()
+        } else {
+            0
+        };
+        for &r in &self.digit_rules {
+            if self.rules[r as usize].min_digits > digits {
+                break;
+            }
+            scratch.candidates.push(r);
+        }
+        // Only values with enough digits for some rule get the (scalar) run scan.
+        let mut run = None;
+        scratch.candidates.extend_from_slice(&self.always_rules);
+        for &r in &scratch.candidates {
+            let rule = &self.rules[r as usize];
+            if rule.min_digits > digits {
+                continue;
+            }
+            if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run {
+                continue;
+            }
+            if let Some(keys) = &rule.keys {
+                if !key.is_some_and(|k| keys.is_match(k.as_bytes())) {
+                    continue;
+                }
+            }
+            confirm(rule, r, hay, &mut scratch.findings);
+        }
+        if !scratch.findings.is_empty() && self.allowed_values.iter().any(|a| a.is_match(hay)) {
+            scratch.findings.clear();
+        }
+        Ok(())
+    }
+
+    /// What to do with `hay` given the findings of the last [`Engine::scan`] on it. `utf8`: `hay` is a
+    /// string, so replacements are widened to whole characters.
+    pub fn verdict(&self, hay: &[u8], utf8: bool, scratch: &mut Scratch) -> Verdict {
+        let findings = &mut scratch.findings;
+        if findings.is_empty() {
+            return Verdict::Clean;
+        }
+        let action = |f: &Finding| self.rules[f.rule as usize].action;
+        if findings
+            .iter()
+            .any(|f| action(f) == RedactionAction::DropRecord)
+        {
+            return Verdict::DropRecord;
+        }
+        if findings
+            .iter()
+            .any(|f| action(f) == RedactionAction::DropAttribute)
+        {
+            return Verdict::DropAttribute;
+        }
+        findings.sort_unstable_by_key(|f| (f.start, f.end));
+        let mut out = Vec::with_capacity(hay.len());
+        let mut copied = 0;
+        let mut i = 0;
+        while i < findings.len() {
+            let mut span = findings[i].start..findings[i].end;
+            let mut hash = self.hashes(&findings[i]);
+            let mut keep_last = self.rules[findings[i].rule as usize].keep_last;
+            i += 1;
+            while i < findings.len() && findings[i].start < span.end {
+                span.end = span.end.max(findings[i].end);
+                hash &= self.hashes(&findings[i]);
+                keep_last = keep_last.min(self.rules[findings[i].rule as usize].keep_last);
+                i += 1;
+            }
+            if utf8 {
+                span = widen_to_chars(hay, span);
+            }
+            if span.end <= copied {
+                continue;
+            }
+            // A span widened into one already written is written from where that one ended.
+            let start = span.start.max(copied);
+            out.extend_from_slice(&hay[copied..start]);
+            self.replace(&hay[start..span.end], hash, keep_last, utf8, &mut out);
+            copied = span.end.max(copied);
+        }
+        out.extend_from_slice(&hay[copied..]);
+        Verdict::Rewrite(out)
+    }
+
+    fn hashes(&self, f: &Finding) -> bool {
+        self.opts.hash_all || self.rules[f.rule as usize].action == RedactionAction::Hash
+    }
+
+    /// The replacement of a whole value (a blocked key's, or one that could not be scanned).
+    pub fn replace_whole(&self, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.replace(value, self.opts.hash_all, 0, true, &mut out);
+        out
+    }
+
+    fn replace(&self, text: &[u8], hash: bool, keep_last: usize, utf8: bool, out: &mut Vec<u8>) {
+        if let (true, Some(key)) = (hash, &self.opts.hash_key) {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+            mac.update(text);
+            out.extend_from_slice(hex::encode(mac.finalize().into_bytes()).as_bytes());
+            return;
+        }
+        out.extend_from_slice(self.opts.mask.as_bytes());
+        if keep_last == 0 {
+            return;
+        }
+        // Never reveal most of a value: keep_last applies only when at least as much stays hidden.
+        let tail = if utf8 {
+            let s = String::from_utf8_lossy(text);
+            let n = s.chars().count();
+            if keep_last * 2 > n {
+                return;
+            }
+            let skip = n - keep_last;
+            s.char_indices().nth(skip).map_or(0, |(i, _)| s.len() - i)
+        } else if keep_last * 2 > text.len() {
+            return;
+        } else {
+            keep_last
+        };
+        out.extend_from_slice(&text[text.len() - tail..]);
+    }
+}
+
+/// Runs `rule`'s pattern over `hay` and records every match its validator confirms. After a match the
+/// validator refuses, the search resumes one byte after the match's start rather than after its end, so
+/// a valid item that a longer, invalid match swallowed (a card after other digits) is still found. Each
+/// retry costs one bounded match, and values are bounded by `max_value_size`.
+fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
+    let check = |span: Range<usize>| match rule.validator {
+        Some(v) => validators::confirm(v, hay, span),
+        None => Some(span),
+    };
+    let mut push = |span: Range<usize>| {
+        if span.start < span.end {
+            findings.push(Finding {
+                rule: index,
+                start: span.start,
+                end: span.end,
+            });
+        }
+    };
+    let mut at = 0;
+    if rule.groups.is_empty() {
+        while let Some(m) = rule.regex.find_at(hay, at) {
+            let next = match check(m.range()) {
+                Some(span) => {
+                    let end = span.end;
+                    push(span);
+                    end.max(m.start() + 1)
+                }
+                None => m.start() + 1,
+            };
+            if next > hay.len() {
+                break;
+            }
+            at = next;
+        }
+    } else {
+        let mut locs = rule.regex.capture_locations();
+        while let Some(m) = rule.regex.captures_read_at(&mut locs, hay, at) {
+            let mut confirmed_end = None;
+            for &g in &rule.groups {
+                if let Some((s, e)) = locs.get(g) {
+                    if let Some(span) = check(s..e) {
+                        confirmed_end = Some(span.end.max(confirmed_end.unwrap_or(0)));
+                        push(span);
+                    }
+                }
+            }
+            let next = match confirmed_end {
+                Some(end) => end.max(m.end()).max(m.start() + 1),
+                None => m.start() + 1,
+            };
+            if next > hay.len() {
+                break;
+            }
+            at = next;
+        }
+    }
+}
+
+/// The longest run of digits in `hay` where consecutive digits are at most two separators apart
+/// (` -./()`): grouped numbers (cards, phone numbers, IBANs) count whole.
+fn longest_digit_run(hay: &[u8]) -> usize {
+    let (mut best, mut run, mut gap) = (0, 0, 0);
+    for &b in hay {
+        if b.is_ascii_digit() {
+            run += 1;
+            gap = 0;
+            best = best.max(run);
+        } else if run > 0 && gap < 2 && matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')') {
+            gap += 1;
+        } else {
+            run = 0;
+            gap = 0;
+        }
+    }
+    best
+}
+
+fn widen_to_chars(hay: &[u8], mut span: Range<usize>) -> Range<usize> {
+    let continuation = |b: u8| b & 0xC0 == 0x80;
+    while span.start > 0 && continuation(hay[span.start]) {
+        span.start -= 1;
+    }
+    while span.end < hay.len() && continuation(hay[span.end]) {
+        span.end += 1;
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, pattern: &str, action: RedactionAction) -> RuleSpec {
+        RuleSpec {
+            id: id.into(),
+            pattern: pattern.into(),
+            validator: None,
+            action,
+            keep_last: 0,
+            keys: None,
+            prefilter: Prefilter::default(),
+        }
+    }
+
+    fn run(engine: &Engine, text: &str) -> Verdict {
+        let mut scratch = Scratch::default();
+        engine.scan(None, text.as_bytes(), &mut scratch).unwrap();
+        engine.verdict(text.as_bytes(), true, &mut scratch)
+    }
+
+    fn rewrite(engine: &Engine, text: &str) -> String {
+        match run(engine, text) {
+            Verdict::Rewrite(b) => String::from_utf8(b).unwrap(),
+            Verdict::Clean => text.to_owned(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mask_keeps_the_last_characters_only_while_most_stays_hidden() {
+        let mut s = spec("digits", "[0-9]{8,}", RedactionAction::Mask);
+        s.keep_last = 4;
+        let e = Engine::new(vec![s], &[], Options::default()).unwrap();
+        assert_eq!(rewrite(&e, "card 41111111 ok"), "card ****1111 ok");
+        let mut s = spec("digits", "[0-9]{6,}", RedactionAction::Mask);
+        s.keep_last = 4;
+        let e = Engine::new(vec![s], &[], Options::default()).unwrap();
+        assert_eq!(
+            rewrite(&e, "id 123456"),
+            "id ****",
+            "4 of 6 would reveal most"
+        );
+    }
+
+    #[test]
+    fn hash_is_keyed_and_stable() {
+        let opts = |key: &[u8]| Options {
+            hash_key: Some(key.to_vec()),
+            ..Options::default()
+        };
+        let rules = || vec![spec("email", "[a-z]+@[a-z]+\\.com", RedactionAction::Hash)];
+        let a = Engine::new(rules(), &[], opts(b"0123456789abcdef")).unwrap();
+        let b = Engine::new(rules(), &[], opts(b"fedcba9876543210")).unwrap();
+        let x = rewrite(&a, "to bob@example.com");
+        assert_eq!(x, rewrite(&a, "to bob@example.com"), "joinable");
+        assert_ne!(x, rewrite(&b, "to bob@example.com"), "keyed");
+        assert!(!x.contains("bob@"));
+        assert_eq!(x.len(), "to ".len() + 64);
+        assert!(Engine::new(rules(), &[], Options::default()).is_err());
+    }
+
+    #[test]
+    fn strongest_action_wins_and_overlaps_merge() {
+        let e = Engine::new(
+            vec![
+                spec("a", "abc", RedactionAction::Mask),
+                spec("b", "bcd", RedactionAction::Mask),
+            ],
+            &[],
+            Options::default(),
+        )
+        .unwrap();
+        assert_eq!(rewrite(&e, "xabcdx"), "x****x");
+        let e = Engine::new(
+            vec![
+                spec("a", "abc", RedactionAction::Mask),
+                spec("b", "zzz", RedactionAction::DropAttribute),
+                spec("c", "yyy", RedactionAction::DropRecord),
+            ],
+            &[],
+            Options::default(),
+        )
+        .unwrap();
+        assert_eq!(run(&e, "abc zzz"), Verdict::DropAttribute);
+        assert_eq!(run(&e, "abc zzz yyy"), Verdict::DropRecord);
+        assert_eq!(run(&e, "nothing"), Verdict::Clean);
+    }
+
+    #[test]
+    fn replacements_never_split_a_character() {
+        // `.` matches single bytes with Unicode off; the span is widened to the whole é.
+        let e = Engine::new(
+            vec![spec("x", "x.", RedactionAction::Mask)],
+            &[],
+            Options::default(),
+        )
+        .unwrap();
+        assert_eq!(rewrite(&e, "axéb"), "a****b");
+    }
+
+    #[test]
+    fn allowed_values_and_size_limit() {
+        let e = Engine::new(
+            vec![spec("n", "[0-9]+", RedactionAction::Mask)],
+            &["^build-[0-9]+$".to_string()],
+            Options {
+                max_value_size: 10,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(rewrite(&e, "build-42"), "build-42");
+        assert_eq!(rewrite(&e, "order-42"), "order-****");
+        let mut scratch = Scratch::default();
+        assert_eq!(e.scan(None, b"01234567890", &mut scratch), Err(TooLarge));
+    }
+
+    #[test]
+    fn prefilters_gate_rules_but_never_change_results() {
+        let mut lit = spec("email", "[a-z]+@[a-z]+", RedactionAction::Mask);
+        lit.prefilter.any_of = vec!["@".into()];
+        let mut dig = spec("long", "[0-9]{5}", RedactionAction::Mask);
+        dig.prefilter.min_digits = 5;
+        let e = Engine::new(vec![lit, dig], &[], Options::default()).unwrap();
+        assert_eq!(rewrite(&e, "a@b 12345"), "**** ****");
+        assert_eq!(rewrite(&e, "ab 1234"), "ab 1234");
+    }
+}

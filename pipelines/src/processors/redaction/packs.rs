@@ -1,0 +1,326 @@
+//! From a `redaction` processor's settings to the engine's rules: the packs it names (the shipped ones
+//! are embedded in the binary, see `outpost_config::redaction::SHIPPED_PACKS`), each rule's overrides,
+//! the OpenTelemetry Collector's `blocked_values`, and the sensitive URL query parameters.
+//!
+//! The settings were checked at config load with the same functions, so an error here means the
+//! environment changed since (a pack file or key file removed); it is reported, never papered over.
+
+use outpost_config::redaction::{resolve_packs, Prefilter, RuleDef};
+use outpost_config::{HashFunction, RedactionAction, RedactionProcessorConfig};
+
+use super::engine::{Engine, Options, RuleSpec};
+
+/// Rule id of the matches of `blocked_values`.
+pub const BLOCKED_VALUES: &str = "blocked_values";
+/// Rule id of sensitive URL query parameters.
+pub const URL_QUERY_PARAM: &str = "url_query_param";
+
+fn spec(def: &RuleDef) -> RuleSpec {
+    RuleSpec {
+        id: def.id.clone(),
+        pattern: def.pattern.clone(),
+        validator: def.validator,
+        action: def.action,
+        keep_last: def.keep_last,
+        keys: def.keys.clone(),
+        prefilter: def.prefilter.clone(),
+    }
+}
+
+/// Every rule `cfg` enables, in pack order, then `blocked_values`, then the URL query parameter rule.
+pub fn rule_specs(cfg: &RedactionProcessorConfig) -> Result<Vec<RuleSpec>, String> {
+    let packs = resolve_packs(cfg).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|(i, e)| format!("packs[{i}]: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let mut specs = Vec::new();
+    for p in &packs {
+        for def in &p.pack.rules {
+            let mut s = spec(def);
+            if let Some(over) = cfg.rules.get(&def.id) {
+                if over.enabled == Some(false) {
+                    continue;
+                }
+                if let Some(action) = over.action {
+                    s.action = action;
+                    if action != RedactionAction::Mask {
+                        s.keep_last = 0;
+                    }
+                }
+                if let Some(k) = over.keep_last {
+                    s.keep_last = k;
+                }
+            }
+            specs.push(s);
+        }
+    }
+    for pattern in &cfg.blocked_values {
+        specs.push(RuleSpec {
+            id: BLOCKED_VALUES.into(),
+            pattern: pattern.clone(),
+            validator: None,
+            action: RedactionAction::Mask,
+            keep_last: 0,
+            keys: None,
+            prefilter: Prefilter::default(),
+        });
+    }
+    let names: Vec<String> = cfg
+        .sensitive_query_params
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(|n| n.to_owned())
+        .collect();
+    if !names.is_empty() {
+        let alternation: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
+        specs.push(RuleSpec {
+            id: URL_QUERY_PARAM.into(),
+            pattern: format!(
+                r#"(?i)[?&;](?:{})=(?P<redact>[^&#\s"'<>]+)"#,
+                alternation.join("|")
+            ),
+            validator: None,
+            action: RedactionAction::Mask,
+            keep_last: 0,
+            keys: None,
+            prefilter: Prefilter {
+                any_of: names.iter().map(|n| format!("{n}=")).collect(),
+                ..Prefilter::default()
+            },
+        });
+    }
+    Ok(specs)
+}
+
+/// The engine for `cfg`, with its key read now.
+pub fn engine(cfg: &RedactionProcessorConfig) -> Result<Engine, String> {
+    let opts = Options {
+        mask: cfg.mask.clone(),
+        hash_key: cfg.hash_key()?,
+        hash_all: cfg.hash_function == HashFunction::HmacSha256,
+        max_value_size: usize::try_from(cfg.max_value_size.bytes()).unwrap_or(usize::MAX),
+    };
+    Engine::new(rule_specs(cfg)?, &cfg.allowed_values, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::engine::{Scratch, Verdict};
+    use super::*;
+    use outpost_config::redaction::{shipped_pack, Vector, DEFAULT_PACKS, SHIPPED_PACKS};
+
+    fn verdict(engine: &Engine, v: &Vector) -> (usize, Verdict) {
+        let mut scratch = Scratch::default();
+        engine
+            .scan(v.key(), v.value().as_bytes(), &mut scratch)
+            .unwrap();
+        let n = scratch.findings().len();
+        (n, engine.verdict(v.value().as_bytes(), true, &mut scratch))
+    }
+
+    /// Every `must_redact` sample is found and changed by its rule alone; every `must_keep` sample is
+    /// left alone by its rule alone, and — for the packs on by default — by the whole default engine,
+    /// so a look-alike is not caught by some other default rule either. Failures are listed together.
+    #[test]
+    fn every_vector_of_every_pack() {
+        let defaults = engine(&RedactionProcessorConfig::default()).unwrap();
+        let mut failures = Vec::new();
+        let mut vectors = 0;
+        for (name, _) in SHIPPED_PACKS {
+            let pack = shipped_pack(name).unwrap();
+            for def in &pack.rules {
+                let mut s = spec(def);
+                s.action = RedactionAction::Mask;
+                let alone = Engine::new(vec![s], &[], Options::default()).unwrap();
+                for v in &def.must_redact {
+                    vectors += 1;
+                    match verdict(&alone, v) {
+                        (n, Verdict::Rewrite(out)) if n > 0 && out != v.value().as_bytes() => {}
+                        other => failures
+                            .push(format!("{name}/{}: must_redact {v:?}: {other:?}", def.id)),
+                    }
+                }
+                for v in &def.must_keep {
+                    vectors += 1;
+                    let (n, _) = verdict(&alone, v);
+                    if n > 0 {
+                        failures.push(format!("{name}/{}: must_keep {v:?} matched", def.id));
+                    }
+                    if DEFAULT_PACKS.contains(name) {
+                        if let (n, Verdict::Rewrite(out)) = verdict(&defaults, v) {
+                            failures.push(format!(
+                                "{name}/{}: must_keep {v:?} changed by the default packs ({n} findings): {}",
+                                def.id,
+                                String::from_utf8_lossy(&out)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        assert!(vectors > 150, "only {vectors} vectors");
+    }
+
+    #[test]
+    fn shipped_packs_have_enough_rules_each_with_a_prefilter_and_vectors() {
+        let mut total = 0;
+        for (name, _) in SHIPPED_PACKS {
+            for def in shipped_pack(name).unwrap().rules {
+                total += 1;
+                assert!(
+                    !def.prefilter.is_empty(),
+                    "{name}/{} has no prefilter",
+                    def.id
+                );
+                assert!(
+                    !def.must_redact.is_empty() && !def.must_keep.is_empty(),
+                    "{name}/{} lacks vectors",
+                    def.id
+                );
+            }
+        }
+        assert!(total >= 25, "{total} rules");
+    }
+
+    #[test]
+    fn overrides_disable_and_change_actions() {
+        let mut cfg = RedactionProcessorConfig::default();
+        cfg.rules.insert(
+            "email".into(),
+            outpost_config::RedactionRuleOverride {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        );
+        cfg.rules.insert(
+            "us_ssn".into(),
+            outpost_config::RedactionRuleOverride {
+                action: Some(RedactionAction::DropRecord),
+                ..Default::default()
+            },
+        );
+        let e = engine(&cfg).unwrap();
+        let v = |s: &str| verdict(&e, &Vector::Text(s.into())).1;
+        assert_eq!(v("mail jane@example.com"), Verdict::Clean);
+        assert_eq!(v("ssn 536-22-8142"), Verdict::DropRecord);
+        cfg.packs = vec!["network".into()];
+        cfg.rules.clear();
+        let e = engine(&cfg).unwrap();
+        assert!(matches!(
+            verdict(&e, &Vector::Text("ip 203.0.113.9".into())).1,
+            Verdict::Rewrite(_)
+        ));
+        assert_eq!(
+            verdict(&e, &Vector::Text("jane@example.com".into())).1,
+            Verdict::Clean
+        );
+    }
+
+    #[test]
+    fn sensitive_query_parameters_are_masked() {
+        let e = engine(&RedactionProcessorConfig::default()).unwrap();
+        let (_, v) = verdict(
+            &e,
+            &Vector::Text(
+                "GET https://api.example.com/v1/orders?page=2&access_token=abc123XYZ&sort=asc"
+                    .into(),
+            ),
+        );
+        let Verdict::Rewrite(out) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET https://api.example.com/v1/orders?page=2&access_token=****&sort=asc"
+        );
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn luhn_complete(mut digits: Vec<u8>) -> Vec<u8> {
+            for check in 0..10 {
+                digits.push(check);
+                if crate::processors::redaction::validators::luhn(&digits) {
+                    return digits;
+                }
+                digits.pop();
+            }
+            unreachable!("one check digit always completes a Luhn number")
+        }
+
+        fn card() -> impl Strategy<Value = String> {
+            (
+                prop::sample::select(vec![
+                    vec![4u8],
+                    vec![5, 1],
+                    vec![5, 5],
+                    vec![3, 7],
+                    vec![6, 0, 1, 1],
+                ]),
+                prop::collection::vec(0u8..10, 16),
+                0usize..3,
+            )
+                .prop_map(|(prefix, body, style)| {
+                    let len = if prefix == [3, 7] { 15 } else { 16 };
+                    let mut d = prefix;
+                    d.extend(body);
+                    d.truncate(len - 1);
+                    let d = luhn_complete(d);
+                    let s: String = d.iter().map(|x| char::from(b'0' + x)).collect();
+                    let sep = [None, Some(' '), Some('-')][style];
+                    match sep {
+                        None => s,
+                        Some(c) => s
+                            .as_bytes()
+                            .chunks(4)
+                            .map(|g| std::str::from_utf8(g).unwrap())
+                            .collect::<Vec<_>>()
+                            .join(&c.to_string()),
+                    }
+                })
+        }
+
+        fn email() -> impl Strategy<Value = String> {
+            "[a-z0-9][a-z0-9._+-]{0,12}@[a-z0-9]{1,10}\\.[a-z]{2,6}"
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9 .,:;=/_-]{0,60}"
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn an_embedded_card_or_email_is_redacted(
+                before in text(),
+                after in text(),
+                secret in prop_oneof![card(), email()],
+            ) {
+                static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+                let engine = ENGINE.get_or_init(|| engine(&RedactionProcessorConfig::default()).unwrap());
+                let value = format!("{before} {secret} {after}");
+                let mut scratch = Scratch::default();
+                engine.scan(Some("message"), value.as_bytes(), &mut scratch).unwrap();
+                prop_assert!(!scratch.findings().is_empty(), "nothing found in {value:?}");
+                let out = match engine.verdict(value.as_bytes(), true, &mut scratch) {
+                    Verdict::Rewrite(out) => String::from_utf8(out).unwrap(),
+                    other => return Err(TestCaseError::fail(format!("{other:?} for {value:?}"))),
+                };
+                prop_assert!(!out.contains(&secret), "{secret:?} survived in {out:?}");
+            }
+        }
+    }
+}
