@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use outpost_config::{
     ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy, PipelineId,
-    ProcessorConfig, ReceiverConfig, Signal,
+    ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
 };
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
 use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
+use outpost_pipelines::processors::tail_sampling::TailSampling;
 use outpost_pipelines::queue::{
     Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, Stream, SyncPolicy,
 };
@@ -336,6 +337,15 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                         budget = ctx.budgets.get(proc_id).cloned();
                         Box::new(MemoryLimiterStage)
                     }
+                    ProcessorConfig::TailSampling(c) => {
+                        match tail_sampling::<T>(c, ctx.telemetry, &pname, &proc_id.to_string()) {
+                            Ok(stage) => stage,
+                            Err(e) => {
+                                errors.push(format!("processors.{proc_id}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
                 };
                 chain.push(stage, ctx.telemetry.processor(&pname, &proc_id.to_string()));
             }
@@ -391,6 +401,9 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                         targets,
                         ctx.finish.clone(),
                     ))),
+                    ConnectorConfig::SpanMetrics(_) | ConnectorConfig::Count(_) => {
+                        errors.push(format!("connectors.{eid}: not wired yet"));
+                    }
                 }
             } else if let Some(cfg) = config.exporters.get(&eid) {
                 let bandwidth = ctx.exporters.bandwidth(&eid, &delivery);
@@ -508,6 +521,23 @@ async fn forward_once<T: OtlpSignal>(
         w.wait().await?;
     }
     Ok(())
+}
+
+/// Builds `tail_sampling` for a pipeline of signal `T`, which validation has checked is traces.
+fn tail_sampling<T: OtlpSignal>(
+    cfg: &TailSamplingConfig,
+    telemetry: &Telemetry,
+    pipeline: &str,
+    id: &str,
+) -> Result<Box<dyn Processor<T>>, String> {
+    let names: Vec<&str> = cfg.policies.iter().map(|p| p.name.as_str()).collect();
+    let metrics = telemetry.tail_sampling(pipeline, id, &names);
+    let stage: Box<dyn Processor<Traces>> = Box::new(TailSampling::new(cfg, metrics)?);
+    // The processor exists for traces only; for T = Traces this downcast is the identity.
+    let any: Box<dyn std::any::Any> = Box::new(stage);
+    any.downcast::<Box<dyn Processor<T>>>()
+        .map(|b| *b)
+        .map_err(|_| "tail_sampling works on traces pipelines only".to_string())
 }
 
 /// The signals a config uses, for logging at start.

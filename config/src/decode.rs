@@ -283,6 +283,7 @@ fn processor(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Proc
         "resource" => typed(r, path, body).map(ProcessorConfig::Resource),
         "attributes" => typed(r, path, body).map(ProcessorConfig::Attributes),
         "memory_limiter" => typed(r, path, body).map(ProcessorConfig::MemoryLimiter),
+        "tail_sampling" => typed(r, path, body).map(ProcessorConfig::TailSampling),
         _ => None,
     }
 }
@@ -300,6 +301,8 @@ fn exporter(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Expor
 fn connector(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<ConnectorConfig> {
     match kind {
         "forward" => typed(r, path, body).map(ConnectorConfig::Forward),
+        "spanmetrics" => typed(r, path, body).map(ConnectorConfig::SpanMetrics),
+        "count" => typed(r, path, body).map(ConnectorConfig::Count),
         _ => None,
     }
 }
