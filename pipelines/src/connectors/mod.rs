@@ -52,7 +52,7 @@ pub(crate) fn key_of(attrs: &[KeyValue]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn unix_nanos_now() -> u64 {
+pub fn unix_nanos_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
