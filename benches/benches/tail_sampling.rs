@@ -62,7 +62,11 @@ fn processor(decision_wait: &str) -> TailSampling {
     }))
     .unwrap();
     let names: Vec<&str> = cfg.policies.iter().map(|p| p.name.as_str()).collect();
-    TailSampling::new(&cfg, Telemetry::new().tail_sampling("traces", "tail_sampling", &names)).unwrap()
+    TailSampling::new(
+        &cfg,
+        Telemetry::new().tail_sampling("traces", "tail_sampling", &names),
+    )
+    .unwrap()
 }
 
 /// `n` encoded requests of 20 generated traces each.
@@ -120,12 +124,20 @@ fn memory_report() {
     let t0 = Instant::now();
     let mut out = Emit::default();
     for r in requests(60, 7) {
-        p.process_at(Batch::new(Traces::decode(r.as_slice()).unwrap()), t0, &mut out);
+        p.process_at(
+            Batch::new(Traces::decode(r.as_slice()).unwrap()),
+            t0,
+            &mut out,
+        );
     }
     let before_held = p.held_bytes();
     let before = LIVE.load(Ordering::Relaxed);
     for r in &reqs {
-        p.process_at(Batch::new(Traces::decode(r.as_slice()).unwrap()), t0, &mut out);
+        p.process_at(
+            Batch::new(Traces::decode(r.as_slice()).unwrap()),
+            t0,
+            &mut out,
+        );
     }
     let heap = (LIVE.load(Ordering::Relaxed) - before) as f64;
     let held = (p.held_bytes() - before_held) as f64;

@@ -25,12 +25,12 @@ use outpost_config::{
     ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy, PipelineId,
     ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
 };
-use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
-use outpost_pipelines::processors::batch::BatchProcessor;
-use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
 use outpost_pipelines::connectors::count::Count;
 use outpost_pipelines::connectors::spanmetrics::SpanMetrics;
 use outpost_pipelines::connectors::Summarizer;
+use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
+use outpost_pipelines::processors::batch::BatchProcessor;
+use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
 use outpost_pipelines::processors::tail_sampling::TailSampling;
 use outpost_pipelines::queue::{
     Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, Stream, SyncPolicy,
@@ -427,17 +427,15 @@ impl<T: OtlpSignal + InputsOf> SignalBuild<T> {
                             .filter_map(|(mpid, _)| ctx.metrics_inputs.get(mpid).cloned())
                             .collect();
                         match summarizer::<T>(connector) {
-                            Ok((agg, interval)) => {
-                                tasks.connectors.push(tokio::spawn(summarize(
-                                    eid.to_string(),
-                                    cursor,
-                                    agg,
-                                    interval,
-                                    metric_targets,
-                                    ctx.telemetry.connector(&eid.to_string()),
-                                    ctx.finish.clone(),
-                                )))
-                            }
+                            Ok((agg, interval)) => tasks.connectors.push(tokio::spawn(summarize(
+                                eid.to_string(),
+                                cursor,
+                                agg,
+                                interval,
+                                metric_targets,
+                                ctx.telemetry.connector(&eid.to_string()),
+                                ctx.finish.clone(),
+                            ))),
                             Err(e) => errors.push(format!("connectors.{eid}: {e}")),
                         }
                     }
@@ -556,12 +554,12 @@ fn summarizer<T: OtlpSignal>(
                 .map(|a| (a, c.metrics_flush_interval.get()));
         }
         ConnectorConfig::Count(c) => match T::SIGNAL {
-            Signal::Traces => Box::new(
-                Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Traces>>
-            ),
-            Signal::Metrics => Box::new(
-                Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Metrics>>
-            ),
+            Signal::Traces => {
+                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Traces>>)
+            }
+            Signal::Metrics => {
+                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Metrics>>)
+            }
             Signal::Logs => {
                 Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Logs>>)
             }
@@ -599,7 +597,10 @@ async fn summarize<T: OtlpSignal>(
     mut agg: Box<dyn Summarizer<T>>,
     interval: Duration,
     targets: Vec<PipelineInput<Metrics>>,
-    (emitted, overflow): (prometheus_client::metrics::counter::Counter, prometheus_client::metrics::counter::Counter),
+    (emitted, overflow): (
+        prometheus_client::metrics::counter::Counter,
+        prometheus_client::metrics::counter::Counter,
+    ),
     finish: CancellationToken,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -608,10 +609,13 @@ async fn summarize<T: OtlpSignal>(
     loop {
         let finishing = finish.is_cancelled();
         let next = if finishing {
-            match tokio::time::timeout(Duration::from_millis(50), cursor.next_batch(CONNECTOR_BATCH)).await {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            }
+            // Drained once nothing more arrives for a moment: then the final flush.
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                cursor.next_batch(CONNECTOR_BATCH),
+            )
+            .await
+            .ok()
         } else {
             tokio::select! {
                 r = cursor.next_batch(CONNECTOR_BATCH) => Some(r),

@@ -123,7 +123,11 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                     ">=" => (Op::Ge, 2),
                     _ if c == '<' => (Op::Lt, 1),
                     _ if c == '>' => (Op::Gt, 1),
-                    _ => return Err(format!("unexpected '{c}' (comparisons are == != < <= > >=)")),
+                    _ => {
+                        return Err(format!(
+                            "unexpected '{c}' (comparisons are == != < <= > >=)"
+                        ))
+                    }
                 };
                 out.push(Tok::Op(op));
                 i += len;
@@ -178,7 +182,11 @@ impl Parser {
             self.pos += 1;
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { Expr::Or(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Expr::Or(v)
+        })
     }
     fn and(&mut self) -> Result<Expr, String> {
         let mut v = vec![self.unary()?];
@@ -186,7 +194,11 @@ impl Parser {
             self.pos += 1;
             v.push(self.unary()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { Expr::And(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Expr::And(v)
+        })
     }
     fn unary(&mut self) -> Result<Expr, String> {
         if self.keyword("not") {
@@ -222,7 +234,9 @@ impl Parser {
     fn key(&mut self) -> Result<String, String> {
         self.expect(Tok::LBracket, "'[' after attributes")?;
         let Some(Tok::Str(k)) = self.next() else {
-            return Err("an attribute key must be a string in double quotes: attributes[\"key\"]".into());
+            return Err(
+                "an attribute key must be a string in double quotes: attributes[\"key\"]".into(),
+            );
         };
         self.expect(Tok::RBracket, "']' after the attribute key")?;
         Ok(k)
@@ -269,9 +283,9 @@ impl Parser {
                 "true" => Ok(Value::Bool(true)),
                 "false" => Ok(Value::Bool(false)),
                 "nil" => Ok(Value::Nil),
-                other => enum_value(other)
-                    .map(Value::Int)
-                    .ok_or_else(|| format!("'{other}' is not a value (strings need double quotes)")),
+                other => enum_value(other).map(Value::Int).ok_or_else(|| {
+                    format!("'{other}' is not a value (strings need double quotes)")
+                }),
             },
             _ => Err("expected a value after the comparison".into()),
         }
@@ -304,7 +318,9 @@ impl Condition {
         };
         let e = p.expr()?;
         if p.pos < p.toks.len() {
-            return Err("unexpected text after the condition (join conditions with and / or)".into());
+            return Err(
+                "unexpected text after the condition (join conditions with and / or)".into(),
+            );
         }
         Ok(Condition(e))
     }
@@ -372,12 +388,22 @@ mod tests {
             (r#"attributes["http.method"] == "GET""#, true),
             (r#"attributes["http.method"] != "GET""#, false),
             (r#"attributes["http.status_code"] >= 500"#, true),
-            (r#"attributes["http.status_code"] < 500 or status.code == STATUS_CODE_ERROR"#, true),
-            (r#"attributes["missing"] == nil and not (name == "x")"#, true),
+            (
+                r#"attributes["http.status_code"] < 500 or status.code == STATUS_CODE_ERROR"#,
+                true,
+            ),
+            (
+                r#"attributes["missing"] == nil and not (name == "x")"#,
+                true,
+            ),
             (r#"IsMatch(name, "^GET /users/\\d+$")"#, true),
             (r#"attributes["missing"] == "GET""#, false),
         ] {
-            assert_eq!(Condition::parse(cond).unwrap().matches(&item), want, "{cond}");
+            assert_eq!(
+                Condition::parse(cond).unwrap().matches(&item),
+                want,
+                "{cond}"
+            );
         }
     }
 

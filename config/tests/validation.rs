@@ -632,7 +632,9 @@ fn tail_sampling_policy_mistakes_are_reported_at_their_paths() {
     assert_eq!(errors.len(), 5, "{found:#?}");
     let has = |path: &str, fragment: &str| {
         assert!(
-            found.iter().any(|(p, m)| *p == path && m.contains(fragment)),
+            found
+                .iter()
+                .any(|(p, m)| *p == path && m.contains(fragment)),
             "no {path}: {fragment} in {found:#?}"
         )
     };
@@ -641,7 +643,10 @@ fn tail_sampling_policy_mistakes_are_reported_at_their_paths() {
         "between 0 and 100",
     );
     has("processors.tail_sampling.policies[1].name", "used twice");
-    has("processors.tail_sampling.policies[1].type", "has no `latency:` block");
+    has(
+        "processors.tail_sampling.policies[1].type",
+        "has no `latency:` block",
+    );
     has(
         "processors.tail_sampling.policies[2].string_attribute.values[0]",
         "not a valid regular expression",
@@ -680,9 +685,17 @@ fn spanmetrics_joins_traces_to_metrics_only_and_count_conditions_must_parse() {
     );
     let e = error(&wrong_signal);
     assert_eq!(e.path, "service.pipelines.metrics.receivers[0]");
-    assert!(e.message.ends_with("spanmetrics turns traces into metrics"), "{}", e.message);
+    assert!(
+        e.message.ends_with("spanmetrics turns traces into metrics"),
+        "{}",
+        e.message
+    );
     let bad_condition = good.replace("severity_number >=", "severity_numbr >=");
     let e = error(&bad_condition);
     assert_eq!(e.path, "connectors.count.logs.errors.conditions[0]");
-    assert!(e.message.contains("unknown field 'severity_numbr'"), "{}", e.message);
+    assert!(
+        e.message.contains("unknown field 'severity_numbr'"),
+        "{}",
+        e.message
+    );
 }

@@ -29,18 +29,34 @@ fn trace(rng: &mut Rng, kind: Kind, n: usize) -> (String, Vec<Span>) {
         Kind::Slow => 900,
         _ => 20,
     };
-    let route = if kind == Kind::Health { "/healthz" } else { "/api/cart" };
+    let route = if kind == Kind::Health {
+        "/healthz"
+    } else {
+        "/api/cart"
+    };
     let spans = (0..n)
         .map(|k| Span {
             trace_id: id.clone(),
-            span_id: if k == 0 { root.clone() } else { rng.next_u64().to_be_bytes().to_vec() },
+            span_id: if k == 0 {
+                root.clone()
+            } else {
+                rng.next_u64().to_be_bytes().to_vec()
+            },
             parent_span_id: if k == 0 { Vec::new() } else { root.clone() },
-            name: if k == 0 { format!("GET {route}") } else { "SELECT cart".into() },
+            name: if k == 0 {
+                format!("GET {route}")
+            } else {
+                "SELECT cart".into()
+            },
             start_time_unix_nano: start,
             end_time_unix_nano: start + if k == 0 { ms } else { 5 } * 1_000_000,
             attributes: vec![gen::kv_str("http.route", route)],
             status: Some(Status {
-                code: if kind == Kind::Error && k == n - 1 { 2 } else { 0 },
+                code: if kind == Kind::Error && k == n - 1 {
+                    2
+                } else {
+                    0
+                },
                 ..Default::default()
             }),
             ..Default::default()
@@ -57,7 +73,10 @@ fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "test".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "test".into(),
+                    ..Default::default()
+                }),
                 spans,
                 ..Default::default()
             }],
@@ -84,7 +103,10 @@ async fn the_example_summarizes_every_span_and_keeps_what_matters() {
         )
         .replace("exporters:\n  otlp:", "exporters:\n  file:")
         .replace("exporters: [otlp]", "exporters: [file]")
-        .replace("  health_check:\n", "  health_check:\n    endpoint: \"@ADMIN@\"\nqueue:\n  directory: \"@DATA_DIR@\"\n");
+        .replace(
+            "  health_check:\n",
+            "  health_check:\n    endpoint: \"@ADMIN@\"\nqueue:\n  directory: \"@DATA_DIR@\"\n",
+        );
     let agent = Agent::start(&yaml);
 
     let mut rng = Rng::new(Rng::seed_from_env("OUTPOST_TEST_SEED"));
@@ -105,7 +127,10 @@ async fn the_example_summarizes_every_span_and_keeps_what_matters() {
     let sent = all.len();
     let mut client = TraceServiceClient::new(gen::grpc_channel(grpc).await);
     for chunk in all.chunks(97) {
-        client.export(request(chunk.to_vec())).await.expect("accepted");
+        client
+            .export(request(chunk.to_vec()))
+            .await
+            .expect("accepted");
     }
 
     let out = agent.dir().join("out.jsonl");
@@ -116,7 +141,9 @@ async fn the_example_summarizes_every_span_and_keeps_what_matters() {
         // The last flush has the cumulative totals: take each series' largest value.
         let mut per_series: HashMap<String, i64> = HashMap::new();
         for it in items.iter().filter(|i| {
-            i.metric.as_ref().is_some_and(|m| m.name == "traces.span.metrics.calls")
+            i.metric
+                .as_ref()
+                .is_some_and(|m| m.name == "traces.span.metrics.calls")
         }) {
             let key = format!("{:?}", it.attrs);
             let v = it.int_field("asInt").unwrap_or(0);
@@ -135,7 +162,10 @@ async fn the_example_summarizes_every_span_and_keeps_what_matters() {
         || format!("counted {} of {sent}\n{}", calls(&out), agent.log()),
     )
     .await;
-    assert_eq!(counted as usize, sent, "spanmetrics counts every span before sampling");
+    assert_eq!(
+        counted as usize, sent,
+        "spanmetrics counts every span before sampling"
+    );
 
     // The sampled pipeline: wait until every error and slow trace arrived.
     let must: HashSet<&String> = kinds
@@ -185,7 +215,10 @@ async fn the_example_summarizes_every_span_and_keeps_what_matters() {
         }
     }
     let fast = kinds.values().filter(|(k, _)| *k == Kind::Fast).count();
-    assert!(fast_kept < fast / 4, "{fast_kept} of {fast} fast traces kept at 5%");
+    assert!(
+        fast_kept < fast / 4,
+        "{fast_kept} of {fast} fast traces kept at 5%"
+    );
     let metrics = agent.metrics_text();
     assert!(
         metrics.contains("outpost_tail_sampling_traces_total"),

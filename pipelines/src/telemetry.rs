@@ -353,10 +353,9 @@ impl Telemetry {
                     inner
                         .sampling_traces
                         .get_or_create_owned(&with(&[("policy", p), ("decision", "sampled")])),
-                    inner.sampling_traces.get_or_create_owned(&with(&[
-                        ("policy", p),
-                        ("decision", "not_sampled"),
-                    ])),
+                    inner
+                        .sampling_traces
+                        .get_or_create_owned(&with(&[("policy", p), ("decision", "not_sampled")])),
                 )
             })
             .collect();
@@ -383,7 +382,11 @@ impl Telemetry {
 impl TailSamplingMetrics {
     pub fn policy_verdict(&self, policy: usize, sampled: bool) {
         if let Some((yes, no)) = self.verdicts.get(policy) {
-            if sampled { yes.inc() } else { no.inc() };
+            if sampled {
+                yes.inc()
+            } else {
+                no.inc()
+            };
         }
     }
 
@@ -391,7 +394,11 @@ impl TailSamplingMetrics {
     pub fn trace_decided(&self, policy: Option<usize>, sampled: bool) {
         let i = policy.unwrap_or(self.decided.len() - 1);
         if let Some((yes, no)) = self.decided.get(i) {
-            if sampled { yes.inc() } else { no.inc() };
+            if sampled {
+                yes.inc()
+            } else {
+                no.inc()
+            };
         }
     }
 

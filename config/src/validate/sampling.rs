@@ -50,7 +50,10 @@ fn policy_list(r: &mut Report, path: &str, list: &[PolicyConfig]) {
         } else if !names.insert(p.name.as_str()) {
             r.error(
                 &key_path(&ppath, "name"),
-                format!("policy name '{}' is used twice in this list; names must be unique", p.name),
+                format!(
+                    "policy name '{}' is used twice in this list; names must be unique",
+                    p.name
+                ),
             );
         }
         policy(r, &ppath, p);
@@ -226,16 +229,25 @@ fn policy(r: &mut Report, path: &str, p: &PolicyConfig) {
             }
             let subs = key_path(&bpath, "composite_sub_policy");
             sub_policies(r, &subs, &c.composite_sub_policy);
-            let names: HashSet<&str> =
-                c.composite_sub_policy.iter().map(|s| s.name.as_str()).collect();
+            let names: HashSet<&str> = c
+                .composite_sub_policy
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
             for (list, entries) in [
                 (
                     key_path(&bpath, "policy_order"),
-                    c.policy_order.iter().map(String::as_str).collect::<Vec<_>>(),
+                    c.policy_order
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>(),
                 ),
                 (
                     key_path(&bpath, "rate_allocation"),
-                    c.rate_allocation.iter().map(|a| a.policy.as_str()).collect(),
+                    c.rate_allocation
+                        .iter()
+                        .map(|a| a.policy.as_str())
+                        .collect(),
                 ),
             ] {
                 for (i, name) in entries.iter().enumerate() {
@@ -339,8 +351,11 @@ pub(super) fn count(r: &mut Report, path: &str, c: &CountConfig) {
             "flush_interval must be greater than 0",
         );
     }
-    for (section, metrics) in [("spans", &c.spans), ("logs", &c.logs), ("datapoints", &c.datapoints)]
-    {
+    for (section, metrics) in [
+        ("spans", &c.spans),
+        ("logs", &c.logs),
+        ("datapoints", &c.datapoints),
+    ] {
         let spath = key_path(path, section);
         for (name, m) in metrics {
             let mpath = key_path(&spath, name);

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum,
+    metric::Data, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
 };
 use outpost_config::condition::{Condition, Field, Value};
 use outpost_config::{CountConfig, CountMetric, Signal};
@@ -61,11 +61,17 @@ impl Item<'_> {
         match f {
             Field::Attribute(k) => to_value(find_attr(self.attrs, k)),
             Field::ResourceAttribute(k) => to_value(find_attr(self.resource, k)),
-            Field::Name | Field::MetricName => self.name.map_or(Value::Nil, |n| Value::Str(n.into())),
+            Field::Name | Field::MetricName => {
+                self.name.map_or(Value::Nil, |n| Value::Str(n.into()))
+            }
             Field::Kind => self.kind.map_or(Value::Nil, |k| Value::Int(k.into())),
             Field::StatusCode => self.status.map_or(Value::Nil, |k| Value::Int(k.into())),
-            Field::SeverityNumber => self.severity_number.map_or(Value::Nil, |k| Value::Int(k.into())),
-            Field::SeverityText => self.severity_text.map_or(Value::Nil, |t| Value::Str(t.into())),
+            Field::SeverityNumber => self
+                .severity_number
+                .map_or(Value::Nil, |k| Value::Int(k.into())),
+            Field::SeverityText => self
+                .severity_text
+                .map_or(Value::Nil, |t| Value::Str(t.into())),
             Field::Body => to_value(self.body),
         }
     }
@@ -91,7 +97,9 @@ impl Counter {
     }
 
     fn add(&mut self, item: &Item<'_>) {
-        if !self.conditions.is_empty() && !self.conditions.iter().any(|c| c.matches(&|f| item.get(f))) {
+        if !self.conditions.is_empty()
+            && !self.conditions.iter().any(|c| c.matches(&|f| item.get(f)))
+        {
             return;
         }
         let mut attrs = Vec::with_capacity(self.attributes.len());
@@ -121,13 +129,21 @@ impl Count {
     /// The counters of `cfg` for input signal `signal`.
     pub fn new(cfg: &CountConfig, signal: Signal) -> Result<Self, String> {
         let (defs, default_name, default_desc) = match signal {
-            Signal::Traces => (&cfg.spans, "trace.span.count", "The number of spans observed."),
+            Signal::Traces => (
+                &cfg.spans,
+                "trace.span.count",
+                "The number of spans observed.",
+            ),
             Signal::Metrics => (
                 &cfg.datapoints,
                 "metric.datapoint.count",
                 "The number of data points observed.",
             ),
-            Signal::Logs => (&cfg.logs, "log.record.count", "The number of log records observed."),
+            Signal::Logs => (
+                &cfg.logs,
+                "log.record.count",
+                "The number of log records observed.",
+            ),
         };
         let counters = if defs.is_empty() {
             vec![Counter::new(
@@ -191,10 +207,12 @@ impl Count {
         Metrics {
             resource_metrics: vec![ResourceMetrics {
                 scope_metrics: vec![ScopeMetrics {
-                    scope: Some(opentelemetry_proto::tonic::common::v1::InstrumentationScope {
-                        name: "outpost/connector/count".into(),
-                        ..Default::default()
-                    }),
+                    scope: Some(
+                        opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                            name: "outpost/connector/count".into(),
+                            ..Default::default()
+                        },
+                    ),
                     metrics,
                     ..Default::default()
                 }],
@@ -257,13 +275,31 @@ impl Summarizer<Metrics> for Count {
             let resource: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
             for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
                 let attrs_of: Vec<&[KeyValue]> = match &m.data {
-                    Some(D::Gauge(g)) => g.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
-                    Some(D::Sum(s)) => s.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
-                    Some(D::Histogram(h)) => h.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
-                    Some(D::ExponentialHistogram(h)) => {
-                        h.data_points.iter().map(|p| p.attributes.as_slice()).collect()
-                    }
-                    Some(D::Summary(s)) => s.data_points.iter().map(|p| p.attributes.as_slice()).collect(),
+                    Some(D::Gauge(g)) => g
+                        .data_points
+                        .iter()
+                        .map(|p| p.attributes.as_slice())
+                        .collect(),
+                    Some(D::Sum(s)) => s
+                        .data_points
+                        .iter()
+                        .map(|p| p.attributes.as_slice())
+                        .collect(),
+                    Some(D::Histogram(h)) => h
+                        .data_points
+                        .iter()
+                        .map(|p| p.attributes.as_slice())
+                        .collect(),
+                    Some(D::ExponentialHistogram(h)) => h
+                        .data_points
+                        .iter()
+                        .map(|p| p.attributes.as_slice())
+                        .collect(),
+                    Some(D::Summary(s)) => s
+                        .data_points
+                        .iter()
+                        .map(|p| p.attributes.as_slice())
+                        .collect(),
                     None => Vec::new(),
                 };
                 debug_assert_eq!(attrs_of.len(), metric_points(m));
@@ -327,7 +363,11 @@ mod tests {
         for _ in 0..100 {
             let k = g.kind(30, 0, 0);
             let t = g.trace(k);
-            errors += t.spans.iter().filter(|s| s.status.as_ref().unwrap().code == 2).count() as i64;
+            errors += t
+                .spans
+                .iter()
+                .filter(|s| s.status.as_ref().unwrap().code == 2)
+                .count() as i64;
             db += t
                 .spans
                 .iter()
@@ -340,7 +380,9 @@ mod tests {
         let m = Summarizer::<Traces>::flush(&mut c, 1);
         let e = points(&m, "errors");
         assert_eq!(e.iter().map(|(_, v)| v).sum::<i64>(), errors);
-        assert!(e.iter().all(|(a, _)| a.len() == 1 && a[0].key == "service.name"));
+        assert!(e
+            .iter()
+            .all(|(a, _)| a.len() == 1 && a[0].key == "service.name"));
         assert_eq!(points(&m, "db").iter().map(|(_, v)| v).sum::<i64>(), db);
         assert!(errors > 0 && db > 0 && (db as usize) < total);
     }

@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use hdrhistogram::Histogram as Hdr;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    exemplar, exponential_histogram_data_point::Buckets, metric::Data, summary_data_point::ValueAtQuantile,
-    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Histogram,
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
-    number_data_point,
+    exemplar, exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
+    summary_data_point::ValueAtQuantile, AggregationTemporality, Exemplar, ExponentialHistogram,
+    ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -32,8 +32,8 @@ use crate::signal::{Metrics, Traces};
 
 /// Upstream's default bounds, in milliseconds.
 const DEFAULT_BUCKETS_MS: [f64; 16] = [
-    2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0, 10000.0,
-    15000.0,
+    2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0,
+    10000.0, 15000.0,
 ];
 const DEFAULT_EXEMPLARS: usize = 5;
 
@@ -73,9 +73,10 @@ impl Expo {
         }
         let mut i = Self::index(v, self.scale);
         *self.buckets.entry(i).or_default() += 1;
-        while let (Some((&lo, _)), Some((&hi, _))) =
-            (self.buckets.first_key_value(), self.buckets.last_key_value())
-        {
+        while let (Some((&lo, _)), Some((&hi, _))) = (
+            self.buckets.first_key_value(),
+            self.buckets.last_key_value(),
+        ) {
             if ((hi as i64) - (lo as i64) + 1) as usize <= self.max_size || self.scale <= -10 {
                 break;
             }
@@ -89,7 +90,10 @@ impl Expo {
         let _ = i;
     }
     fn point(&self) -> (i32, u64, Buckets) {
-        let (offset, counts) = match (self.buckets.first_key_value(), self.buckets.last_key_value()) {
+        let (offset, counts) = match (
+            self.buckets.first_key_value(),
+            self.buckets.last_key_value(),
+        ) {
             (Some((&lo, _)), Some((&hi, _))) => (
                 lo,
                 (lo..=hi)
@@ -167,10 +171,11 @@ impl SpanMetrics {
             explicit,
             expo_max: cfg.histogram.exponential.as_ref().map(|e| e.max_size),
             histogram: !cfg.histogram.disable,
-            exemplars: cfg
-                .exemplars
-                .enabled
-                .then(|| cfg.exemplars.max_per_data_point.unwrap_or(DEFAULT_EXEMPLARS)),
+            exemplars: cfg.exemplars.enabled.then(|| {
+                cfg.exemplars
+                    .max_per_data_point
+                    .unwrap_or(DEFAULT_EXEMPLARS)
+            }),
             limit: cfg.aggregation_cardinality_limit,
             delta: cfg.aggregation_temporality == Temporality::Delta,
             quantiles: cfg.summary.as_ref().map(|s| s.quantiles.clone()),
@@ -290,7 +295,9 @@ impl Summarizer<Traces> for SpanMetrics {
                         }
                     }
                     let s = self.series.get_mut(&key).expect("inserted above");
-                    let dur_ns = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
+                    let dur_ns = span
+                        .end_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano);
                     let v = if self.unit_ms {
                         dur_ns as f64 / 1e6
                     } else {
@@ -341,7 +348,7 @@ impl Summarizer<Traces> for SpanMetrics {
         }
         let mut out = Metrics::default();
         for (service, mut series) in by_service {
-            series.sort_by(|a, b| key_of(&a.attrs).cmp(&key_of(&b.attrs)));
+            series.sort_by_key(|a| key_of(&a.attrs));
             let calls = series
                 .iter()
                 .map(|s| NumberDataPoint {
@@ -457,7 +464,9 @@ impl Summarizer<Traces> for SpanMetrics {
                     name: format!("{dname}.summary"),
                     unit: unit.into(),
                     description: "Span duration quantiles".into(),
-                    data: Some(Data::Summary(Summary { data_points: points })),
+                    data: Some(Data::Summary(Summary {
+                        data_points: points,
+                    })),
                     ..Default::default()
                 });
             }
@@ -467,10 +476,12 @@ impl Summarizer<Traces> for SpanMetrics {
                     ..Default::default()
                 }),
                 scope_metrics: vec![ScopeMetrics {
-                    scope: Some(opentelemetry_proto::tonic::common::v1::InstrumentationScope {
-                        name: "outpost/connector/spanmetrics".into(),
-                        ..Default::default()
-                    }),
+                    scope: Some(
+                        opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                            name: "outpost/connector/spanmetrics".into(),
+                            ..Default::default()
+                        },
+                    ),
                     metrics,
                     ..Default::default()
                 }],

@@ -24,7 +24,9 @@ fn calls(m: &Metrics) -> HashMap<(String, String, String), u64> {
             for metric in &sm.metrics {
                 if let Some(Data::Sum(s)) = &metric.data {
                     for p in &s.data_points {
-                        let Some(number_data_point::Value::AsInt(v)) = p.value else { panic!() };
+                        let Some(number_data_point::Value::AsInt(v)) = p.value else {
+                            panic!()
+                        };
                         *out.entry((
                             attr(&p.attributes, "service.name"),
                             attr(&p.attributes, "span.name"),
@@ -43,7 +45,9 @@ fn calls(m: &Metrics) -> HashMap<(String, String, String), u64> {
 fn counts_equal_the_spans_sent_and_histograms_agree() {
     let mut g = TraceGen::new(21);
     g.huge_spans = 300;
-    let mut sm = SpanMetrics::new(&cfg(serde_json::json!({"dimensions": [{"name": "db.system", "default": "none"}]})));
+    let mut sm = SpanMetrics::new(&cfg(
+        serde_json::json!({"dimensions": [{"name": "db.system", "default": "none"}]}),
+    ));
     let mut expected: HashMap<(String, String, String), u64> = HashMap::new();
     let mut sent = 0usize;
     for _ in 0..200 {
@@ -59,7 +63,11 @@ fn counts_equal_the_spans_sent_and_histograms_agree() {
             let svc = attr(&rs.resource.as_ref().unwrap().attributes, "service.name");
             for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
                 *expected
-                    .entry((svc.clone(), s.name.clone(), status_name(s.status.as_ref().unwrap().code).into()))
+                    .entry((
+                        svc.clone(),
+                        s.name.clone(),
+                        status_name(s.status.as_ref().unwrap().code).into(),
+                    ))
                     .or_default() += 1;
             }
         }
@@ -77,7 +85,7 @@ fn counts_equal_the_spans_sent_and_histograms_agree() {
                 for p in &h.data_points {
                     assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
                     assert_eq!(p.explicit_bounds.len() + 1, p.bucket_counts.len());
-                    assert!(attr(&p.attributes, "db.system") != "");
+                    assert!(!attr(&p.attributes, "db.system").is_empty());
                 }
             }
         }
@@ -107,13 +115,19 @@ fn delta_forgets_and_exponential_counts() {
                 let base = 2f64.powf(2f64.powi(-p.scale));
                 let lo = base.powi(b.offset);
                 let hi = base.powi(b.offset + b.bucket_counts.len() as i32);
-                assert!(p.min.unwrap() > lo * 0.999 && p.max.unwrap() <= hi * 1.001, "{lo} {hi} {p:?}");
+                assert!(
+                    p.min.unwrap() > lo * 0.999 && p.max.unwrap() <= hi * 1.001,
+                    "{lo} {hi} {p:?}"
+                );
                 n += p.count;
             }
         }
     }
     assert_eq!(n as usize, t.spans.len());
-    assert!(sm.flush(unix_nanos_now()).resource_metrics.is_empty(), "delta starts over");
+    assert!(
+        sm.flush(unix_nanos_now()).resource_metrics.is_empty(),
+        "delta starts over"
+    );
 }
 
 #[test]
@@ -152,14 +166,21 @@ fn summary_quantiles_match_the_exact_ones() {
     assert_eq!(p.count, 500);
     for q in &p.quantile_values {
         let exact = durations[((q.quantile * 500.0).ceil() as usize).clamp(1, 500) - 1];
-        assert!((q.value - exact).abs() / exact < 0.002, "q{}: {} vs {exact}", q.quantile, q.value);
+        assert!(
+            (q.value - exact).abs() / exact < 0.002,
+            "q{}: {} vs {exact}",
+            q.quantile,
+            q.value
+        );
     }
 }
 
 #[test]
 fn the_cardinality_limit_sends_new_series_to_overflow() {
     let mut g = TraceGen::new(3);
-    let mut sm = SpanMetrics::new(&cfg(serde_json::json!({"aggregation_cardinality_limit": 2})));
+    let mut sm = SpanMetrics::new(&cfg(
+        serde_json::json!({"aggregation_cardinality_limit": 2}),
+    ));
     let mut t = g.trace(TraceKind::Fast);
     for (i, s) in t.spans.iter_mut().enumerate() {
         s.name = format!("op{i}");
@@ -169,6 +190,10 @@ fn the_cardinality_limit_sends_new_series_to_overflow() {
     sm.consume(&g.request(t.spans));
     assert_eq!(sm.take_overflow() as usize, n - 2);
     let got = calls(&sm.flush(unix_nanos_now()));
-    assert_eq!(got.values().sum::<u64>() as usize, n, "overflowed spans are still counted");
+    assert_eq!(
+        got.values().sum::<u64>() as usize,
+        n,
+        "overflowed spans are still counted"
+    );
     assert_eq!(got.len(), 3, "two series and the overflow series");
 }

@@ -4,7 +4,9 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 
 use crate::signal::Traces;
 
@@ -143,14 +145,20 @@ impl TraceGen {
                         "http.response.status_code",
                         if error_at.is_some() { 500 } else { 200 },
                     ),
-                    s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) shop-client/4.2"),
+                    s(
+                        "user_agent.original",
+                        "Mozilla/5.0 (X11; Linux x86_64) shop-client/4.2",
+                    ),
                 ]
             } else if k % 2 == 1 {
                 vec![
                     s("db.system", "postgresql"),
                     s("db.name", "orders"),
                     s("db.operation", "SELECT"),
-                    s("db.statement", "SELECT id, sku, qty FROM order_items WHERE order_id = $1"),
+                    s(
+                        "db.statement",
+                        "SELECT id, sku, qty FROM order_items WHERE order_id = $1",
+                    ),
                     s("server.address", "pg-primary.db.internal"),
                 ]
             } else {

@@ -366,7 +366,14 @@ impl TailSampling {
     }
 
     /// Adds `spans` of trace `id` to what is held, then makes room if that went over a bound.
-    fn hold(&mut self, id: TraceId, group: &Group, mut spans: Vec<Span>, now: Instant, out: &mut Emit<Traces>) {
+    fn hold(
+        &mut self,
+        id: TraceId,
+        group: &Group,
+        mut spans: Vec<Span>,
+        now: Instant,
+        out: &mut Emit<Traces>,
+    ) {
         let gid = self.groups.intern(group, spans.len() as u64);
         let mut encoded = 0u64;
         let mut root = false;
@@ -451,7 +458,13 @@ impl TailSampling {
 
     /// Decides trace `id` (pending): evaluates the policies, gathers its spans into `self.kept` or counts
     /// them dropped, and remembers the decision.
-    fn decide(&mut self, id: TraceId, early: Option<EarlyReason>, now: Instant, out: &mut Emit<Traces>) {
+    fn decide(
+        &mut self,
+        id: TraceId,
+        early: Option<EarlyReason>,
+        now: Instant,
+        out: &mut Emit<Traces>,
+    ) {
         let Some(State::Pending(p)) = self.traces.remove(&id) else {
             return;
         };
@@ -467,7 +480,10 @@ impl TailSampling {
             }
         }
         if broken > 0 {
-            out.dropped("internal_error", (p.spans as usize).saturating_sub(spans.len()));
+            out.dropped(
+                "internal_error",
+                (p.spans as usize).saturating_sub(spans.len()),
+            );
         }
         for (_, s) in &mut spans {
             s.trace_id = id.to_vec();
@@ -492,7 +508,9 @@ impl TailSampling {
             verdicts.push(v);
         }
         let (keep, by_index) = combine(&verdicts);
-        let by_name = by_index.map_or("", |i| self.policies[i].name.as_str()).to_owned();
+        let by_name = by_index
+            .map_or("", |i| self.policies[i].name.as_str())
+            .to_owned();
         self.metrics.trace_decided(by_index, keep);
         let entry = self.stats.by_policy.entry(by_name.clone()).or_default();
         if keep {
@@ -543,8 +561,7 @@ impl TailSampling {
     }
 
     fn publish(&self) {
-        self.metrics
-            .set_held(self.held_bytes(), self.held_traces);
+        self.metrics.set_held(self.held_bytes(), self.held_traces);
     }
 
     /// Decides every trace whose time has come at `now`.
@@ -578,7 +595,11 @@ fn mark(span: &mut Span, policy: &str) {
     let value = Some(AnyValue {
         value: Some(any_value::Value::StringValue(policy.to_owned())),
     });
-    match span.attributes.iter_mut().find(|kv| kv.key == POLICY_ATTRIBUTE) {
+    match span
+        .attributes
+        .iter_mut()
+        .find(|kv| kv.key == POLICY_ATTRIBUTE)
+    {
         Some(kv) => kv.value = value,
         None => span.attributes.push(KeyValue {
             key: POLICY_ATTRIBUTE.into(),

@@ -165,7 +165,12 @@ pub struct Policy {
 /// Builds a policy. Config validation has already checked it, so what remains impossible (a regex that
 /// does not compile) is an error string for the topology to report.
 pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
-    let missing = || format!("policy '{}': its `{:?}` block is missing", cfg.name, cfg.kind);
+    let missing = || {
+        format!(
+            "policy '{}': its `{:?}` block is missing",
+            cfg.name, cfg.kind
+        )
+    };
     let kind = match cfg.kind {
         PolicyType::AlwaysSample => Kind::Always,
         PolicyType::Latency => {
@@ -205,7 +210,10 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
                         "OK" => Ok(1),
                         "ERROR" => Ok(2),
                         "UNSET" => Ok(0),
-                        other => Err(format!("policy '{}': unknown status code '{other}'", cfg.name)),
+                        other => Err(format!(
+                            "policy '{}': unknown status code '{other}'",
+                            cfg.name
+                        )),
                     })
                     .collect::<Result<_, _>>()?,
             )
@@ -379,13 +387,14 @@ impl Policy {
                 });
                 matched(hit, *invert)
             }
-            Kind::Probabilistic { salt, threshold } => {
-                matched(trace_hash(salt, t.trace_id) <= *threshold && *threshold > 0, false)
-            }
+            Kind::Probabilistic { salt, threshold } => matched(
+                trace_hash(salt, t.trace_id) <= *threshold && *threshold > 0,
+                false,
+            ),
             Kind::Status(codes) => matched(
-                t.spans.iter().any(|(_, s)| {
-                    codes.contains(&s.status.as_ref().map_or(0, |st| st.code))
-                }),
+                t.spans
+                    .iter()
+                    .any(|(_, s)| codes.contains(&s.status.as_ref().map_or(0, |st| st.code))),
                 false,
             ),
             Kind::Strings {
@@ -443,14 +452,18 @@ impl Policy {
                 let all = subs
                     .iter_mut()
                     .map(|p| p.evaluate(t, now).samples())
-                    .fold(true, |a, b| a && b);
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .all(|b| b);
                 matched(all, false)
             }
             Kind::Drop(subs) => {
                 let all = subs
                     .iter_mut()
                     .map(|p| p.evaluate(t, now).samples())
-                    .fold(true, |a, b| a && b);
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .all(|b| b);
                 if all {
                     Verdict::Dropped
                 } else {
@@ -481,7 +494,10 @@ pub fn combine(verdicts: &[Verdict]) -> (bool, Option<usize>) {
     if let Some(i) = verdicts.iter().position(|v| *v == Verdict::Dropped) {
         return (false, Some(i));
     }
-    if let Some(i) = verdicts.iter().position(|v| *v == Verdict::InvertNotSampled) {
+    if let Some(i) = verdicts
+        .iter()
+        .position(|v| *v == Verdict::InvertNotSampled)
+    {
         return (false, Some(i));
     }
     match verdicts.iter().position(|v| v.samples()) {

@@ -63,7 +63,11 @@ impl Groups {
             .map(Message::encode_to_vec)
             .hash(&mut h);
         group.resource_schema_url.hash(&mut h);
-        group.scope.as_ref().map(Message::encode_to_vec).hash(&mut h);
+        group
+            .scope
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .hash(&mut h);
         group.scope_schema_url.hash(&mut h);
         let hash = h.finish();
         if let Some(ids) = self.by_hash.get(&hash) {
@@ -196,8 +200,7 @@ impl Codec {
             let start = self.raw.len();
             encode_varint(u64::from(*group), &mut self.raw);
             encode_varint(span.encoded_len() as u64, &mut self.raw);
-            span.encode(&mut self.raw)
-                .expect("a Vec grows as needed");
+            span.encode(&mut self.raw).expect("a Vec grows as needed");
             if self.dict.is_none() && !self.train_failed {
                 self.samples.extend_from_slice(&self.raw[start..]);
                 self.sample_sizes.push(self.raw.len() - start);

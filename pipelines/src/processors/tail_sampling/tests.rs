@@ -82,7 +82,14 @@ fn policy_of(span: &Span) -> Option<String> {
 }
 
 /// Sends `traces` in requests of `per_request` traces each, at `now`.
-fn send(p: &mut TailSampling, g: &TraceGen, traces: &[GenTrace], per_request: usize, now: Instant, sink: &mut Sink) {
+fn send(
+    p: &mut TailSampling,
+    g: &TraceGen,
+    traces: &[GenTrace],
+    per_request: usize,
+    now: Instant,
+    sink: &mut Sink,
+) {
     for chunk in traces.chunks(per_request) {
         let spans: Vec<Span> = chunk.iter().flat_map(|t| t.spans.clone()).collect();
         let mut out = Emit::default();
@@ -123,7 +130,11 @@ fn every_error_and_slow_trace_is_kept_and_the_rest_at_the_configured_rate() {
             TraceKind::Error | TraceKind::Slow => {
                 let kept = kept.unwrap_or_else(|| panic!("{:?} trace not kept", t.kind));
                 assert_eq!(kept.len(), t.spans.len(), "a kept trace is kept whole");
-                let want = if t.kind == TraceKind::Error { "errors" } else { "slow" };
+                let want = if t.kind == TraceKind::Error {
+                    "errors"
+                } else {
+                    "slow"
+                };
                 assert!(kept.iter().all(|s| policy_of(s).as_deref() == Some(want)));
             }
             _ => {
@@ -131,7 +142,9 @@ fn every_error_and_slow_trace_is_kept_and_the_rest_at_the_configured_rate() {
                 if let Some(kept) = kept {
                     fast_kept += 1;
                     assert_eq!(kept.len(), t.spans.len());
-                    assert!(kept.iter().all(|s| policy_of(s).as_deref() == Some("sample-10")));
+                    assert!(kept
+                        .iter()
+                        .all(|s| policy_of(s).as_deref() == Some("sample-10")));
                 }
             }
         }
@@ -144,10 +157,21 @@ fn every_error_and_slow_trace_is_kept_and_the_rest_at_the_configured_rate() {
         "kept {fast_kept} of {fast} fast traces; expected about {mean:.0} ± {:.0}",
         4.5 * sd
     );
-    assert_eq!(sink.total() + sink.dropped, sent_spans, "every span is kept or counted dropped");
+    assert_eq!(
+        sink.total() + sink.dropped,
+        sent_spans,
+        "every span is kept or counted dropped"
+    );
     let s = p.stats();
-    assert_eq!((s.traces_sampled + s.traces_not_sampled) as usize, traces.len());
-    assert!(s.early.is_empty(), "no early decisions without pressure: {:?}", s.early);
+    assert_eq!(
+        (s.traces_sampled + s.traces_not_sampled) as usize,
+        traces.len()
+    );
+    assert!(
+        s.early.is_empty(),
+        "no early decisions without pressure: {:?}",
+        s.early
+    );
 }
 
 #[test]
@@ -168,7 +192,11 @@ fn probabilistic_decisions_are_consistent_on_the_trace_id() {
     reversed.reverse();
     let a = kept(&traces);
     assert!(!a.is_empty());
-    assert_eq!(a, kept(&reversed), "the same trace ids are kept in any arrival order");
+    assert_eq!(
+        a,
+        kept(&reversed),
+        "the same trace ids are kept in any arrival order"
+    );
 }
 
 #[test]
@@ -201,7 +229,14 @@ fn late_spans_follow_the_decision_from_the_table_and_from_the_cache() {
     let mut sink = Sink::default();
     for (i, t) in traces.iter().enumerate() {
         // One trace per request, each arriving a little later, so the table turns over.
-        send(&mut p, &g, std::slice::from_ref(t), 1, t0 + Duration::from_millis(i as u64), &mut sink);
+        send(
+            &mut p,
+            &g,
+            std::slice::from_ref(t),
+            1,
+            t0 + Duration::from_millis(i as u64),
+            &mut sink,
+        );
     }
     let mut out = Emit::default();
     p.on_deadline_at(t0 + Duration::from_secs(60), &mut out);
@@ -209,24 +244,44 @@ fn late_spans_follow_the_decision_from_the_table_and_from_the_cache() {
     let kept_before: HashSet<[u8; 16]> = sink.spans.keys().copied().collect();
     let dropped_before = sink.dropped;
     let mut out = Emit::default();
-    p.process_at(Batch::new(g.request(late.clone())), t0 + Duration::from_secs(61), &mut out);
+    p.process_at(
+        Batch::new(g.request(late.clone())),
+        t0 + Duration::from_secs(61),
+        &mut out,
+    );
     sink.take(&mut out);
     for (t, l) in traces.iter().zip(&late) {
         let kept = sink.spans.get(&t.id);
         if kept_before.contains(&t.id) {
             let kept = kept.unwrap();
-            assert_eq!(kept.len(), t.spans.len() + 1, "the late span of a kept trace is kept");
+            assert_eq!(
+                kept.len(),
+                t.spans.len() + 1,
+                "the late span of a kept trace is kept"
+            );
             let last = kept.last().unwrap();
             assert_eq!(last.span_id, l.span_id);
-            assert!(policy_of(last).is_some(), "a late kept span names the policy");
+            assert!(
+                policy_of(last).is_some(),
+                "a late kept span names the policy"
+            );
         } else {
-            assert!(kept.is_none(), "the late span of a dropped trace is dropped");
+            assert!(
+                kept.is_none(),
+                "the late span of a dropped trace is dropped"
+            );
         }
     }
     let s = p.stats();
     assert_eq!(s.late_spans_sampled as usize, kept_before.len());
-    assert_eq!(s.late_spans_not_sampled as usize, traces.len() - kept_before.len());
-    assert_eq!(sink.dropped - dropped_before, traces.len() - kept_before.len());
+    assert_eq!(
+        s.late_spans_not_sampled as usize,
+        traces.len() - kept_before.len()
+    );
+    assert_eq!(
+        sink.dropped - dropped_before,
+        traces.len() - kept_before.len()
+    );
     assert_eq!(p.held_traces(), 0, "no late span started a new trace");
     // Every error trace was kept, early decisions by num_traces included.
     for t in &traces {
@@ -242,7 +297,9 @@ fn ten_times_overload_stays_under_max_memory_and_counts_early_decisions() {
     let max = 1usize << 20;
     let mut g = TraceGen::new(5);
     g.huge_spans = 3000;
-    let mut p = processor(standard(serde_json::json!({"max_memory": max, "decision_wait": "30s"})));
+    let mut p = processor(standard(
+        serde_json::json!({"max_memory": max, "decision_wait": "30s"}),
+    ));
     let t0 = Instant::now();
     let mut sink = Sink::default();
     let mut sent = Vec::new();
@@ -280,10 +337,19 @@ fn ten_times_overload_stays_under_max_memory_and_counts_early_decisions() {
     sink.take(&mut out);
     assert_eq!(p.held_traces(), 0);
     let sent_spans: usize = sent.iter().map(|t| t.spans.len()).sum();
-    assert_eq!(sink.total() + sink.dropped, sent_spans, "nothing lost without a count");
+    assert_eq!(
+        sink.total() + sink.dropped,
+        sent_spans,
+        "nothing lost without a count"
+    );
     for t in &sent {
         if matches!(t.kind, TraceKind::Error | TraceKind::Slow) {
-            assert_eq!(sink.spans.get(&t.id).map(Vec::len), Some(t.spans.len()), "{:?}", t.kind);
+            assert_eq!(
+                sink.spans.get(&t.id).map(Vec::len),
+                Some(t.spans.len()),
+                "{:?}",
+                t.kind
+            );
         }
     }
     assert!(p.stats().early.get("shutdown").copied().unwrap_or(0) > 0);
@@ -312,7 +378,11 @@ fn held_spans_take_at_most_half_their_otlp_encoding() {
     }
     assert!(p.compressing());
     let ratio = p.held_bytes() as f64 / encoded as f64;
-    assert!(ratio <= 0.5, "held {} bytes for {encoded} encoded: {ratio:.3}", p.held_bytes());
+    assert!(
+        ratio <= 0.5,
+        "held {} bytes for {encoded} encoded: {ratio:.3}",
+        p.held_bytes()
+    );
 }
 
 #[test]
@@ -328,7 +398,11 @@ fn a_root_span_shortens_the_wait() {
     let mut out = Emit::default();
     p.process_at(Batch::new(g.request(children.to_vec())), t0, &mut out);
     assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(30)));
-    p.process_at(Batch::new(g.request(vec![root.clone()])), t0 + Duration::from_secs(1), &mut out);
+    p.process_at(
+        Batch::new(g.request(vec![root.clone()])),
+        t0 + Duration::from_secs(1),
+        &mut out,
+    );
     assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(3)));
     p.on_deadline_at(t0 + Duration::from_secs(3), &mut out);
     sink.take(&mut out);
@@ -345,18 +419,33 @@ async fn held_spans_are_acknowledged_and_passed_spans_when_queued() {
     let (adm, wait) = Admission::new(0, None);
     let mut out = Emit::default();
     let t0 = Instant::now();
-    p.process_at(Batch::with_admission(g.request(t.spans[1..].to_vec()), adm), t0, &mut out);
+    p.process_at(
+        Batch::with_admission(g.request(t.spans[1..].to_vec()), adm),
+        t0,
+        &mut out,
+    );
     assert!(out.batches().is_empty());
-    assert_eq!(wait.wait().await, Ok(()), "held spans are ours: the client is answered");
+    assert_eq!(
+        wait.wait().await,
+        Ok(()),
+        "held spans are ours: the client is answered"
+    );
     p.on_deadline_at(t0 + Duration::from_secs(10), &mut out);
     out.take_batches();
     // A late span of the kept trace passes through with its client's admission.
     let (adm, wait) = Admission::new(0, None);
-    p.process_at(Batch::with_admission(g.request(t.spans[..1].to_vec()), adm), t0 + Duration::from_secs(11), &mut out);
+    p.process_at(
+        Batch::with_admission(g.request(t.spans[..1].to_vec()), adm),
+        t0 + Duration::from_secs(11),
+        &mut out,
+    );
     let mut batches = out.take_batches();
     assert_eq!(batches.len(), 1);
     let mut wait = Box::pin(wait.wait());
-    assert!(futures_poll(&mut wait).is_none(), "not answered before the span is queued");
+    assert!(
+        futures_poll(&mut wait).is_none(),
+        "not answered before the span is queued"
+    );
     drop(batches.pop().unwrap().into_parts());
     assert_eq!(wait.await, Ok(()));
 }
@@ -405,26 +494,91 @@ fn policies_and_their_combination() {
         (json!([big_status]), &fast, false, None),
         (json!([db]), &fast, true, Some("db")),
         (json!([svc]), &fast, true, Some("svc")), // resource attributes count
-        (json!([{"name": "all", "type": "always_sample"}]), &fast, true, Some("all")),
-        (json!([{"name": "many", "type": "span_count", "span_count": {"min_spans": 100}}]), &fast, false, None),
-        (json!([{"name": "few", "type": "span_count", "span_count": {"min_spans": 1, "max_spans": 100}}]), &fast, true, Some("few")),
-        (json!([{"name": "band", "type": "latency", "latency": {"threshold_ms": 100, "upper_threshold_ms": 50000}}]), &slow, true, Some("band")),
-        (json!([{"name": "and", "type": "and", "and": {"and_sub_policy": [errors, big_status]}}]), &err, true, Some("and")),
-        (json!([{"name": "and", "type": "and", "and": {"and_sub_policy": [errors, db]}}]), &slow, false, None),
-        (json!([{"name": "not", "type": "not", "not": {"not_sub_policy": errors}}]), &fast, true, Some("not")),
-        (json!([{"name": "not", "type": "not", "not": {"not_sub_policy": errors}}]), &err, false, None),
+        (
+            json!([{"name": "all", "type": "always_sample"}]),
+            &fast,
+            true,
+            Some("all"),
+        ),
+        (
+            json!([{"name": "many", "type": "span_count", "span_count": {"min_spans": 100}}]),
+            &fast,
+            false,
+            None,
+        ),
+        (
+            json!([{"name": "few", "type": "span_count", "span_count": {"min_spans": 1, "max_spans": 100}}]),
+            &fast,
+            true,
+            Some("few"),
+        ),
+        (
+            json!([{"name": "band", "type": "latency", "latency": {"threshold_ms": 100, "upper_threshold_ms": 50000}}]),
+            &slow,
+            true,
+            Some("band"),
+        ),
+        (
+            json!([{"name": "and", "type": "and", "and": {"and_sub_policy": [errors, big_status]}}]),
+            &err,
+            true,
+            Some("and"),
+        ),
+        (
+            json!([{"name": "and", "type": "and", "and": {"and_sub_policy": [errors, db]}}]),
+            &slow,
+            false,
+            None,
+        ),
+        (
+            json!([{"name": "not", "type": "not", "not": {"not_sub_policy": errors}}]),
+            &fast,
+            true,
+            Some("not"),
+        ),
+        (
+            json!([{"name": "not", "type": "not", "not": {"not_sub_policy": errors}}]),
+            &err,
+            false,
+            None,
+        ),
         // A drop vetoes any sample.
-        (json!([errors, {"name": "no-db-errors", "type": "drop", "drop": {"drop_sub_policy": [errors, db]}}]), &err, false, None),
+        (
+            json!([errors, {"name": "no-db-errors", "type": "drop", "drop": {"drop_sub_policy": [errors, db]}}]),
+            &err,
+            false,
+            None,
+        ),
         // An inverted match that matches vetoes too; one that does not match keeps.
-        (json!([errors, {"name": "not-svc", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["checkout", "cart", "payments", "inventory"], "invert_match": true}}]), &err, false, None),
-        (json!([{"name": "not-x", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["x"], "invert_match": true}}]), &fast, true, Some("not-x")),
-        (json!([{"name": "bool", "type": "boolean_attribute", "boolean_attribute": {"key": "missing", "value": true}}]), &fast, false, None),
-        (json!([{"name": "composite", "type": "composite", "composite": {
+        (
+            json!([errors, {"name": "not-svc", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["checkout", "cart", "payments", "inventory"], "invert_match": true}}]),
+            &err,
+            false,
+            None,
+        ),
+        (
+            json!([{"name": "not-x", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["x"], "invert_match": true}}]),
+            &fast,
+            true,
+            Some("not-x"),
+        ),
+        (
+            json!([{"name": "bool", "type": "boolean_attribute", "boolean_attribute": {"key": "missing", "value": true}}]),
+            &fast,
+            false,
+            None,
+        ),
+        (
+            json!([{"name": "composite", "type": "composite", "composite": {
             "max_total_spans_per_second": 1000, "policy_order": ["e", "rest"],
             "composite_sub_policy": [
                 {"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
                 {"name": "rest", "type": "always_sample"}],
-            "rate_allocation": [{"policy": "e", "percent": 50}, {"policy": "rest", "percent": 50}]}}]), &fast, true, Some("composite")),
+            "rate_allocation": [{"policy": "e", "percent": 50}, {"policy": "rest", "percent": 50}]}}]),
+            &fast,
+            true,
+            Some("composite"),
+        ),
     ];
     for (i, (policies, t, keep, by)) in checks.into_iter().enumerate() {
         let got = decide(policies, t);
@@ -436,8 +590,8 @@ fn policies_and_their_combination() {
         s.trace_state = "vendor=a,tier=gold".into();
     }
     let policy = json!([{"name": "gold", "type": "trace_state", "trace_state": {"key": "tier", "values": ["gold"]}}]);
-    assert_eq!(decide(policy.clone(), &ts).0, true);
-    assert_eq!(decide(policy, &fast).0, false);
+    assert!(decide(policy.clone(), &ts).0);
+    assert!(!decide(policy, &fast).0);
 }
 
 #[test]
@@ -446,8 +600,14 @@ fn rate_and_bytes_limits_hold_per_second() {
     let traces: Vec<GenTrace> = (0..200).map(|_| g.trace(TraceKind::Fast)).collect();
     let spans: usize = traces.iter().map(|t| t.spans.len()).sum();
     for (policy, bound) in [
-        (serde_json::json!({"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 100}}), 100usize),
-        (serde_json::json!({"name": "b", "type": "bytes_limiting", "bytes_limiting": {"bytes_per_second": 20000, "burst_capacity": 20000}}), usize::MAX),
+        (
+            serde_json::json!({"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 100}}),
+            100usize,
+        ),
+        (
+            serde_json::json!({"name": "b", "type": "bytes_limiting", "bytes_limiting": {"bytes_per_second": 20000, "burst_capacity": 20000}}),
+            usize::MAX,
+        ),
     ] {
         let mut p = processor(serde_json::json!({"decision_wait": "1s", "policies": [policy]}));
         let t0 = Instant::now();
