@@ -23,13 +23,17 @@ use std::time::Duration;
 
 use outpost_config::{
     ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy, PipelineId,
-    ProcessorConfig, ReceiverConfig, Signal,
+    ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
 };
+use outpost_pipelines::connectors::count::Count;
+use outpost_pipelines::connectors::spanmetrics::SpanMetrics;
+use outpost_pipelines::connectors::Summarizer;
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
 use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
 use outpost_pipelines::processors::redaction::{Redact, Redaction};
 use outpost_pipelines::processors::transform::{TransformProcessor, Transformable};
+use outpost_pipelines::processors::tail_sampling::TailSampling;
 use outpost_pipelines::queue::{
     Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, Stream, SyncPolicy,
 };
@@ -110,10 +114,13 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
         drain: drain_pipelines.clone(),
         finish: finish_readers.clone(),
         exporters: exporters::Factory::default(),
+        metrics_inputs: HashMap::new(),
     };
-    SignalBuild::<Traces>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
+    // Metrics first: summarizing connectors of every signal feed metrics pipelines.
     SignalBuild::<Metrics>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
+    SignalBuild::<Traces>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
     SignalBuild::<Logs>::run(&mut ctx, &mut inputs, &mut tasks, &mut errors);
+    ctx.metrics_inputs.clear();
 
     let stop_receivers = CancellationToken::new();
     let mut receiver_tasks = Vec::new();
@@ -285,6 +292,9 @@ struct BuildContext<'a> {
     finish: CancellationToken,
     /// Shares what one exporter id uses across its signals (one file writer per path).
     exporters: exporters::Factory,
+    /// Inputs of the metrics pipelines, for summarizing connectors of any signal (metrics are built
+    /// first). Dropped once everything is wired, so these pipelines can end.
+    metrics_inputs: HashMap<PipelineId, PipelineInput<Metrics>>,
 }
 
 /// Wiring of all pipelines of one signal.
@@ -368,6 +378,15 @@ impl<T: OtlpSignal + InputsOf + Redact + Transformable> SignalBuild<T> {
                             }
                         }
                     }
+                    ProcessorConfig::TailSampling(c) => {
+                        match tail_sampling::<T>(c, ctx.telemetry, &pname, &proc_id.to_string()) {
+                            Ok(stage) => stage,
+                            Err(e) => {
+                                errors.push(format!("processors.{proc_id}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
                 };
                 chain.push(stage, ctx.telemetry.processor(&pname, &proc_id.to_string()));
             }
@@ -378,6 +397,12 @@ impl<T: OtlpSignal + InputsOf + Redact + Transformable> SignalBuild<T> {
                 .any(|r| config.connectors.contains_key(r));
             built.push((pipeline, fed_by_connector));
             inputs_by_pipeline.insert((*pid).clone(), input);
+        }
+
+        if let Some(m) = (&inputs_by_pipeline as &dyn std::any::Any)
+            .downcast_ref::<HashMap<PipelineId, PipelineInput<Metrics>>>()
+        {
+            ctx.metrics_inputs = m.clone();
         }
 
         // Receivers (and connectors acting as receivers) get the inputs of the pipelines that list them.
@@ -423,6 +448,29 @@ impl<T: OtlpSignal + InputsOf + Redact + Transformable> SignalBuild<T> {
                         targets,
                         ctx.finish.clone(),
                     ))),
+                    ConnectorConfig::SpanMetrics(_) | ConnectorConfig::Count(_) => {
+                        let metric_targets: Vec<PipelineInput<Metrics>> = config
+                            .service
+                            .pipelines
+                            .iter()
+                            .filter(|(mpid, mp)| {
+                                mpid.signal == Signal::Metrics && mp.receivers.contains(&eid)
+                            })
+                            .filter_map(|(mpid, _)| ctx.metrics_inputs.get(mpid).cloned())
+                            .collect();
+                        match summarizer::<T>(connector) {
+                            Ok((agg, interval)) => tasks.connectors.push(tokio::spawn(summarize(
+                                eid.to_string(),
+                                cursor,
+                                agg,
+                                interval,
+                                metric_targets,
+                                ctx.telemetry.connector(&eid.to_string()),
+                                ctx.finish.clone(),
+                            ))),
+                            Err(e) => errors.push(format!("connectors.{eid}: {e}")),
+                        }
+                    }
                 }
             } else if let Some(cfg) = config.exporters.get(&eid) {
                 let bandwidth = ctx.exporters.bandwidth(&eid, &delivery);
@@ -527,6 +575,137 @@ async fn forward<T: OtlpSignal>(
     }
 }
 
+/// The aggregator of a summarizing connector reading signal `T`, and its flush interval.
+fn summarizer<T: OtlpSignal>(
+    connector: &ConnectorConfig,
+) -> Result<(Box<dyn Summarizer<T>>, Duration), String> {
+    let boxed: Box<dyn std::any::Any> = match connector {
+        ConnectorConfig::SpanMetrics(c) => {
+            let agg: Box<dyn Summarizer<Traces>> = Box::new(SpanMetrics::new(c));
+            return downcast::<T, Traces>(agg, "spanmetrics reads traces only")
+                .map(|a| (a, c.metrics_flush_interval.get()));
+        }
+        ConnectorConfig::Count(c) => match T::SIGNAL {
+            Signal::Traces => {
+                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Traces>>)
+            }
+            Signal::Metrics => {
+                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Metrics>>)
+            }
+            Signal::Logs => {
+                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Logs>>)
+            }
+        },
+        ConnectorConfig::Forward(_) => return Err("forward does not summarize".into()),
+    };
+    let interval = match connector {
+        ConnectorConfig::Count(c) => c.flush_interval.get(),
+        _ => Duration::from_secs(60),
+    };
+    boxed
+        .downcast::<Box<dyn Summarizer<T>>>()
+        .map(|b| (*b, interval))
+        .map_err(|_| "unsupported input signal".to_string())
+}
+
+fn downcast<T: OtlpSignal, S: 'static>(
+    agg: Box<dyn Summarizer<S>>,
+    err: &str,
+) -> Result<Box<dyn Summarizer<T>>, String> {
+    let any: Box<dyn std::any::Any> = Box::new(agg);
+    any.downcast::<Box<dyn Summarizer<T>>>()
+        .map(|b| *b)
+        .map_err(|_| err.to_string())
+}
+
+/// A summarizing connector (`spanmetrics`, `count`): reads every record of its upstream stream into its
+/// aggregator and, every `interval` (and once more when told to finish), admits the aggregate into the
+/// metrics pipelines that list it. Records are acknowledged upstream only after the aggregate that
+/// includes them was durably queued downstream, so a crash recounts (at-least-once) instead of losing
+/// counts.
+async fn summarize<T: OtlpSignal>(
+    id: String,
+    mut cursor: Cursor,
+    mut agg: Box<dyn Summarizer<T>>,
+    interval: Duration,
+    targets: Vec<PipelineInput<Metrics>>,
+    (emitted, overflow): (
+        prometheus_client::metrics::counter::Counter,
+        prometheus_client::metrics::counter::Counter,
+    ),
+    finish: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unacked: Vec<u64> = Vec::new();
+    loop {
+        let finishing = finish.is_cancelled();
+        let next = if finishing {
+            // Drained once nothing more arrives for a moment: then the final flush.
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                cursor.next_batch(CONNECTOR_BATCH),
+            )
+            .await
+            .ok()
+        } else {
+            tokio::select! {
+                r = cursor.next_batch(CONNECTOR_BATCH) => Some(r),
+                _ = tick.tick() => None,
+                _ = finish.cancelled() => continue,
+            }
+        };
+        match next {
+            Some(Ok(records)) => {
+                for record in records {
+                    match T::decode(record.payload.clone()) {
+                        Ok(d) => agg.consume(&d),
+                        Err(e) => {
+                            tracing::error!(connector = %id, seq = record.seq, error = %e, "undecodable queue record skipped")
+                        }
+                    }
+                    unacked.push(record.seq);
+                }
+                continue;
+            }
+            Some(Err(QueueError::Closed)) => break,
+            Some(Err(e)) => {
+                tracing::error!(connector = %id, error = %e, "cannot read the queue; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            None => {}
+        }
+        // Flush: on the tick, or once the upstream is drained when finishing.
+        overflow.inc_by(agg.take_overflow());
+        let data = agg.flush(outpost_pipelines::connectors::unix_nanos_now());
+        let points = outpost_pipelines::SignalData::item_count(&data);
+        if points > 0 {
+            loop {
+                match forward_once(&targets, &data).await {
+                    Ok(()) => break,
+                    Err(refusal) => {
+                        tracing::warn!(connector = %id, reason = refusal.reason(), "metrics pipeline refused the summary; retrying in 1s");
+                        if finish.is_cancelled() {
+                            return; // not acknowledged: recounted from the queue at the next start
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            emitted.inc_by(points as u64);
+        }
+        for seq in unacked.drain(..) {
+            if let Err(e) = cursor.ack(seq) {
+                tracing::error!(connector = %id, error = %e, "cannot advance the queue cursor; records may be counted again");
+            }
+        }
+        if finishing {
+            break;
+        }
+    }
+}
+
 /// Admits `data` into every target and waits until all have queued it.
 async fn forward_once<T: OtlpSignal>(
     targets: &[PipelineInput<T>],
@@ -540,6 +719,23 @@ async fn forward_once<T: OtlpSignal>(
         w.wait().await?;
     }
     Ok(())
+}
+
+/// Builds `tail_sampling` for a pipeline of signal `T`, which validation has checked is traces.
+fn tail_sampling<T: OtlpSignal>(
+    cfg: &TailSamplingConfig,
+    telemetry: &Telemetry,
+    pipeline: &str,
+    id: &str,
+) -> Result<Box<dyn Processor<T>>, String> {
+    let names: Vec<&str> = cfg.policies.iter().map(|p| p.name.as_str()).collect();
+    let metrics = telemetry.tail_sampling(pipeline, id, &names);
+    let stage: Box<dyn Processor<Traces>> = Box::new(TailSampling::new(cfg, metrics)?);
+    // The processor exists for traces only; for T = Traces this downcast is the identity.
+    let any: Box<dyn std::any::Any> = Box::new(stage);
+    any.downcast::<Box<dyn Processor<T>>>()
+        .map(|b| *b)
+        .map_err(|_| "tail_sampling works on traces pipelines only".to_string())
 }
 
 /// The signals a config uses, for logging at start.

@@ -285,6 +285,7 @@ fn processor(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Proc
         "memory_limiter" => typed(r, path, body).map(ProcessorConfig::MemoryLimiter),
         "redaction" => typed(r, path, body).map(|c| ProcessorConfig::Redaction(Box::new(c))),
         "transform" => typed(r, path, body).map(ProcessorConfig::Transform),
+        "tail_sampling" => typed(r, path, body).map(ProcessorConfig::TailSampling),
         _ => None,
     }
 }
@@ -302,6 +303,8 @@ fn exporter(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Expor
 fn connector(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<ConnectorConfig> {
     match kind {
         "forward" => typed(r, path, body).map(ConnectorConfig::Forward),
+        "spanmetrics" => typed(r, path, body).map(ConnectorConfig::SpanMetrics),
+        "count" => typed(r, path, body).map(ConnectorConfig::Count),
         _ => None,
     }
 }

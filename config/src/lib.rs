@@ -6,6 +6,7 @@
 //! pipelines and components. Every problem found is reported, each with its YAML path and line:column,
 //! instead of stopping at the first: a config repository's CI shows the whole list at once.
 
+pub mod condition;
 mod decode;
 pub mod diagnostics;
 mod env;

@@ -18,7 +18,9 @@ use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
 mod logs;
+mod sampling;
 pub use logs::*;
+pub use sampling::*;
 
 /// The whole configuration, after loading and validation.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -258,6 +260,7 @@ pub enum ProcessorConfig {
     MemoryLimiter(MemoryLimiterConfig),
     Redaction(Box<RedactionProcessorConfig>),
     Transform(TransformProcessorConfig),
+    TailSampling(TailSamplingConfig),
 }
 
 impl ProcessorConfig {
@@ -268,12 +271,14 @@ impl ProcessorConfig {
         "memory_limiter",
         "redaction",
         "transform",
+        "tail_sampling",
     ];
 
     /// The signals this processor can run on; validation refuses it in pipelines of other signals.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ProcessorConfig::Transform(_) => &[Signal::Traces, Signal::Logs],
+            ProcessorConfig::TailSampling(_) => &[Signal::Traces],
             _ => &Signal::ALL,
         }
     }
@@ -870,16 +875,22 @@ impl Default for FileRotationConfig {
 pub enum ConnectorConfig {
     /// Passes a pipeline's output unchanged into other pipelines of the same signal.
     Forward(ForwardConnectorConfig),
+    /// Spans → request counts and duration histograms.
+    SpanMetrics(SpanMetricsConfig),
+    /// Spans, data points or log records → counts.
+    Count(CountConfig),
 }
 
 impl ConnectorConfig {
-    pub const TYPES: &'static [&'static str] = &["forward"];
+    pub const TYPES: &'static [&'static str] = &["forward", "spanmetrics", "count"];
 
     /// Whether data of signal `from` entering the connector (as an exporter) can leave it as `to`
     /// (as a receiver).
     pub fn supports(&self, from: Signal, to: Signal) -> bool {
         match self {
             ConnectorConfig::Forward(_) => from == to,
+            ConnectorConfig::SpanMetrics(_) => from == Signal::Traces && to == Signal::Metrics,
+            ConnectorConfig::Count(_) => to == Signal::Metrics,
         }
     }
 }

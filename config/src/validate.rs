@@ -11,6 +11,7 @@ mod components;
 mod endpoint;
 mod listeners;
 mod logs;
+mod sampling;
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,6 +30,14 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
     service_extensions(config, origins, r);
     for (id, processor) in &config.processors {
         components::check_processor(r, &origins.path_of(Section::Processors, id), processor);
+    }
+    for (id, connector) in &config.connectors {
+        let path = origins.path_of(Section::Connectors, id);
+        match connector {
+            ConnectorConfig::Forward(_) => {}
+            ConnectorConfig::SpanMetrics(c) => sampling::spanmetrics(r, &path, c),
+            ConnectorConfig::Count(c) => sampling::count(r, &path, c),
+        }
     }
     for (id, exporter) in &config.exporters {
         components::check_exporter(
@@ -285,9 +294,16 @@ fn connector_usage(config: &Config, origins: &Origins, r: &mut Report) {
                                 path,
                                 format!(
                                     "connector '{id}' cannot turn {from} (from pipeline '{from_pipeline}') \
-                                     into {} for pipeline '{to}'; {} connects pipelines of the same signal",
+                                     into {} for pipeline '{to}'; {}",
                                     to.signal,
-                                    id.kind()
+                                    match connector {
+                                        ConnectorConfig::Forward(_) =>
+                                            "forward connects pipelines of the same signal",
+                                        ConnectorConfig::SpanMetrics(_) =>
+                                            "spanmetrics turns traces into metrics",
+                                        ConnectorConfig::Count(_) =>
+                                            "count turns traces, metrics or logs into metrics",
+                                    }
                                 ),
                             );
                         }

@@ -610,3 +610,92 @@ fn unused_components_and_disabled_extensions_are_warnings() {
         "{shown}"
     );
 }
+
+// ----- tail_sampling, spanmetrics, count ------------------------------------------------------------------
+
+#[test]
+fn tail_sampling_policy_mistakes_are_reported_at_their_paths() {
+    let yaml = format!(
+        "{OTLP_IN}processors:\n  tail_sampling:\n    policies:\n      - name: p\n        type: probabilistic\n        \
+         probabilistic: {{sampling_percentage: 150}}\n      - name: p\n        type: latency\n      - name: re\n        \
+         type: string_attribute\n        string_attribute: {{key: k, values: ['('], enabled_regex_matching: true}}\n      \
+         - name: c\n        type: composite\n        composite:\n          max_total_spans_per_second: 10\n          \
+         composite_sub_policy: [{{name: a, type: always_sample}}]\n          rate_allocation: [{{policy: b, percent: 50}}]\n\
+         exporters:\n  debug:\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      \
+         processors: [tail_sampling]\n      exporters: [debug]\n"
+    );
+    let errors = errors(&yaml);
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(errors.len(), 5, "{found:#?}");
+    let has = |path: &str, fragment: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(p, m)| *p == path && m.contains(fragment)),
+            "no {path}: {fragment} in {found:#?}"
+        )
+    };
+    has(
+        "processors.tail_sampling.policies[0].probabilistic.sampling_percentage",
+        "between 0 and 100",
+    );
+    has("processors.tail_sampling.policies[1].name", "used twice");
+    has(
+        "processors.tail_sampling.policies[1].type",
+        "has no `latency:` block",
+    );
+    has(
+        "processors.tail_sampling.policies[2].string_attribute.values[0]",
+        "not a valid regular expression",
+    );
+    has(
+        "processors.tail_sampling.policies[3].composite.rate_allocation[0].policy",
+        "'b' is not one of this composite's sub-policies",
+    );
+    assert_eq!(errors[0].line, line_of(&yaml, "sampling_percentage: 150"));
+}
+
+#[test]
+fn tail_sampling_outside_a_traces_pipeline_is_an_error() {
+    let yaml = format!(
+        "{OTLP_IN}processors:\n  tail_sampling:\n    policies: [{{name: all, type: always_sample}}]\nexporters:\n  \
+         debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [otlp]\n      processors: [tail_sampling]\n      \
+         exporters: [debug]\n"
+    );
+    let e = error(&yaml);
+    assert_eq!(e.path, "service.pipelines.logs.processors[0]");
+    assert!(e.message.contains("works on traces only"), "{}", e.message);
+}
+
+#[test]
+fn spanmetrics_joins_traces_to_metrics_only_and_count_conditions_must_parse() {
+    let good = format!(
+        "{OTLP_IN}exporters:\n  debug:\nconnectors:\n  spanmetrics:\n  count:\n    logs:\n      errors:\n        \
+         conditions: ['severity_number >= SEVERITY_NUMBER_ERROR']\nservice:\n  pipelines:\n    traces:\n      \
+         receivers: [otlp]\n      exporters: [spanmetrics]\n    logs:\n      receivers: [otlp]\n      \
+         exporters: [count]\n    metrics:\n      receivers: [spanmetrics, count]\n      exporters: [debug]\n"
+    );
+    ok(&good);
+    let wrong_signal = good.replace(
+        "    traces:\n      receivers: [otlp]\n      exporters: [spanmetrics]\n",
+        "    traces:\n      receivers: [otlp]\n      exporters: [debug]\n    logs/x:\n      receivers: [otlp]\n      exporters: [spanmetrics]\n",
+    );
+    let e = error(&wrong_signal);
+    assert_eq!(e.path, "service.pipelines.metrics.receivers[0]");
+    assert!(
+        e.message.ends_with("spanmetrics turns traces into metrics"),
+        "{}",
+        e.message
+    );
+    let bad_condition = good.replace("severity_number >=", "severity_numbr >=");
+    let e = error(&bad_condition);
+    assert_eq!(e.path, "connectors.count.logs.errors.conditions[0]");
+    assert!(
+        e.message.contains("unknown field 'severity_numbr'"),
+        "{}",
+        e.message
+    );
+}

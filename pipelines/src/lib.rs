@@ -7,6 +7,7 @@
 //! logs. Processors are synchronous so they can be tested and benchmarked without a runtime.
 
 pub mod batch;
+pub mod connectors;
 pub mod pipeline;
 pub mod processor;
 pub mod processors;

@@ -56,6 +56,11 @@ impl<T: SignalData> Emit<T> {
     pub fn take_batches(&mut self) -> Vec<Batch<T>> {
         std::mem::take(&mut self.batches)
     }
+
+    /// What was reported dropped so far, by reason (tests and benches that run a processor alone).
+    pub fn take_dropped(&mut self) -> Vec<(&'static str, usize)> {
+        std::mem::take(&mut self.dropped)
+    }
 }
 
 pub trait Processor<T: SignalData>: Send {

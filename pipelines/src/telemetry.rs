@@ -61,6 +61,14 @@ struct Inner {
     queue_lag_seconds: Family<Labels, SecondsGauge>,
     redactions: Family<Labels, Counter>,
     transform_errors: Family<Labels, Counter>,
+    sampling_policy: Family<Labels, Counter>,
+    sampling_traces: Family<Labels, Counter>,
+    sampling_early: Family<Labels, Counter>,
+    sampling_late: Family<Labels, Counter>,
+    sampling_held_bytes: Family<Labels, Gauge>,
+    sampling_held_traces: Family<Labels, Gauge>,
+    connector_emitted: Family<Labels, Counter>,
+    connector_overflow: Family<Labels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -209,6 +217,38 @@ impl Telemetry {
                 "Items on which a transform processor's VRL program failed at run time, by outcome (kept \
                  unchanged or dropped, per drop_on_error / drop_on_abort)"
             ),
+            sampling_policy: family!(
+                "tail_sampling_policy_evaluations",
+                "Traces each tail_sampling policy evaluated, by its own verdict (sampled true/false)"
+            ),
+            sampling_traces: family!(
+                "tail_sampling_traces",
+                "Traces tail_sampling decided, by final decision and the policy that decided (empty: none matched)"
+            ),
+            sampling_early: family!(
+                "tail_sampling_early_decisions",
+                "Traces decided before their decision_wait, by reason (max_memory, num_traces, shutdown)"
+            ),
+            sampling_late: family!(
+                "tail_sampling_late_spans",
+                "Spans that arrived after their trace was decided and followed the decision"
+            ),
+            sampling_held_bytes: family!(
+                "tail_sampling_held_bytes",
+                "Heap bytes of the spans tail_sampling holds until their traces are decided"
+            ),
+            sampling_held_traces: family!(
+                "tail_sampling_held_traces",
+                "Traces tail_sampling holds awaiting a decision"
+            ),
+            connector_emitted: family!(
+                "connector_emitted_items",
+                "Data points a summarizing connector (spanmetrics, count) produced into its pipelines"
+            ),
+            connector_overflow: family!(
+                "connector_overflow_items",
+                "Items a connector counted in its overflow series because aggregation_cardinality_limit was reached"
+            ),
             registry,
         };
         Self {
@@ -328,6 +368,132 @@ impl RedactionMetrics {
 
     pub fn get(&self, rule: usize) -> u64 {
         self.counters.get(rule).map_or(0, Counter::get)
+    }
+}
+
+/// Events of one `tail_sampling` processor, with the per-policy counters resolved at build time.
+#[derive(Clone)]
+pub struct TailSamplingMetrics {
+    telemetry: Telemetry,
+    labels: Labels,
+    /// Per policy: (sampled, not sampled) verdicts.
+    verdicts: Vec<(Counter, Counter)>,
+    /// Per policy and one more for "no policy": (kept, dropped) final decisions.
+    decided: Vec<(Counter, Counter)>,
+    held_bytes: Gauge,
+    held_traces: Gauge,
+}
+
+impl Telemetry {
+    pub fn tail_sampling(
+        &self,
+        pipeline: &str,
+        processor: &str,
+        policies: &[&str],
+    ) -> TailSamplingMetrics {
+        let labels: Labels = vec![
+            ("pipeline", pipeline.to_owned()),
+            ("processor", processor.to_owned()),
+        ];
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut l = labels.clone();
+            l.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            l
+        };
+        let inner = &self.inner;
+        let verdicts = policies
+            .iter()
+            .map(|p| {
+                (
+                    inner
+                        .sampling_policy
+                        .get_or_create_owned(&with(&[("policy", p), ("sampled", "true")])),
+                    inner
+                        .sampling_policy
+                        .get_or_create_owned(&with(&[("policy", p), ("sampled", "false")])),
+                )
+            })
+            .collect();
+        let decided = policies
+            .iter()
+            .copied()
+            .chain(std::iter::once(""))
+            .map(|p| {
+                (
+                    inner
+                        .sampling_traces
+                        .get_or_create_owned(&with(&[("policy", p), ("decision", "sampled")])),
+                    inner
+                        .sampling_traces
+                        .get_or_create_owned(&with(&[("policy", p), ("decision", "not_sampled")])),
+                )
+            })
+            .collect();
+        TailSamplingMetrics {
+            held_bytes: inner.sampling_held_bytes.get_or_create_owned(&labels),
+            held_traces: inner.sampling_held_traces.get_or_create_owned(&labels),
+            telemetry: self.clone(),
+            labels,
+            verdicts,
+            decided,
+        }
+    }
+
+    /// Counters of one summarizing connector: (data points emitted, items counted in overflow).
+    pub fn connector(&self, connector: &str) -> (Counter, Counter) {
+        let labels = vec![("connector", connector.to_owned())];
+        (
+            self.inner.connector_emitted.get_or_create_owned(&labels),
+            self.inner.connector_overflow.get_or_create_owned(&labels),
+        )
+    }
+}
+
+impl TailSamplingMetrics {
+    pub fn policy_verdict(&self, policy: usize, sampled: bool) {
+        if let Some((yes, no)) = self.verdicts.get(policy) {
+            if sampled {
+                yes.inc()
+            } else {
+                no.inc()
+            };
+        }
+    }
+
+    /// A final decision; `policy` is the deciding policy's index, `None` when none matched.
+    pub fn trace_decided(&self, policy: Option<usize>, sampled: bool) {
+        let i = policy.unwrap_or(self.decided.len() - 1);
+        if let Some((yes, no)) = self.decided.get(i) {
+            if sampled {
+                yes.inc()
+            } else {
+                no.inc()
+            };
+        }
+    }
+
+    pub fn early_decision(&self, reason: &'static str) {
+        let mut l = self.labels.clone();
+        l.push(("reason", reason.to_owned()));
+        self.telemetry.inner.sampling_early.get_or_create(&l).inc();
+    }
+
+    pub fn late_spans(&self, sampled: bool, spans: usize) {
+        let mut l = self.labels.clone();
+        l.push((
+            "decision",
+            if sampled { "sampled" } else { "not_sampled" }.to_owned(),
+        ));
+        self.telemetry
+            .inner
+            .sampling_late
+            .get_or_create(&l)
+            .inc_by(spans as u64);
+    }
+
+    pub fn set_held(&self, bytes: usize, traces: usize) {
+        self.held_bytes.set(bytes as i64);
+        self.held_traces.set(traces as i64);
     }
 }
 

@@ -13,6 +13,7 @@ use super::endpoint;
 pub(super) fn check_processor(r: &mut Report, path: &str, processor: &ProcessorConfig) {
     match processor {
         ProcessorConfig::MemoryLimiter(m) => memory_limiter(r, path, m),
+        ProcessorConfig::TailSampling(c) => super::sampling::tail_sampling(r, path, c),
         ProcessorConfig::Batch(b) => {
             if b.send_batch_max_size > 0 && b.send_batch_max_size < b.send_batch_size {
                 r.error(

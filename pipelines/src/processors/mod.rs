@@ -5,3 +5,4 @@ pub mod batch;
 pub mod memory_limiter;
 pub mod redaction;
 pub mod transform;
+pub mod tail_sampling;

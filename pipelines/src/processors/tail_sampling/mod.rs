@@ -1,0 +1,642 @@
+//! Processor `tail_sampling`: holds every trace's spans until the trace is decided, then keeps or drops
+//! the whole trace by policy, with the OpenTelemetry Collector's configuration.
+//!
+//! Guarantees:
+//! - A trace is decided `decision_wait` after its first span arrived, or `decision_wait_after_root_received`
+//!   after its root span (no parent) arrived if that is sooner. Spans arriving after the decision follow
+//!   it: while the trace is still in the trace table (the last `num_traces` traces), or in the
+//!   `decision_cache` (kept and dropped trace ids, each bounded, oldest forgotten first).
+//! - Memory is bounded in bytes: held spans never occupy more than `max_memory` after a request is taken
+//!   in (during one, by at most one fragment more). Reaching it decides the oldest pending traces early,
+//!   and `num_traces` does the same to the oldest trace; both are counted
+//!   (`outpost_tail_sampling_early_decisions_total{reason}`). Receivers are never blocked by this
+//!   processor and nothing is dropped for lack of room without a decision.
+//! - Held spans are stored compactly ([`store`]): interned resource/scope, no trace id, zstd with a
+//!   trained dictionary.
+//! - A kept span carries the attribute [`POLICY_ATTRIBUTE`] naming the policy that kept its trace.
+//! - Every dropped span is counted by the chain's runner (`not_sampled`, `invalid_trace_id`).
+//!
+//! Acknowledgement: like the Collector's processor, a client is answered once its spans are held here,
+//! not when a decision is made (which may be 30 s later, longer than an SDK's export timeout). From then
+//! on the spans are this processor's responsibility: on shutdown every pending trace is decided at once
+//! (counted as an early decision, reason `shutdown`) and what is kept is queued; a crash loses what was
+//! held in memory, the price of sampling on whole traces. Spans that pass straight through (late spans
+//! of a kept trace) keep their client's acknowledgement until they are queued, as everywhere else.
+
+pub mod gen;
+mod policy;
+mod store;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use outpost_config::TailSamplingConfig;
+use prost::Message;
+
+use crate::batch::Batch;
+use crate::processor::{Emit, Processor};
+use crate::signal::Traces;
+use crate::telemetry::TailSamplingMetrics;
+
+pub use policy::Verdict;
+use policy::{combine, Policy, TraceView};
+use store::{Codec, Fragment, Group, Groups};
+
+/// The span attribute naming the policy that kept the span's trace.
+pub const POLICY_ATTRIBUTE: &str = "tailsampling.policy";
+
+/// What one pending trace costs besides its fragments: its table entry, deque entries, the fragment
+/// list's allocation. Set from the tail_sampling bench's counting allocator, so that `max_memory` bounds
+/// the real heap (the bench's heap growth was 86 B/span against 64 B/span accounted with 160 here).
+const TRACE_OVERHEAD: usize = 300;
+
+type TraceId = [u8; 16];
+
+/// Why a trace was decided before its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyReason {
+    MaxMemory,
+    NumTraces,
+    Shutdown,
+}
+
+impl EarlyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EarlyReason::MaxMemory => "max_memory",
+            EarlyReason::NumTraces => "num_traces",
+            EarlyReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counts kept by the processor itself, for tests and benches (the same events go to `/metrics`).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub traces_sampled: u64,
+    pub traces_not_sampled: u64,
+    /// Final decisions by deciding policy (`""` when no policy matched).
+    pub by_policy: HashMap<String, (u64, u64)>,
+    pub early: HashMap<&'static str, u64>,
+    pub late_spans_sampled: u64,
+    pub late_spans_not_sampled: u64,
+    /// The most `held_bytes` ever reached after taking in a fragment and making room.
+    pub peak_held_bytes: usize,
+}
+
+struct Pending {
+    gen: u64,
+    frags: Vec<Fragment>,
+    spans: u64,
+    encoded: u64,
+    cost: usize,
+    root_seen: bool,
+}
+
+enum State {
+    Pending(Pending),
+    /// `policy`: index of the deciding policy, if one decided.
+    Decided {
+        gen: u64,
+        keep: bool,
+        policy: Option<u16>,
+    },
+}
+
+impl State {
+    fn gen(&self) -> u64 {
+        match self {
+            State::Pending(p) => p.gen,
+            State::Decided { gen, .. } => *gen,
+        }
+    }
+}
+
+/// A bounded set of remembered decisions; the oldest is forgotten first.
+struct DecisionCache {
+    cap: usize,
+    map: HashMap<TraceId, Option<u16>>,
+    fifo: VecDeque<TraceId>,
+}
+
+impl DecisionCache {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            map: HashMap::new(),
+            fifo: VecDeque::new(),
+        }
+    }
+    fn insert(&mut self, id: TraceId, policy: Option<u16>) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.map.insert(id, policy).is_none() {
+            self.fifo.push_back(id);
+            if self.fifo.len() > self.cap {
+                if let Some(old) = self.fifo.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+    fn get(&self, id: &TraceId) -> Option<Option<u16>> {
+        self.map.get(id).copied()
+    }
+}
+
+/// Kept spans gathered into one payload, grouped under their resource and scope.
+#[derive(Default)]
+struct Kept {
+    out: Traces,
+    /// Group id → indexes into `out.resource_spans` holding that group (checked for equality, since a
+    /// group id can be reused once its last span is let go).
+    index: HashMap<u32, Vec<usize>>,
+}
+
+impl Kept {
+    fn push(&mut self, gid: u32, group: &Group, span: Span) {
+        let slots = self.index.entry(gid).or_default();
+        let found = slots.iter().copied().find(|&i| {
+            let rs = &self.out.resource_spans[i];
+            rs.resource == group.resource
+                && rs.schema_url == group.resource_schema_url
+                && rs.scope_spans[0].scope == group.scope
+                && rs.scope_spans[0].schema_url == group.scope_schema_url
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                self.out.resource_spans.push(ResourceSpans {
+                    resource: group.resource.clone(),
+                    schema_url: group.resource_schema_url.clone(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: group.scope.clone(),
+                        schema_url: group.scope_schema_url.clone(),
+                        spans: Vec::new(),
+                    }],
+                });
+                let i = self.out.resource_spans.len() - 1;
+                slots.push(i);
+                i
+            }
+        };
+        self.out.resource_spans[i].scope_spans[0].spans.push(span);
+    }
+}
+
+pub struct TailSampling {
+    policies: Vec<Policy>,
+    decision_wait: Duration,
+    after_root: Option<Duration>,
+    num_traces: usize,
+    max_memory: usize,
+    traces: HashMap<TraceId, State>,
+    /// Every trace in `traces`, oldest first, with its generation.
+    order: VecDeque<(TraceId, u64)>,
+    /// Pending traces by `decision_wait` deadline (= arrival order, so also the oldest first).
+    waits: VecDeque<(Instant, TraceId, u64)>,
+    root_waits: VecDeque<(Instant, TraceId, u64)>,
+    sampled_cache: DecisionCache,
+    non_sampled_cache: DecisionCache,
+    groups: Groups,
+    codec: Codec,
+    held_bytes: usize,
+    held_traces: usize,
+    next_gen: u64,
+    kept: Kept,
+    stats: Stats,
+    metrics: TailSamplingMetrics,
+}
+
+impl TailSampling {
+    /// Builds the processor; fails only on a policy that validation would have refused.
+    pub fn new(cfg: &TailSamplingConfig, metrics: TailSamplingMetrics) -> Result<Self, String> {
+        let policies = cfg
+            .policies
+            .iter()
+            .map(policy::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        let capacity = (cfg.expected_new_traces_per_sec as usize)
+            .saturating_mul(cfg.decision_wait.get().as_secs().max(1) as usize)
+            .min(cfg.num_traces as usize)
+            .min(1 << 20);
+        Ok(Self {
+            policies,
+            decision_wait: cfg.decision_wait.get(),
+            after_root: cfg.decision_wait_after_root_received.map(|d| d.get()),
+            num_traces: cfg.num_traces.max(1) as usize,
+            max_memory: cfg.max_memory.bytes() as usize,
+            traces: HashMap::with_capacity(capacity),
+            order: VecDeque::new(),
+            waits: VecDeque::new(),
+            root_waits: VecDeque::new(),
+            sampled_cache: DecisionCache::new(cfg.decision_cache.sampled_cache_size),
+            non_sampled_cache: DecisionCache::new(cfg.decision_cache.non_sampled_cache_size),
+            groups: Groups::default(),
+            codec: Codec::default(),
+            held_bytes: 0,
+            held_traces: 0,
+            next_gen: 0,
+            kept: Kept::default(),
+            stats: Stats::default(),
+            metrics,
+        })
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Heap bytes of held spans (fragments, per-trace bookkeeping and interned resources/scopes).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes + self.groups.bytes()
+    }
+
+    pub fn held_traces(&self) -> usize {
+        self.held_traces
+    }
+
+    /// Whether held spans are compressed yet (the dictionary is trained on the first ~256 KiB).
+    pub fn compressing(&self) -> bool {
+        self.codec.trained()
+    }
+
+    /// [`Processor::process`] at a given time (tests and benches drive the clock).
+    pub fn process_at(&mut self, mut batch: Batch<Traces>, now: Instant, out: &mut Emit<Traces>) {
+        let data = std::mem::take(&mut batch.data);
+        let mut passthrough = Traces::default();
+        let mut invalid = 0usize;
+        let mut late_dropped = 0usize;
+        for rs in data.resource_spans {
+            for ss in rs.scope_spans {
+                let group = Group {
+                    resource: rs.resource.clone(),
+                    resource_schema_url: rs.schema_url.clone(),
+                    scope: ss.scope.clone(),
+                    scope_schema_url: ss.schema_url.clone(),
+                };
+                // The spans of this scope, by trace, in arrival order.
+                let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
+                let mut where_: HashMap<TraceId, usize> = HashMap::new();
+                for span in ss.spans {
+                    let Ok(id) = <TraceId>::try_from(span.trace_id.as_slice()) else {
+                        invalid += 1;
+                        continue;
+                    };
+                    let i = *where_.entry(id).or_insert_with(|| {
+                        by_trace.push((id, Vec::new()));
+                        by_trace.len() - 1
+                    });
+                    by_trace[i].1.push(span);
+                }
+                let mut pass_spans = Vec::new();
+                for (id, spans) in by_trace {
+                    match self.settled(&id) {
+                        Some((true, policy)) => {
+                            self.late(true, spans.len());
+                            let name = self.policy_name(policy);
+                            for mut s in spans {
+                                mark(&mut s, name);
+                                pass_spans.push(s);
+                            }
+                        }
+                        Some((false, _)) => {
+                            self.late(false, spans.len());
+                            late_dropped += spans.len();
+                        }
+                        None => self.hold(id, &group, spans, now, out),
+                    }
+                }
+                if !pass_spans.is_empty() {
+                    passthrough.resource_spans.push(ResourceSpans {
+                        resource: group.resource,
+                        schema_url: group.resource_schema_url,
+                        scope_spans: vec![ScopeSpans {
+                            scope: group.scope,
+                            schema_url: group.scope_schema_url,
+                            spans: pass_spans,
+                        }],
+                    });
+                }
+            }
+        }
+        out.dropped("invalid_trace_id", invalid);
+        out.dropped("not_sampled", late_dropped);
+        self.flush_kept(out);
+        // The client's request: what passes straight through keeps its acknowledgement until queued; the
+        // held rest is ours now (see the module docs).
+        batch.data = passthrough;
+        if batch.item_count() > 0 {
+            out.push(batch);
+        } else {
+            batch.discard();
+        }
+        self.publish();
+    }
+
+    /// The decision already made for `id`, if any: (kept, deciding policy).
+    fn settled(&self, id: &TraceId) -> Option<(bool, Option<u16>)> {
+        match self.traces.get(id) {
+            Some(State::Decided { keep, policy, .. }) => Some((*keep, *policy)),
+            Some(State::Pending(_)) => None,
+            None => {
+                if let Some(p) = self.sampled_cache.get(id) {
+                    Some((true, p))
+                } else {
+                    self.non_sampled_cache.get(id).map(|p| (false, p))
+                }
+            }
+        }
+    }
+
+    fn policy_name(&self, policy: Option<u16>) -> &str {
+        policy
+            .and_then(|i| self.policies.get(usize::from(i)))
+            .map_or("", |p| p.name.as_str())
+    }
+
+    fn late(&mut self, keep: bool, n: usize) {
+        if keep {
+            self.stats.late_spans_sampled += n as u64;
+        } else {
+            self.stats.late_spans_not_sampled += n as u64;
+        }
+        self.metrics.late_spans(keep, n);
+    }
+
+    /// Adds `spans` of trace `id` to what is held, then makes room if that went over a bound.
+    fn hold(
+        &mut self,
+        id: TraceId,
+        group: &Group,
+        mut spans: Vec<Span>,
+        now: Instant,
+        out: &mut Emit<Traces>,
+    ) {
+        let gid = self.groups.intern(group, spans.len() as u64);
+        let mut encoded = 0u64;
+        let mut root = false;
+        for s in &mut spans {
+            root |= s.parent_span_id.is_empty();
+            s.trace_id = Vec::new();
+            // 16 trace-id bytes and their tag and length were part of the span as sent.
+            encoded += (s.encoded_len() + 18) as u64;
+        }
+        let refs: Vec<(u32, &Span)> = spans.iter().map(|s| (gid, s)).collect();
+        let frag = self.codec.encode(&refs);
+        let cost = frag.cost();
+        if !self.traces.contains_key(&id) {
+            self.make_room_for_trace(out);
+            let gen = self.next_gen;
+            self.next_gen += 1;
+            self.traces.insert(
+                id,
+                State::Pending(Pending {
+                    gen,
+                    frags: Vec::new(),
+                    spans: 0,
+                    encoded: 0,
+                    cost: TRACE_OVERHEAD,
+                    root_seen: false,
+                }),
+            );
+            self.order.push_back((id, gen));
+            self.waits.push_back((now + self.decision_wait, id, gen));
+            self.held_bytes += TRACE_OVERHEAD;
+            self.held_traces += 1;
+        }
+        let Some(State::Pending(p)) = self.traces.get_mut(&id) else {
+            unreachable!("a trace without a decision is pending");
+        };
+        p.frags.push(frag);
+        p.spans += spans.len() as u64;
+        p.encoded += encoded;
+        p.cost += cost;
+        self.held_bytes += cost;
+        if root && !p.root_seen {
+            p.root_seen = true;
+            if let Some(wait) = self.after_root {
+                self.root_waits.push_back((now + wait, id, p.gen));
+            }
+        }
+        while self.held_bytes() > self.max_memory {
+            if !self.decide_oldest(EarlyReason::MaxMemory, now, out) {
+                break;
+            }
+        }
+        self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.held_bytes());
+    }
+
+    /// Lets go of the oldest traces until a new one fits under `num_traces`.
+    fn make_room_for_trace(&mut self, out: &mut Emit<Traces>) {
+        while self.traces.len() >= self.num_traces {
+            let Some((id, gen)) = self.order.pop_front() else {
+                break;
+            };
+            match self.traces.get(&id) {
+                Some(s) if s.gen() == gen => {}
+                _ => continue,
+            }
+            if matches!(self.traces.get(&id), Some(State::Pending(_))) {
+                self.decide(id, Some(EarlyReason::NumTraces), Instant::now(), out);
+            }
+            self.traces.remove(&id);
+        }
+    }
+
+    /// Decides the oldest pending trace early. False when nothing is pending.
+    fn decide_oldest(&mut self, reason: EarlyReason, now: Instant, out: &mut Emit<Traces>) -> bool {
+        while let Some((_, id, gen)) = self.waits.pop_front() {
+            if matches!(self.traces.get(&id), Some(State::Pending(p)) if p.gen == gen) {
+                self.decide(id, Some(reason), now, out);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Decides trace `id` (pending): evaluates the policies, gathers its spans into `self.kept` or counts
+    /// them dropped, and remembers the decision.
+    fn decide(
+        &mut self,
+        id: TraceId,
+        early: Option<EarlyReason>,
+        now: Instant,
+        out: &mut Emit<Traces>,
+    ) {
+        let Some(State::Pending(p)) = self.traces.remove(&id) else {
+            return;
+        };
+        self.held_bytes -= p.cost;
+        self.held_traces -= 1;
+        let mut spans: Vec<(u32, Span)> = Vec::with_capacity(p.spans as usize);
+        let mut broken = 0usize;
+        for f in &p.frags {
+            if let Err(e) = self.codec.decode(f, &mut spans) {
+                // Our own encoding: only a bug gets here. Count what was lost rather than panic.
+                tracing::error!(error = %e, "tail_sampling: a held fragment did not decode");
+                broken += 1;
+            }
+        }
+        if broken > 0 {
+            out.dropped(
+                "internal_error",
+                (p.spans as usize).saturating_sub(spans.len()),
+            );
+        }
+        for (_, s) in &mut spans {
+            s.trace_id = id.to_vec();
+        }
+        let groups = &self.groups;
+        let resource_attrs = |g: u32| -> &[KeyValue] {
+            groups
+                .get(g)
+                .and_then(|g| g.resource.as_ref())
+                .map_or(&[][..], |r| r.attributes.as_slice())
+        };
+        let view = TraceView {
+            trace_id: &id,
+            spans: &spans,
+            resource_attrs: &resource_attrs,
+            encoded_bytes: p.encoded,
+        };
+        let mut verdicts = Vec::with_capacity(self.policies.len());
+        for (i, pol) in self.policies.iter_mut().enumerate() {
+            let v = pol.evaluate(&view, now);
+            self.metrics.policy_verdict(i, v.samples());
+            verdicts.push(v);
+        }
+        let (keep, by_index) = combine(&verdicts);
+        let by_name = by_index
+            .map_or("", |i| self.policies[i].name.as_str())
+            .to_owned();
+        self.metrics.trace_decided(by_index, keep);
+        let entry = self.stats.by_policy.entry(by_name.clone()).or_default();
+        if keep {
+            self.stats.traces_sampled += 1;
+            entry.0 += 1;
+        } else {
+            self.stats.traces_not_sampled += 1;
+            entry.1 += 1;
+        }
+        if let Some(reason) = early {
+            *self.stats.early.entry(reason.as_str()).or_default() += 1;
+            self.metrics.early_decision(reason.as_str());
+        }
+        let n = spans.len();
+        for (gid, mut span) in spans {
+            if keep {
+                if let Some(group) = self.groups.get(gid) {
+                    mark(&mut span, &by_name);
+                    self.kept.push(gid, group, span);
+                }
+            }
+            self.groups.release(gid, 1);
+        }
+        if !keep {
+            out.dropped("not_sampled", n);
+        }
+        let policy = by_index.map(|i| i as u16);
+        self.traces.insert(
+            id,
+            State::Decided {
+                gen: p.gen,
+                keep,
+                policy,
+            },
+        );
+        if keep {
+            self.sampled_cache.insert(id, policy);
+        } else {
+            self.non_sampled_cache.insert(id, policy);
+        }
+    }
+
+    fn flush_kept(&mut self, out: &mut Emit<Traces>) {
+        let kept = std::mem::take(&mut self.kept);
+        if !kept.out.resource_spans.is_empty() {
+            out.push(Batch::new(kept.out));
+        }
+    }
+
+    fn publish(&self) {
+        self.metrics.set_held(self.held_bytes(), self.held_traces);
+    }
+
+    /// Decides every trace whose time has come at `now`.
+    pub fn on_deadline_at(&mut self, now: Instant, out: &mut Emit<Traces>) {
+        for root in [false, true] {
+            loop {
+                let q = if root {
+                    &mut self.root_waits
+                } else {
+                    &mut self.waits
+                };
+                match q.front() {
+                    Some((at, id, gen)) if *at <= now => {
+                        let (id, gen) = (*id, *gen);
+                        q.pop_front();
+                        if matches!(self.traces.get(&id), Some(State::Pending(p)) if p.gen == gen) {
+                            self.decide(id, None, now, out);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.flush_kept(out);
+        self.publish();
+    }
+}
+
+/// Records on a kept span which policy kept it.
+fn mark(span: &mut Span, policy: &str) {
+    let value = Some(AnyValue {
+        value: Some(any_value::Value::StringValue(policy.to_owned())),
+    });
+    match span
+        .attributes
+        .iter_mut()
+        .find(|kv| kv.key == POLICY_ATTRIBUTE)
+    {
+        Some(kv) => kv.value = value,
+        None => span.attributes.push(KeyValue {
+            key: POLICY_ATTRIBUTE.into(),
+            value,
+            ..Default::default()
+        }),
+    }
+}
+
+impl Processor<Traces> for TailSampling {
+    fn process(&mut self, batch: Batch<Traces>, out: &mut Emit<Traces>) {
+        self.process_at(batch, Instant::now(), out);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let a = self.waits.front().map(|w| w.0);
+        let b = self.root_waits.front().map(|w| w.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_deadline(&mut self, now: Instant, out: &mut Emit<Traces>) {
+        self.on_deadline_at(now, out);
+    }
+
+    fn drain(&mut self, out: &mut Emit<Traces>) {
+        let now = Instant::now();
+        while self.decide_oldest(EarlyReason::Shutdown, now, out) {}
+        self.root_waits.clear();
+        self.flush_kept(out);
+        self.publish();
+    }
+}
+
+#[cfg(test)]
+mod tests;
