@@ -241,7 +241,9 @@ impl Engine {
             return Err(TooLarge);
         }
         scratch.candidates.clear();
-        if let Some(ac) = &self.literals {
+        // `is_match` can use the automaton's prefilter; the overlapping walk (which finds every literal)
+        // cannot, so it only runs on the few values that hold some literal.
+        if let Some(ac) = self.literals.as_ref().filter(|ac| ac.is_match(hay)) {
             let words = self.rules.len().div_ceil(64);
             scratch.seen.clear();
             scratch.seen.resize(words, 0);
@@ -275,7 +277,8 @@ impl Engine {
             if rule.min_digits > digits {
                 continue;
             }
-            if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run {
+            if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run
+            {
                 continue;
             }
             if let Some(keys) = &rule.keys {
