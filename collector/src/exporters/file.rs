@@ -197,7 +197,7 @@ impl<T: OtlpSignal> Exporter<T> for FileExporter {
             tokio::task::block_in_place(|| lock(&self.writer).write_line(&line)).map_err(io_err)?;
             Ok(Delivered {
                 wire_bytes: line.len(),
-                rejected: Default::default(),
+                ..Default::default()
             })
         })
     }
@@ -259,9 +259,7 @@ mod tests {
             });
         let payload = super::Payload::<Traces>::new(prost::Message::encode_to_vec(&t).into(), 1);
         for _ in 0..20 {
-            Exporter::<Traces>::export(&exp, &payload)
-                .await
-                .unwrap();
+            Exporter::<Traces>::export(&exp, &payload).await.unwrap();
             // Distinct timestamps for distinct backups.
             std::thread::sleep(Duration::from_millis(2));
         }
