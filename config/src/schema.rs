@@ -561,9 +561,12 @@ pub struct PrometheusRemoteWriteExporterConfig {
     /// `sending_queue` (a warning says so).
     #[serde(default)]
     pub remote_write_queue: Option<RemoteWriteQueueConfig>,
-    /// Unset: one request in flight, so the samples of a series arrive in order (Prometheus refuses
-    /// out-of-order samples).
-    #[serde(default = "PrometheusRemoteWriteExporterConfig::default_sending_queue")]
+    /// As on other exporters, except that `num_consumers` defaults to 1, so the samples of a series
+    /// arrive in order (Prometheus refuses out-of-order samples).
+    #[serde(
+        default = "PrometheusRemoteWriteExporterConfig::default_sending_queue",
+        deserialize_with = "one_consumer_unless_set"
+    )]
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
@@ -605,6 +608,43 @@ impl PrometheusRemoteWriteExporterConfig {
             burst_bytes: self.burst_bytes,
         }
     }
+}
+
+/// `sending_queue` with `num_consumers` defaulting to 1. The keys mirror [`SendingQueueConfig`]'s.
+fn one_consumer_unless_set<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<SendingQueueConfig, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Keys {
+        #[serde(default = "SendingQueueConfig::default_enabled")]
+        enabled: bool,
+        #[serde(default)]
+        num_consumers: Option<usize>,
+        #[serde(default)]
+        queue_size: Option<u64>,
+        #[serde(default)]
+        storage: Option<ComponentId>,
+        #[serde(default)]
+        start_at: StartAt,
+        #[serde(default)]
+        max_lag: Option<MaxLagConfig>,
+        #[serde(default)]
+        drain_order: DrainOrder,
+        #[serde(default)]
+        max_age: Option<HumanDuration>,
+    }
+    let k = Keys::deserialize(d)?;
+    Ok(SendingQueueConfig {
+        enabled: k.enabled,
+        num_consumers: k.num_consumers.unwrap_or(1),
+        queue_size: k.queue_size,
+        storage: k.storage,
+        start_at: k.start_at,
+        max_lag: k.max_lag,
+        drain_order: k.drain_order,
+        max_age: k.max_age,
+    })
 }
 
 /// A block with one key, `enabled`, defaulting to `DEFAULT` (`target_info: {enabled: false}`).

@@ -662,8 +662,27 @@ fn prometheusremotewrite_defaults_and_collector_keys() {
     assert_eq!(c.namespace.as_deref(), Some("edge"));
     assert_eq!(c.max_batch_size_bytes.bytes(), 3_000_000);
     assert_eq!(c.max_samples_per_request, 2000);
-    // One request in flight unless configured: Prometheus refuses out-of-order samples.
+    // One request in flight unless configured: Prometheus refuses out-of-order samples. Also when the
+    // block is there for other keys.
     assert_eq!(loaded.config.delivery(&id).sending_queue.num_consumers, 1);
+    let with_block = ok(&with_exporter(
+        &format!("{PRW}\n    sending_queue:\n      max_age: 2h"),
+        "metrics",
+    ));
+    assert!(with_block.warnings.is_empty(), "{:#?}", with_block.warnings);
+    let q = with_block.config.delivery(&id).sending_queue;
+    assert_eq!(q.num_consumers, 1);
+    assert_eq!(q.max_age.map(|a| a.get().as_secs()), Some(7200));
+    let yaml = with_exporter(
+        &format!("{PRW}\n    sending_queue:\n      num_consumer: 2"),
+        "metrics",
+    );
+    let e = error(&yaml);
+    assert!(
+        e.path.starts_with("exporters.prometheusremotewrite.sending_queue"),
+        "{e:?}"
+    );
+    assert_eq!(e.line, line_of(&yaml, "num_consumer:"));
 
     let defaults = ok(&with_exporter(PRW, "metrics"));
     let Some(outpost_config::ExporterConfig::PrometheusRemoteWrite(c)) =
@@ -682,7 +701,7 @@ fn prometheusremotewrite_warns_about_its_superseded_queue_and_concurrency() {
     let yaml = with_exporter(
         &format!(
             "{PRW}\n    remote_write_queue:\n      enabled: true\n      num_consumers: 5\n    sending_queue:\n      \
-             num_consumers: 3"
+             num_consumers: 3\n      drain_order: newest_first"
         ),
         "metrics",
     );
@@ -693,6 +712,7 @@ fn prometheusremotewrite_warns_about_its_superseded_queue_and_concurrency() {
         vec![
             "exporters.prometheusremotewrite.remote_write_queue",
             "exporters.prometheusremotewrite.sending_queue.num_consumers",
+            "exporters.prometheusremotewrite.sending_queue.drain_order",
         ]
     );
     assert!(loaded.warnings[1]

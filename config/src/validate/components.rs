@@ -274,6 +274,14 @@ fn prometheus_remote_write(
             ),
         );
     }
+    if prw.sending_queue.drain_order == DrainOrder::NewestFirst {
+        r.warning(
+            &key_path(&key_path(path, "sending_queue"), "drain_order"),
+            "newest_first sends a backlog after newer data, and Prometheus refuses samples older than the \
+             newest of their series (HTTP 400, counted as dropped) unless its out_of_order_time_window \
+             covers the backlog; use oldest_first unless the destination accepts them",
+        );
+    }
 }
 
 /// Prometheus label names match `[a-zA-Z_][a-zA-Z0-9_]*`; names starting with `__` are reserved.
