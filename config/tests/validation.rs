@@ -679,7 +679,8 @@ fn prometheusremotewrite_defaults_and_collector_keys() {
     );
     let e = error(&yaml);
     assert!(
-        e.path.starts_with("exporters.prometheusremotewrite.sending_queue"),
+        e.path
+            .starts_with("exporters.prometheusremotewrite.sending_queue"),
         "{e:?}"
     );
     assert_eq!(e.line, line_of(&yaml, "num_consumer:"));

@@ -9,11 +9,11 @@
 //! - A retryable failure (connection error, timeout, 429, 5xx — remote-write's rule is that every 5xx is
 //!   retried — with Retry-After honoured by the runner) or 401/403: the runner retries the payload. The
 //!   requests already accepted are *not* sent again: the exporter keeps the encoded requests and how far
-//!   it got until the payload is done. This matters beyond saving bandwidth: Prometheus refuses a sample
-//!   older than the newest one of its series, and it refuses a whole request for one such sample, so
-//!   re-sending an accepted request holding two samples of a series would turn a transient error into a
-//!   loss. (After a restart the record is sent again from its first request; what Prometheus then refuses
-//!   as out of order is already stored.)
+//!   it got until the payload is done (for at most [`MAX_REMEMBERED`] payloads). This matters beyond
+//!   saving bandwidth and CPU: Prometheus refuses a sample older than the newest one of its series, and
+//!   it refuses a whole request for one such sample, so re-sending an accepted request holding two
+//!   samples of a series would turn a transient error into a loss. (After a restart the record is sent
+//!   again from its first request; what Prometheus then refuses as out of order is already stored.)
 //! - 413: with nothing of the payload delivered yet, the runner halves the payload and retries each half;
 //!   otherwise the request's points are dropped, counted as `http_413`.
 //! - Any other 4xx: Prometheus refused the request as a whole (it rolls the request back); its points are
@@ -44,6 +44,11 @@ use crate::prom::translate::{self, Settings};
 /// budget with the body: an estimate, since the client writes them.
 const REQUEST_OVERHEAD: usize = 320;
 
+/// Payloads whose progress is remembered at most. Only payloads being retried are remembered, at most
+/// `num_consumers` at a time; the bound covers those the runner gave up on without telling the exporter
+/// (`max_age`, `max_elapsed_time`), which would otherwise be kept forever. Forgetting one costs a resend.
+const MAX_REMEMBERED: usize = 64;
+
 /// One encoded request of a payload.
 struct Body {
     data: Bytes,
@@ -61,6 +66,8 @@ struct Progress {
     dropped: Vec<(String, usize)>,
     /// Whether any request of this payload was accepted.
     delivered_any: bool,
+    /// When it was remembered, to forget the oldest first.
+    remembered: u64,
 }
 
 pub struct PrometheusRemoteWriteExporter {
@@ -72,6 +79,7 @@ pub struct PrometheusRemoteWriteExporter {
     max_samples: usize,
     bandwidth: Option<Arc<Bandwidth>>,
     progress: Mutex<HashMap<usize, Progress>>,
+    remembered: AtomicU64,
     /// Unix seconds of the last warning about a refused request (at most one a second).
     last_warning: AtomicU64,
 }
@@ -133,6 +141,7 @@ impl PrometheusRemoteWriteExporter {
             max_samples: cfg.max_samples_per_request.max(1),
             bandwidth,
             progress: Mutex::new(HashMap::new()),
+            remembered: AtomicU64::new(0),
             last_warning: AtomicU64::new(0),
         })
     }
@@ -177,7 +186,24 @@ impl PrometheusRemoteWriteExporter {
             next: 0,
             dropped,
             delivered_any: false,
+            remembered: 0,
         })
+    }
+
+    /// Keeps `p` for the next attempt at its payload.
+    fn remember(&self, mut p: Progress) {
+        p.remembered = self.remembered.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.progress();
+        if map.len() >= MAX_REMEMBERED {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, v)| v.remembered)
+                .map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(p.payload.as_ptr() as usize, p);
     }
 
     async fn send(&self, body: Bytes) -> Result<(), ExportError> {
@@ -247,7 +273,7 @@ impl PrometheusRemoteWriteExporter {
                 }
                 Err(err) => match err.class {
                     ErrorClass::Retryable | ErrorClass::Unauthorized => {
-                        self.progress().insert(p.payload.as_ptr() as usize, p);
+                        self.remember(p);
                         return Err(err);
                     }
                     ErrorClass::TooLarge if !p.delivered_any => return Err(err),

@@ -215,3 +215,21 @@ async fn the_factory_refuses_other_signals() {
         .unwrap();
     assert!(err.contains("only sends metrics"), "{err}");
 }
+
+#[tokio::test]
+async fn progress_of_abandoned_payloads_is_bounded() {
+    // A destination that always fails: every payload is remembered for its retry, and the runner may
+    // give up on it (max_age) without telling the exporter.
+    let (url, _s) = sink(&[503; 200]).await;
+    let exp = exporter(&url, 2000);
+    let payloads: Vec<_> = (0..MAX_REMEMBERED + 10).map(|_| gauges(1, 0)).collect();
+    for p in &payloads {
+        exp.export(p).await.unwrap_err();
+    }
+    assert_eq!(exp.progress().len(), MAX_REMEMBERED);
+    // The newest is still remembered, the oldest forgotten.
+    let newest = payloads.last().unwrap().bytes.as_ptr() as usize;
+    let oldest = payloads[0].bytes.as_ptr() as usize;
+    assert!(exp.progress().contains_key(&newest));
+    assert!(!exp.progress().contains_key(&oldest));
+}
