@@ -28,7 +28,7 @@ use tonic::client::Grpc;
 use tonic::transport::Endpoint;
 
 /// A timestamp no real request holds, to find where timestamps sit in the encoded bytes.
-const SENTINEL: u64 = 0x5EED_0F_71_3E_57_A3_B5;
+const SENTINEL: u64 = 0x5EED_0F71_3E57_A3B5;
 
 #[derive(Parser)]
 #[command(
