@@ -546,3 +546,36 @@ fn retry_after_on_429_and_503_is_honoured() {
     );
     assert_eq!(m(sent_q), 20.0, "{text}");
 }
+
+#[test]
+fn a_refused_request_of_several_drops_only_its_points() {
+    // 50 points, 20 samples per request: requests of 20, 20 and 10 points; the second is refused.
+    let sink = ScriptedSink::start(vec![(200, None), (400, None)], false);
+    let grpc = free_port();
+    let extra = format!(
+        "{FAST_RETRY}    max_samples_per_request: 20\n    target_info:\n      enabled: false\n"
+    );
+    let agent = Agent::start(&agent_config(grpc, &sink.url(), &extra));
+    send_points(grpc, 50);
+
+    let sent_q = r#"outpost_exporter_sent_items_total{exporter="prometheusremotewrite"}"#;
+    let failed_q = r#"outpost_exporter_send_failed_items_total{exporter="prometheusremotewrite",reason="http_400"}"#;
+    wait_for(
+        Duration::from_secs(30),
+        "the payload to be done",
+        || (agent.metric(sent_q) + agent.metric(failed_q) >= 50.0).then_some(()),
+        || {
+            format!(
+                "{:?}\n{}\n{}",
+                sink.received(),
+                agent.metrics_text(),
+                agent.log()
+            )
+        },
+    );
+    let text = agent.metrics_text();
+    let m = |q: &str| outpost_integration::sum_metric(&text, q);
+    assert_eq!(m(failed_q), 20.0, "{text}");
+    assert_eq!(m(sent_q), 30.0, "{text}");
+    assert_eq!(sink.received().len(), 3, "no request sent twice");
+}
