@@ -9,7 +9,7 @@
 #        samples/s from the first request to the last sample acknowledged by Prometheus.
 # drain: Prometheus is down while the same load is queued on disk; then Prometheus starts and the script
 #        reports how fast outpost drains the backlog (samples/s from the first delivery to the last).
-# CPU is outpost's over the whole run (live) or over the drain alone (drain). Both check that Prometheus
+# CPU is outpost's (and Prometheus's) over the whole run (live) or over the drain alone (drain). Both check that Prometheus
 # appended exactly the samples sent (prometheus_tsdb_head_samples_appended_total)
 # and report outpost's CPU seconds per million samples and peak RSS.
 #
@@ -74,8 +74,10 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/nul
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$agent_pid/stat"; }
+prom_cpu() { curl -s "http://127.0.0.1:$prom_port/metrics" | awk '/^process_cpu_seconds_total/ {print $2}'; }
 sent_q='outpost_exporter_sent_items_total{exporter="prometheusremotewrite"'
 cpu0=$(cpu)
+[ "$mode" = live ] && pcpu0=$(prom_cpu)
 t0=$(now)
 "$bin/metrics-feed" --endpoint "127.0.0.1:$grpc_port" --batch "$batch" --requests "$requests" \
     --in-flight "$inflight" > "$work/feed.json"
@@ -90,6 +92,7 @@ if [ "$mode" = drain ]; then
     while [ "$(metric "$sent_q")" = 0 ]; do sleep 0.05; done
     t0=$(now)
     cpu0=$(cpu)
+    pcpu0=$(prom_cpu)
 fi
 while [ "$(metric "$sent_q")" -lt "$total" ]; do
     if ! kill -0 "$agent_pid" 2>/dev/null; then echo "outpost died:" >&2; cat "$work/outpost.log" >&2; exit 1; fi
@@ -97,12 +100,13 @@ while [ "$(metric "$sent_q")" -lt "$total" ]; do
 done
 t_done=$(now)
 cpu1=$(cpu)
-appended=$(curl -s "http://127.0.0.1:$prom_port/api/v1/query?query=prometheus_tsdb_head_samples_appended_total" |
-    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(sum(int(float(x["value"][1])) for x in r))')
+pcpu1=$(prom_cpu)
+appended=$(curl -s "http://127.0.0.1:$prom_port/metrics" |
+    awk '/^prometheus_tsdb_head_samples_appended_total/ {s+=$2} END {printf "%d", s}')
 failed=$(metric 'outpost_exporter_send_failed_items_total{')
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent_pid/status")
 python3 - "$work/feed.json" "$mode" "$total" "$t0" "$t_fed" "$t_done" "$cpu0" "$cpu1" "$ticks" "$appended" \
-    "$failed" "$hwm" "$batch" "$inflight" "$max_samples" "${queued:-0}" "${t_up:-0}" <<'PY'
+    "$failed" "$hwm" "$batch" "$inflight" "$max_samples" "${queued:-0}" "${t_up:-0}" "$pcpu0" "$pcpu1" <<'PY'
 import json, sys
 feed = json.load(open(sys.argv[1]))
 mode = sys.argv[2]
@@ -119,6 +123,7 @@ out = {
     "prometheus_appended": appended, "failed": failed,
     "outpost_cpu_s": round(cpu_s, 2), "cpu_s_per_million": round(cpu_s / total * 1e6, 2),
     "peak_rss_mib": round(hwm / 1024, 1),
+    "prometheus_cpu_s_per_million": round((float(sys.argv[19]) - float(sys.argv[18])) / total * 1e6, 2),
 }
 if mode == "drain":
     out["backlog_queue_mib"] = round(float(sys.argv[16]) / 2**20, 1)
