@@ -22,7 +22,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
     ScopeMetrics,
 };
-use outpost::prom::translate::{pack, translate, Settings};
+use outpost::prom::pack::pack;
+use outpost::prom::translate::{translate, Settings};
 use outpost_benches::loadgen::payload::metrics_request;
 use prost::Message;
 

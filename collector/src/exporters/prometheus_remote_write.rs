@@ -37,6 +37,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use super::delivery::Bandwidth;
 use super::{http_error, Delivered, ErrorClass, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
+use crate::prom::pack;
 use crate::prom::remote_write;
 use crate::prom::translate::{self, Settings};
 
@@ -167,7 +168,7 @@ impl PrometheusRemoteWriteExporter {
             .iter()
             .map(|(r, n)| ((*r).to_owned(), *n))
             .collect();
-        let bodies = translate::pack(translation, self.max_bytes, self.max_samples)
+        let bodies = pack::pack(translation, self.max_bytes, self.max_samples)
             .into_iter()
             .map(|r| {
                 let data = r

@@ -38,7 +38,7 @@
 //! bucket its value falls in.
 //!
 //! The output is grouped: all series that come from one metric and one label set (a histogram's buckets,
-//! sum and count at every timestamp of the payload) form a [`Group`], so [`pack`] can split a payload into
+//! sum and count at every timestamp of the payload) form a [`Group`], so [`super::pack`] can split a payload into
 //! requests without splitting a data point across requests when it can avoid it, and can say how many
 //! OTLP points each request carries. Samples of one series are sorted by time, as Prometheus requires.
 
@@ -52,11 +52,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint,
     HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint,
 };
-use prost::Message;
 
+use super::names::{holds_unit, prometheus_unit, sanitize_label_name, sanitize_metric_name};
 use super::remote_write::{
     histogram, stale_nan, BucketSpan, Exemplar, Histogram, Label, MetricMetadata, MetricType,
-    Sample, TimeSeries, WriteRequest, METRIC_NAME_LABEL,
+    Sample, TimeSeries, METRIC_NAME_LABEL,
 };
 
 /// Reasons points are not translated, as counted in `/metrics`.
@@ -672,50 +672,6 @@ fn sort_by_time(s: &mut TimeSeries) {
 // ---------------------------------------------------------------------------------------------------------
 // Names
 
-/// A metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*` with runs of `_` collapsed.
-pub fn sanitize_metric_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 1);
-    for c in name.chars() {
-        let c = if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-            c
-        } else {
-            '_'
-        };
-        if !(c == '_' && out.ends_with('_')) {
-            out.push(c);
-        }
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    if out.chars().all(|c| c == '_') {
-        out.clear();
-    }
-    out
-}
-
-/// A label name: `[a-zA-Z_][a-zA-Z0-9_]*` with runs of `_` collapsed; a leading digit or `_` gets a
-/// `key` prefix, so no attribute can produce a name Prometheus reserves (`__…`).
-pub fn sanitize_label_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for c in name.chars() {
-        let c = if c.is_ascii_alphanumeric() || c == '_' {
-            c
-        } else {
-            '_'
-        };
-        if !(c == '_' && out.ends_with('_')) {
-            out.push(c);
-        }
-    }
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert_str(0, "key_");
-    } else if out.starts_with('_') {
-        out.insert_str(0, "key");
-    }
-    out
-}
-
 /// The family name of `m` as `kind`, and its unit in Prometheus's words.
 fn metric_name(
     m: &Metric,
@@ -749,115 +705,6 @@ fn metric_name(
         name = format!("{ns}_{name}");
     }
     (sanitize_metric_name(&name), unit)
-}
-
-/// Whether `name`'s `_`-separated words contain `unit`'s words in a row.
-fn holds_unit(name: &str, unit: &str) -> bool {
-    let words: Vec<&str> = name.split('_').collect();
-    let unit_words: Vec<&str> = unit.split('_').collect();
-    words.windows(unit_words.len()).any(|w| w == unit_words)
-}
-
-/// An OTLP (UCUM) unit in Prometheus's words: `ms` → `milliseconds`, `By/s` → `bytes_per_second`,
-/// annotations in braces dropped, `1` → `ratio` for gauges. `None` when nothing is left.
-pub fn prometheus_unit(unit: &str, gauge: bool) -> Option<String> {
-    let mut plain = String::with_capacity(unit.len());
-    let mut depth = 0usize;
-    for c in unit.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => plain.push(c),
-            _ => {}
-        }
-    }
-    let plain = plain.trim();
-    if plain.is_empty() {
-        return None;
-    }
-    if plain == "1" {
-        return gauge.then(|| "ratio".to_owned());
-    }
-    let (main, per) = match plain.split_once('/') {
-        Some((m, p)) => (m.trim(), Some(p.trim())),
-        None => (plain, None),
-    };
-    let main = match main {
-        "" | "1" => String::new(),
-        m => unit_word(m)
-            .map(str::to_owned)
-            .unwrap_or_else(|| unit_token(m)),
-    };
-    let per = per
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            per_unit_word(p)
-                .map(str::to_owned)
-                .unwrap_or_else(|| unit_token(p))
-        })
-        .filter(|p| !p.is_empty());
-    let out = match (main.is_empty(), per) {
-        (false, Some(per)) => format!("{main}_per_{per}"),
-        (true, Some(per)) => format!("per_{per}"),
-        (false, None) => main,
-        (true, None) => return None,
-    };
-    Some(out)
-}
-
-fn unit_token(u: &str) -> String {
-    let s: String = u
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    s.split('_')
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join("_")
-}
-
-fn unit_word(u: &str) -> Option<&'static str> {
-    Some(match u {
-        "d" => "days",
-        "h" => "hours",
-        "min" => "minutes",
-        "s" => "seconds",
-        "ms" => "milliseconds",
-        "us" => "microseconds",
-        "ns" => "nanoseconds",
-        "By" => "bytes",
-        "KiBy" => "kibibytes",
-        "MiBy" => "mebibytes",
-        "GiBy" => "gibibytes",
-        "TiBy" => "tebibytes",
-        "KBy" => "kilobytes",
-        "MBy" => "megabytes",
-        "GBy" => "gigabytes",
-        "TBy" => "terabytes",
-        "m" => "meters",
-        "V" => "volts",
-        "A" => "amperes",
-        "J" => "joules",
-        "W" => "watts",
-        "g" => "grams",
-        "Cel" => "celsius",
-        "Hz" => "hertz",
-        "%" => "percent",
-        _ => return None,
-    })
-}
-
-fn per_unit_word(u: &str) -> Option<&'static str> {
-    Some(match u {
-        "s" => "second",
-        "m" => "minute",
-        "h" => "hour",
-        "d" => "day",
-        "w" => "week",
-        "mo" => "month",
-        "y" => "year",
-        _ => return None,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1111,129 +958,6 @@ fn spans(buckets: Option<&Buckets>, shift: u32) -> (Vec<BucketSpan>, Vec<i64>) {
         next_index = Some(index + 1);
     }
     (spans, deltas)
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Requests
-
-/// One remote-write request of a payload, and the OTLP points it carries.
-#[derive(Debug, Default)]
-pub struct Request {
-    pub body: WriteRequest,
-    pub points: usize,
-    pub samples: usize,
-}
-
-/// Bytes `m` adds to a message as a length-delimited field.
-fn field_len(len: usize) -> usize {
-    1 + prost::length_delimiter_len(len) + len
-}
-
-fn samples_of(s: &TimeSeries) -> usize {
-    s.samples.len() + s.histograms.len()
-}
-
-/// Packs a translation into requests of at most `max_bytes` (protobuf, before snappy) and `max_samples`
-/// samples (native histogram samples included). A group stays in one request when it fits in one; a
-/// larger one is split, series by series and then sample by sample, and its points are counted in the
-/// request that holds its last part. The metadata rides in the first request.
-pub fn pack(t: Translation, max_bytes: usize, max_samples: usize) -> Vec<Request> {
-    let max_samples = max_samples.max(1);
-    let mut requests = Vec::new();
-    let mut cur = Request::default();
-    let mut cur_bytes = 0;
-    for m in t.metadata {
-        cur_bytes += field_len(m.encoded_len());
-        cur.body.metadata.push(m);
-    }
-    let flush = |cur: &mut Request, cur_bytes: &mut usize, requests: &mut Vec<Request>| {
-        if !cur.body.timeseries.is_empty() || !cur.body.metadata.is_empty() {
-            requests.push(std::mem::take(cur));
-        }
-        *cur_bytes = 0;
-    };
-    for g in t.groups {
-        let bytes: usize = g.series.iter().map(|s| field_len(s.encoded_len())).sum();
-        let samples: usize = g.series.iter().map(samples_of).sum();
-        if !cur.body.timeseries.is_empty()
-            && (cur_bytes + bytes > max_bytes || cur.samples + samples > max_samples)
-        {
-            flush(&mut cur, &mut cur_bytes, &mut requests);
-        }
-        if cur_bytes + bytes <= max_bytes && cur.samples + samples <= max_samples {
-            cur.body.timeseries.extend(g.series);
-            cur.samples += samples;
-            cur.points += g.points;
-            cur_bytes += bytes;
-            continue;
-        }
-        for series in g.series {
-            for part in split_series(series, max_bytes, max_samples) {
-                let bytes = field_len(part.encoded_len());
-                let samples = samples_of(&part);
-                if !cur.body.timeseries.is_empty()
-                    && (cur_bytes + bytes > max_bytes || cur.samples + samples > max_samples)
-                {
-                    flush(&mut cur, &mut cur_bytes, &mut requests);
-                }
-                cur.body.timeseries.push(part);
-                cur.samples += samples;
-                cur_bytes += bytes;
-            }
-        }
-        cur.points += g.points;
-    }
-    flush(&mut cur, &mut cur_bytes, &mut requests);
-    requests
-}
-
-/// A series cut into parts that each fit the limits (a single sample that does not fit alone is a
-/// part of its own). Exemplars go with the last part.
-fn split_series(s: TimeSeries, max_bytes: usize, max_samples: usize) -> Vec<TimeSeries> {
-    if field_len(s.encoded_len()) <= max_bytes && samples_of(&s) <= max_samples {
-        return vec![s];
-    }
-    let TimeSeries {
-        labels,
-        samples,
-        exemplars,
-        histograms,
-    } = s;
-    let base = field_len(
-        TimeSeries {
-            labels: labels.clone(),
-            ..Default::default()
-        }
-        .encoded_len(),
-    );
-    let mut parts: Vec<TimeSeries> = Vec::new();
-    let new_part = || TimeSeries {
-        labels: labels.clone(),
-        ..Default::default()
-    };
-    let mut cur = new_part();
-    let mut cur_bytes = base;
-    for sample in samples {
-        let n = field_len(sample.encoded_len());
-        if samples_of(&cur) > 0 && (cur_bytes + n > max_bytes || samples_of(&cur) >= max_samples) {
-            parts.push(std::mem::replace(&mut cur, new_part()));
-            cur_bytes = base;
-        }
-        cur.samples.push(sample);
-        cur_bytes += n;
-    }
-    for h in histograms {
-        let n = field_len(h.encoded_len());
-        if samples_of(&cur) > 0 && (cur_bytes + n > max_bytes || samples_of(&cur) >= max_samples) {
-            parts.push(std::mem::replace(&mut cur, new_part()));
-            cur_bytes = base;
-        }
-        cur.histograms.push(h);
-        cur_bytes += n;
-    }
-    cur.exemplars = exemplars;
-    parts.push(cur);
-    parts
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::*;
+use crate::prom::pack::{field_len, pack};
 use crate::prom::remote_write::is_stale_nan;
+use prost::Message;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 
