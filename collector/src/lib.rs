@@ -7,5 +7,6 @@ pub mod agent;
 pub mod exporters;
 pub mod net;
 pub mod otlp;
+pub mod prom;
 pub mod receivers;
 pub mod topology;

@@ -296,6 +296,7 @@ fn exporter(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Expor
         "otlphttp" => typed(r, path, body).map(ExporterConfig::OtlpHttp),
         "debug" => typed(r, path, body).map(ExporterConfig::Debug),
         "file" => typed(r, path, body).map(ExporterConfig::File),
+        "prometheusremotewrite" => typed(r, path, body).map(ExporterConfig::PrometheusRemoteWrite),
         _ => None,
     }
 }

@@ -88,6 +88,7 @@ impl Config {
         match self.exporters.get(id) {
             Some(ExporterConfig::Otlp(c)) => c.delivery(),
             Some(ExporterConfig::OtlpHttp(c)) => c.delivery(),
+            Some(ExporterConfig::PrometheusRemoteWrite(c)) => c.delivery(),
             _ => DeliveryConfig::default(),
         }
     }
@@ -646,10 +647,20 @@ pub enum ExporterConfig {
     OtlpHttp(OtlpHttpExporterConfig),
     Debug(DebugExporterConfig),
     File(FileExporterConfig),
+    PrometheusRemoteWrite(PrometheusRemoteWriteExporterConfig),
 }
 
 impl ExporterConfig {
-    pub const TYPES: &'static [&'static str] = &["otlp", "otlphttp", "debug", "file"];
+    pub const TYPES: &'static [&'static str] =
+        &["otlp", "otlphttp", "debug", "file", "prometheusremotewrite"];
+
+    /// The signals this exporter can send.
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ExporterConfig::PrometheusRemoteWrite(_) => &[Signal::Metrics],
+            _ => &Signal::ALL,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -778,6 +789,168 @@ impl OtlpHttpExporterConfig {
             .as_ref()
             .map(|base| format!("{}/v1/{}", base.trim_end_matches('/'), signal.as_str()))
     }
+}
+
+/// `exporters.prometheusremotewrite`: metrics to a Prometheus remote-write 1.0 endpoint (protobuf +
+/// snappy), translated per the OpenTelemetry specification's Prometheus compatibility rules. The keys are
+/// the OpenTelemetry Collector's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusRemoteWriteExporterConfig {
+    /// The full write URL, e.g. `http://prometheus:9090/api/v1/write`.
+    pub endpoint: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_export_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default)]
+    pub tls: ClientTlsConfig,
+    /// Prefixed (with `_`) to every metric name.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Labels added to every series; a label of the data with the same name is overridden.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    /// Copy every resource attribute onto every series as a label.
+    #[serde(default)]
+    pub resource_to_telemetry_conversion: EnabledFlag<false>,
+    /// Send a `target_info` series per resource with its attributes as labels.
+    #[serde(default)]
+    pub target_info: EnabledFlag<true>,
+    /// Append unit suffixes (`_seconds`, `_bytes`, `_ratio`) and `_total` to metric names.
+    #[serde(default = "PrometheusRemoteWriteExporterConfig::default_add_metric_suffixes")]
+    pub add_metric_suffixes: bool,
+    /// Send TYPE / HELP / UNIT metadata with the series.
+    #[serde(default)]
+    pub send_metadata: bool,
+    /// The largest request body before compression; a payload is split into several requests above it.
+    #[serde(default = "PrometheusRemoteWriteExporterConfig::default_max_batch_size_bytes")]
+    pub max_batch_size_bytes: ByteSize,
+    /// The most samples (and native histogram samples) in one request.
+    #[serde(default = "PrometheusRemoteWriteExporterConfig::default_max_samples_per_request")]
+    pub max_samples_per_request: usize,
+    /// Accepted for compatibility with OpenTelemetry Collector configs; superseded by the disk queue and
+    /// `sending_queue` (a warning says so).
+    #[serde(default)]
+    pub remote_write_queue: Option<RemoteWriteQueueConfig>,
+    /// As on other exporters, except that `num_consumers` defaults to 1, so the samples of a series
+    /// arrive in order (Prometheus refuses out-of-order samples).
+    #[serde(
+        default = "PrometheusRemoteWriteExporterConfig::default_sending_queue",
+        deserialize_with = "one_consumer_unless_set"
+    )]
+    pub sending_queue: SendingQueueConfig,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// The most bytes per second this exporter puts on the wire (after compression); unlimited if unset.
+    #[serde(default)]
+    pub max_bytes_per_second: Option<ByteSize>,
+    /// Bytes that may go out at once above the rate after a quiet period; default one second's worth.
+    #[serde(default)]
+    pub burst_bytes: Option<ByteSize>,
+}
+
+impl PrometheusRemoteWriteExporterConfig {
+    pub const fn default_add_metric_suffixes() -> bool {
+        true
+    }
+    /// The OpenTelemetry Collector's default.
+    pub const fn default_max_batch_size_bytes() -> ByteSize {
+        ByteSize(3_000_000)
+    }
+    /// Prometheus's own remote-write client sends at most this many samples per request.
+    pub const fn default_max_samples_per_request() -> usize {
+        2000
+    }
+    pub fn default_sending_queue() -> SendingQueueConfig {
+        SendingQueueConfig {
+            num_consumers: 1,
+            ..SendingQueueConfig::default()
+        }
+    }
+
+    pub fn delivery(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            sending_queue: self.sending_queue.clone(),
+            retry_on_failure: self.retry_on_failure.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            max_bytes_per_second: self.max_bytes_per_second,
+            burst_bytes: self.burst_bytes,
+        }
+    }
+}
+
+/// `sending_queue` with `num_consumers` defaulting to 1. The keys mirror [`SendingQueueConfig`]'s.
+fn one_consumer_unless_set<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<SendingQueueConfig, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Keys {
+        #[serde(default = "SendingQueueConfig::default_enabled")]
+        enabled: bool,
+        #[serde(default)]
+        num_consumers: Option<usize>,
+        #[serde(default)]
+        queue_size: Option<u64>,
+        #[serde(default)]
+        storage: Option<ComponentId>,
+        #[serde(default)]
+        start_at: StartAt,
+        #[serde(default)]
+        max_lag: Option<MaxLagConfig>,
+        #[serde(default)]
+        drain_order: DrainOrder,
+        #[serde(default)]
+        max_age: Option<HumanDuration>,
+    }
+    let k = Keys::deserialize(d)?;
+    Ok(SendingQueueConfig {
+        enabled: k.enabled,
+        num_consumers: k.num_consumers.unwrap_or(1),
+        queue_size: k.queue_size,
+        storage: k.storage,
+        start_at: k.start_at,
+        max_lag: k.max_lag,
+        drain_order: k.drain_order,
+        max_age: k.max_age,
+    })
+}
+
+/// A block with one key, `enabled`, defaulting to `DEFAULT` (`target_info: {enabled: false}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnabledFlag<const DEFAULT: bool> {
+    #[serde(default = "EnabledFlag::<DEFAULT>::default_enabled")]
+    pub enabled: bool,
+}
+
+impl<const DEFAULT: bool> EnabledFlag<DEFAULT> {
+    pub const fn default_enabled() -> bool {
+        DEFAULT
+    }
+}
+
+impl<const DEFAULT: bool> Default for EnabledFlag<DEFAULT> {
+    fn default() -> Self {
+        Self { enabled: DEFAULT }
+    }
+}
+
+/// `remote_write_queue:` of the OpenTelemetry Collector's exporter, accepted so its configs load. Its
+/// in-memory queue is replaced by outpost's disk queue; `sending_queue.num_consumers` sets the requests in
+/// flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteQueueConfig {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub queue_size: Option<u64>,
+    #[serde(default)]
+    pub num_consumers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

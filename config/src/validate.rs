@@ -228,6 +228,15 @@ fn check_reference(
             }
         }
     }
+    if role == Role::Exporters {
+        if let Some(exporter) = config.exporters.get(id) {
+            if let Some(message) =
+                unsupported_signal("exporter", id, exporter.signals(), pid.signal)
+            {
+                r.error(path, message);
+            }
+        }
+    }
 }
 
 /// The finding for a component of kind `what` that cannot carry `signal`, if it cannot.
@@ -241,13 +250,13 @@ fn unsupported_signal(
         return None;
     }
     let supported: Vec<&str> = supported.iter().map(|s| s.as_str()).collect();
-    let verb = if what == "processor" {
-        "does not process"
-    } else {
-        "does not produce"
+    let verb = match what {
+        "processor" => "process",
+        "exporter" => "send",
+        _ => "produce",
     };
     Some(format!(
-        "{what} '{id}' {verb} {signal} (it supports: {}); move it to a pipeline of one of those \
+        "{what} '{id}' does not {verb} {signal} (it supports: {}); move it to a pipeline of one of those \
          signals",
         supported.join(", ")
     ))

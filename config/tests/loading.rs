@@ -286,7 +286,7 @@ service:
     );
     assert_eq!(
         errors[4].message,
-        "unknown exporter type 'otlpgrpc' (known: otlp, otlphttp, debug, file)"
+        "unknown exporter type 'otlpgrpc' (known: otlp, otlphttp, debug, file, prometheusremotewrite)"
     );
     assert_eq!(
         errors[3].message,

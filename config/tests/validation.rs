@@ -576,6 +576,151 @@ fn a_receiver_cannot_share_the_admin_endpoint() {
     ok(&yaml.replace("127.0.0.1:13133", "127.0.0.1:4318"));
 }
 
+// ----- prometheusremotewrite ------------------------------------------------------------------------------
+
+const PRW: &str = "  prometheusremotewrite:\n    endpoint: http://prometheus:9090/api/v1/write";
+
+#[test]
+fn prometheusremotewrite_only_sends_metrics() {
+    let loaded = ok(&with_exporter(PRW, "metrics"));
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    for signal in ["traces", "logs"] {
+        let yaml = with_exporter(PRW, signal);
+        let e = error(&yaml);
+        assert_eq!(e.path, format!("service.pipelines.{signal}.exporters[0]"));
+        assert_eq!(e.line, line_of(&yaml, "exporters: [prometheusremotewrite]"));
+        assert_eq!(
+            e.message,
+            format!(
+                "exporter 'prometheusremotewrite' does not send {signal} (it supports: metrics); move it \
+                 to a pipeline of one of those signals"
+            )
+        );
+    }
+}
+
+#[test]
+fn prometheusremotewrite_needs_an_http_url_and_valid_labels_and_limits() {
+    let yaml = with_exporter(
+        "  prometheusremotewrite:\n    endpoint: prometheus:9090\n    external_labels:\n      cluster: edge\n      \
+         site-id: s1\n      __reserved: x\n    max_batch_size_bytes: 0\n    max_samples_per_request: 0",
+        "metrics",
+    );
+    let errors = errors(&yaml);
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "exporters.prometheusremotewrite.endpoint",
+                "not a URL: 'prometheus:9090' (expected http://host:port or https://host:port)"
+            ),
+            (
+                "exporters.prometheusremotewrite.external_labels.site-id",
+                "'site-id' is not a Prometheus label name: only letters, digits and _ are allowed"
+            ),
+            (
+                "exporters.prometheusremotewrite.external_labels.__reserved",
+                "'__reserved' is not a Prometheus label name: names starting with __ are reserved for Prometheus"
+            ),
+            (
+                "exporters.prometheusremotewrite.max_batch_size_bytes",
+                "max_batch_size_bytes must be greater than 0 (the default is 3000000)"
+            ),
+            (
+                "exporters.prometheusremotewrite.max_samples_per_request",
+                "max_samples_per_request must be at least 1 (the default is 2000)"
+            ),
+        ]
+    );
+    assert_eq!(errors[1].line, line_of(&yaml, "site-id"));
+}
+
+#[test]
+fn prometheusremotewrite_defaults_and_collector_keys() {
+    let yaml = with_exporter(
+        "  prometheusremotewrite:\n    endpoint: http://prometheus:9090/api/v1/write\n    \
+         resource_to_telemetry_conversion:\n      enabled: true\n    target_info:\n      enabled: false\n    \
+         add_metric_suffixes: false\n    send_metadata: true\n    namespace: edge\n    headers:\n      \
+         X-Scope-OrgID: tenant1",
+        "metrics",
+    );
+    let loaded = ok(&yaml);
+    let id: outpost_config::ComponentId = "prometheusremotewrite".parse().unwrap();
+    let Some(outpost_config::ExporterConfig::PrometheusRemoteWrite(c)) =
+        loaded.config.exporters.get(&id)
+    else {
+        panic!("not decoded as prometheusremotewrite");
+    };
+    assert!(c.resource_to_telemetry_conversion.enabled);
+    assert!(!c.target_info.enabled);
+    assert!(!c.add_metric_suffixes);
+    assert!(c.send_metadata);
+    assert_eq!(c.namespace.as_deref(), Some("edge"));
+    assert_eq!(c.max_batch_size_bytes.bytes(), 3_000_000);
+    assert_eq!(c.max_samples_per_request, 2000);
+    // One request in flight unless configured: Prometheus refuses out-of-order samples. Also when the
+    // block is there for other keys.
+    assert_eq!(loaded.config.delivery(&id).sending_queue.num_consumers, 1);
+    let with_block = ok(&with_exporter(
+        &format!("{PRW}\n    sending_queue:\n      max_age: 2h"),
+        "metrics",
+    ));
+    assert!(with_block.warnings.is_empty(), "{:#?}", with_block.warnings);
+    let q = with_block.config.delivery(&id).sending_queue;
+    assert_eq!(q.num_consumers, 1);
+    assert_eq!(q.max_age.map(|a| a.get().as_secs()), Some(7200));
+    let yaml = with_exporter(
+        &format!("{PRW}\n    sending_queue:\n      num_consumer: 2"),
+        "metrics",
+    );
+    let e = error(&yaml);
+    assert!(
+        e.path
+            .starts_with("exporters.prometheusremotewrite.sending_queue"),
+        "{e:?}"
+    );
+    assert_eq!(e.line, line_of(&yaml, "num_consumer:"));
+
+    let defaults = ok(&with_exporter(PRW, "metrics"));
+    let Some(outpost_config::ExporterConfig::PrometheusRemoteWrite(c)) =
+        defaults.config.exporters.get(&id)
+    else {
+        panic!("not decoded as prometheusremotewrite");
+    };
+    assert!(!c.resource_to_telemetry_conversion.enabled);
+    assert!(c.target_info.enabled);
+    assert!(c.add_metric_suffixes);
+    assert!(!c.send_metadata);
+}
+
+#[test]
+fn prometheusremotewrite_warns_about_its_superseded_queue_and_concurrency() {
+    let yaml = with_exporter(
+        &format!(
+            "{PRW}\n    remote_write_queue:\n      enabled: true\n      num_consumers: 5\n    sending_queue:\n      \
+             num_consumers: 3\n      drain_order: newest_first"
+        ),
+        "metrics",
+    );
+    let loaded = ok(&yaml);
+    let found: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        found,
+        vec![
+            "exporters.prometheusremotewrite.remote_write_queue",
+            "exporters.prometheusremotewrite.sending_queue.num_consumers",
+            "exporters.prometheusremotewrite.sending_queue.drain_order",
+        ]
+    );
+    assert!(loaded.warnings[1]
+        .message
+        .starts_with("3 requests in flight can deliver the samples of one series out of order"));
+}
+
 // ----- warnings ------------------------------------------------------------------------------------------
 
 #[test]

@@ -10,6 +10,7 @@
 //! - [`Agent`] is one running outpost: its own temp dir (config, log, data dir, output files), its admin
 //!   endpoint on a port of its own, readiness awaited through `/readyz`, and a `Drop` that stops it
 //!   (SIGTERM, then SIGKILL after 5 s) so no process outlives its test, even a failed one.
+//! - [`prometheus`] runs a real Prometheus as a remote-write sink and queries it back.
 //! - [`python`] gives a Python interpreter with the OpenTelemetry SDK (a venv cached in the target dir).
 //! - [`otlp_json`] reads what outpost's `file` exporter wrote; [`gen`] builds OTLP requests in Rust and
 //!   sends raw bytes over gRPC; [`delivery`] compares what clients saw acknowledged with what arrived
@@ -28,6 +29,7 @@ pub mod delivery;
 pub mod fault_sink;
 pub mod gen;
 pub mod otlp_json;
+pub mod prometheus;
 pub mod proxy;
 pub mod python;
 pub mod tmpfs;

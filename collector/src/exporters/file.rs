@@ -197,7 +197,7 @@ impl<T: OtlpSignal> Exporter<T> for FileExporter {
             tokio::task::block_in_place(|| lock(&self.writer).write_line(&line)).map_err(io_err)?;
             Ok(Delivered {
                 wire_bytes: line.len(),
-                rejected: Default::default(),
+                ..Default::default()
             })
         })
     }

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod file;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod prometheus_remote_write;
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
@@ -40,6 +41,10 @@ use crate::otlp::{OtlpSignal, Rejected};
 pub struct Delivered {
     pub wire_bytes: usize,
     pub rejected: Rejected,
+    /// Items the exporter did not deliver for a reason of its own (one it cannot translate for the
+    /// destination, or a part of a multi-request payload the destination refused), by reason: counted
+    /// as failed, the rest as sent.
+    pub dropped: Vec<(String, usize)>,
 }
 
 /// What a failure means for the data, which decides what the runner does next.
@@ -218,6 +223,11 @@ impl Factory {
                 Box::new(otlp_http::OtlpHttpExporter::new::<T>(id, c, bandwidth)?)
             }
             ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
+            ExporterConfig::PrometheusRemoteWrite(c) => {
+                prometheus_remote_write::PrometheusRemoteWriteExporter::build::<T>(
+                    id, c, bandwidth,
+                )?
+            }
             ExporterConfig::File(c) => {
                 let writer = match self.files.get(&c.path) {
                     Some(w) => w.clone(),
@@ -433,7 +443,16 @@ impl<T: OtlpSignal> Deliverer<'_, T> {
                 Ok(d) => {
                     self.breaker.success();
                     let rejected = d.rejected.items.min(payload.items);
-                    self.metrics.sent(payload.items - rejected, d.wire_bytes);
+                    let mut dropped = 0;
+                    for (reason, n) in &d.dropped {
+                        let n = (*n).min(payload.items - rejected - dropped);
+                        if n > 0 {
+                            self.metrics.failed(reason, n);
+                            dropped += n;
+                        }
+                    }
+                    self.metrics
+                        .sent(payload.items - rejected - dropped, d.wire_bytes);
                     if rejected > 0 {
                         self.metrics.failed("rejected_by_destination", rejected);
                         if self.log_allowed() {

@@ -211,6 +211,7 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
                 Ok(resp) => Ok(Delivered {
                     wire_bytes,
                     rejected: T::rejected_in(resp.get_ref()),
+                    ..Default::default()
                 }),
                 // A status tonic made from a broken connection (reset, HTTP/2 error) carries its cause;
                 // the destination never judged the data, so it is always worth sending again.

@@ -106,6 +106,7 @@ impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
                 return Ok(Delivered {
                     wire_bytes,
                     rejected: parsed.map(|r| T::rejected_in(&r)).unwrap_or_default(),
+                    ..Default::default()
                 });
             }
             Err(http_error(status.as_u16(), &headers, &bytes))

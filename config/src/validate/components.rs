@@ -214,7 +214,96 @@ pub(super) fn check_exporter(
             }
         }
         ExporterConfig::Debug(_) => {}
+        ExporterConfig::PrometheusRemoteWrite(prw) => prometheus_remote_write(config, r, path, prw),
     }
+}
+
+fn prometheus_remote_write(
+    config: &Config,
+    r: &mut Report,
+    path: &str,
+    prw: &PrometheusRemoteWriteExporterConfig,
+) {
+    if let Err(message) = endpoint::check_http_url(&prw.endpoint) {
+        r.error(&key_path(path, "endpoint"), message);
+    }
+    delivery(config, r, path, &prw.delivery());
+    for name in prw.external_labels.keys() {
+        if let Err(why) = prometheus_label_name(name) {
+            r.error(
+                &key_path(&key_path(path, "external_labels"), name),
+                format!("'{name}' is not a Prometheus label name: {why}"),
+            );
+        }
+    }
+    if let Some(ns) = &prw.namespace {
+        if !ns.is_empty() && prometheus_label_name(ns).is_err() {
+            r.error(
+                &key_path(path, "namespace"),
+                format!(
+                    "'{ns}' cannot prefix a Prometheus metric name; use letters, digits and _ only, \
+                     not starting with a digit"
+                ),
+            );
+        }
+    }
+    if prw.max_batch_size_bytes.bytes() == 0 {
+        r.error(
+            &key_path(path, "max_batch_size_bytes"),
+            "max_batch_size_bytes must be greater than 0 (the default is 3000000)",
+        );
+    }
+    if prw.max_samples_per_request == 0 {
+        r.error(
+            &key_path(path, "max_samples_per_request"),
+            "max_samples_per_request must be at least 1 (the default is 2000)",
+        );
+    }
+    if prw.remote_write_queue.is_some() {
+        r.warning(
+            &key_path(path, "remote_write_queue"),
+            "remote_write_queue has no effect in outpost: data waits in the disk queue, and \
+             sending_queue.num_consumers sets the requests in flight; remove it",
+        );
+    }
+    if prw.sending_queue.num_consumers > 1 {
+        r.warning(
+            &key_path(&key_path(path, "sending_queue"), "num_consumers"),
+            format!(
+                "{} requests in flight can deliver the samples of one series out of order, and Prometheus \
+                 refuses out-of-order samples (HTTP 400, counted as dropped) unless its \
+                 out_of_order_time_window allows them; use 1 unless the destination accepts them",
+                prw.sending_queue.num_consumers
+            ),
+        );
+    }
+    if prw.sending_queue.drain_order == DrainOrder::NewestFirst {
+        r.warning(
+            &key_path(&key_path(path, "sending_queue"), "drain_order"),
+            "newest_first sends a backlog after newer data, and Prometheus refuses samples older than the \
+             newest of their series (HTTP 400, counted as dropped) unless its out_of_order_time_window \
+             covers the backlog; use oldest_first unless the destination accepts them",
+        );
+    }
+}
+
+/// Prometheus label names match `[a-zA-Z_][a-zA-Z0-9_]*`; names starting with `__` are reserved.
+fn prometheus_label_name(name: &str) -> Result<(), &'static str> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("it is empty"),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return Err("it must start with a letter or _")
+        }
+        _ => {}
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("only letters, digits and _ are allowed");
+    }
+    if name.starts_with("__") {
+        return Err("names starting with __ are reserved for Prometheus");
+    }
+    Ok(())
 }
 
 /// The delivery settings every network exporter shares: queue reading, retries, breaker, bandwidth.
