@@ -106,9 +106,9 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
             let Some(receiver_inputs) = inputs.remove(id) else {
                 continue; // defined but unused: validation warned about it
             };
-            match receiver {
+            let started = match receiver {
                 ReceiverConfig::Otlp(cfg) => {
-                    match receivers::otlp::start(
+                    receivers::otlp::start(
                         id,
                         cfg,
                         receiver_inputs,
@@ -116,11 +116,22 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
                         stop_receivers.clone(),
                     )
                     .await
-                    {
-                        Ok(h) => receiver_tasks.extend(h),
-                        Err(e) => errors.extend(e),
-                    }
                 }
+                ReceiverConfig::Prometheus(cfg) => {
+                    receivers::prometheus::start(
+                        id,
+                        cfg,
+                        receiver_inputs,
+                        telemetry,
+                        stop_receivers.clone(),
+                    )
+                    .await
+                }
+                ReceiverConfig::PrometheusRemoteWrite(_) => Ok(Vec::new()),
+            };
+            match started {
+                Ok(h) => receiver_tasks.extend(h),
+                Err(e) => errors.extend(e),
             }
         }
     }

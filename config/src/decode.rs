@@ -271,6 +271,8 @@ fn section<T>(
 fn receiver(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<ReceiverConfig> {
     match kind {
         "otlp" => typed(r, path, body).map(ReceiverConfig::Otlp),
+        "prometheus" => typed(r, path, body).map(ReceiverConfig::Prometheus),
+        "prometheusremotewrite" => typed(r, path, body).map(ReceiverConfig::PrometheusRemoteWrite),
         _ => None,
     }
 }

@@ -14,6 +14,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::id::{ComponentId, PipelineId};
+pub use crate::prometheus::*;
 use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
@@ -96,16 +97,21 @@ pub const DEFAULT_ADMIN_ENDPOINT: &str = "127.0.0.1:13133";
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
+    Prometheus(PrometheusReceiverConfig),
+    PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
 }
 
 impl ReceiverConfig {
     /// Receiver types this build knows, for error messages.
-    pub const TYPES: &'static [&'static str] = &["otlp"];
+    pub const TYPES: &'static [&'static str] = &["otlp", "prometheus", "prometheusremotewrite"];
 
     /// The signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ReceiverConfig::Otlp(_) => &Signal::ALL,
+            ReceiverConfig::Prometheus(_) | ReceiverConfig::PrometheusRemoteWrite(_) => {
+                &[Signal::Metrics]
+            }
         }
     }
 }

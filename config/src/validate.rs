@@ -10,6 +10,7 @@
 mod components;
 mod endpoint;
 mod listeners;
+mod prometheus;
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,13 +40,18 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
         );
     }
     for (id, receiver) in &config.receivers {
-        let ReceiverConfig::Otlp(otlp) = receiver;
-        if otlp.protocols.grpc.is_none() && otlp.protocols.http.is_none() {
-            let path = key_path(&origins.path_of(Section::Receivers, id), "protocols");
-            r.error(
-                &path,
-                "no protocol is enabled; add `grpc:` and/or `http:` under protocols",
-            );
+        let path = origins.path_of(Section::Receivers, id);
+        match receiver {
+            ReceiverConfig::Otlp(otlp) => {
+                if otlp.protocols.grpc.is_none() && otlp.protocols.http.is_none() {
+                    r.error(
+                        &key_path(&path, "protocols"),
+                        "no protocol is enabled; add `grpc:` and/or `http:` under protocols",
+                    );
+                }
+            }
+            ReceiverConfig::Prometheus(p) => prometheus::scrape(r, &path, p),
+            ReceiverConfig::PrometheusRemoteWrite(p) => prometheus::remote_write(r, &path, p),
         }
     }
     listeners::listeners(config, origins, r);
@@ -412,7 +418,7 @@ fn unused(config: &Config, origins: &Origins, r: &mut Report) {
 mod tests {
     use super::*;
 
-    // No receiver type of this build is limited to some signals, so the rule is tested on its own.
+    // The rule on its own; config/tests/prometheus.rs meets it through a real config.
     #[test]
     fn a_receiver_is_refused_in_a_pipeline_of_a_signal_it_does_not_produce() {
         let id: ComponentId = "prometheus".parse().unwrap();

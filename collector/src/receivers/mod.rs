@@ -3,6 +3,7 @@
 //! has left those pipelines (see `outpost_pipelines::batch`).
 
 pub mod otlp;
+pub mod prometheus;
 
 use std::sync::Arc;
 

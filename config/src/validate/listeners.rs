@@ -53,10 +53,19 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
     receivers.sort();
     receivers.dedup();
     for id in receivers {
-        let Some(ReceiverConfig::Otlp(otlp)) = config.receivers.get(id) else {
-            continue;
-        };
         let base = origins.path_of(Section::Receivers, id);
+        let otlp = match config.receivers.get(id) {
+            Some(ReceiverConfig::Otlp(otlp)) => otlp,
+            Some(ReceiverConfig::PrometheusRemoteWrite(rw)) => {
+                all.push(Listener {
+                    addr: rw.endpoint,
+                    path: Some(key_path(&base, "endpoint")),
+                    admin: false,
+                });
+                continue;
+            }
+            _ => continue,
+        };
         let grpc = otlp.protocols.grpc.as_ref().map(|g| (g.endpoint, "grpc"));
         let http = otlp.protocols.http.as_ref().map(|h| (h.endpoint, "http"));
         for (addr, protocol) in grpc.into_iter().chain(http) {
