@@ -7,9 +7,6 @@ pub mod agent;
 pub mod exporters;
 pub mod net;
 pub mod otlp;
-// Until the remote-write protocol module lands (branch promrw), the folder is declared here.
-pub mod prom {
-    pub mod to_otlp;
-}
+pub mod prom;
 pub mod receivers;
 pub mod topology;
