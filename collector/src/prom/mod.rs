@@ -3,3 +3,4 @@
 //! messages.
 
 pub mod remote_write;
+pub mod to_otlp;
