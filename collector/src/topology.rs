@@ -127,7 +127,16 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
                     )
                     .await
                 }
-                ReceiverConfig::PrometheusRemoteWrite(_) => Ok(Vec::new()),
+                ReceiverConfig::PrometheusRemoteWrite(cfg) => {
+                    receivers::prometheus_remote_write::start(
+                        id,
+                        cfg,
+                        receiver_inputs,
+                        telemetry,
+                        stop_receivers.clone(),
+                    )
+                    .await
+                }
             };
             match started {
                 Ok(h) => receiver_tasks.extend(h),

@@ -4,6 +4,7 @@
 
 pub mod otlp;
 pub mod prometheus;
+pub mod prometheus_remote_write;
 
 use std::sync::Arc;
 
