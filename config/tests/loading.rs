@@ -374,7 +374,9 @@ fn an_empty_file_has_no_pipelines_and_a_list_is_not_a_config() {
 fn naming_a_protocol_enables_it_with_its_defaults() {
     let yaml = with_exporter("  debug:");
     let loaded = load(&yaml).unwrap();
-    let ReceiverConfig::Otlp(otlp) = &loaded.config.receivers[0];
+    let ReceiverConfig::Otlp(otlp) = &loaded.config.receivers[0] else {
+        panic!("an otlp receiver")
+    };
     let grpc = otlp.protocols.grpc.as_ref().expect("grpc: enables gRPC");
     assert_eq!(grpc.endpoint, "127.0.0.1:4317".parse().unwrap());
     assert_eq!(grpc.max_recv_msg_size_mib, 4);
@@ -411,7 +413,9 @@ fn listen_addresses_accept_localhost() {
     let yaml = "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: localhost:4318\n\
                 exporters: {debug: }\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n";
     let loaded = load(yaml).unwrap();
-    let ReceiverConfig::Otlp(otlp) = &loaded.config.receivers[0];
+    let ReceiverConfig::Otlp(otlp) = &loaded.config.receivers[0] else {
+        panic!("an otlp receiver")
+    };
     assert_eq!(
         otlp.protocols.http.as_ref().unwrap().endpoint,
         "127.0.0.1:4318".parse().unwrap()
