@@ -241,7 +241,7 @@ mod tests {
             flush_interval: FileExporterConfig::default_flush_interval(),
         };
         let writer = FileWriter::open(&"file".parse().unwrap(), &cfg).unwrap();
-        let mut exp = FileExporter::new(Arc::new(Mutex::new(writer)));
+        let exp = FileExporter::new(Arc::new(Mutex::new(writer)));
         // Each payload is ~300 KiB of JSON, so 4 fit per MiB; 20 writes rotate several times.
         let mut t = Traces::default();
         t.resource_spans.push(Default::default());
@@ -259,7 +259,7 @@ mod tests {
             });
         let payload = super::Payload::<Traces>::new(prost::Message::encode_to_vec(&t).into(), 1);
         for _ in 0..20 {
-            Exporter::<Traces>::export(&mut exp, &payload)
+            Exporter::<Traces>::export(&exp, &payload)
                 .await
                 .unwrap();
             // Distinct timestamps for distinct backups.
