@@ -98,7 +98,13 @@ pub fn yaml_data_to_json(text: &str) -> Result<serde_json::Value, String> {
     }
     let parsed = yaml::parse(text);
     if let Some(e) = parsed.errors.first() {
-        return Err(format!("line {}:{}: {}", e.pos.line, e.pos.column, e.message));
+        return Err(format!(
+            "line {}:{}: {}",
+            e.pos.line, e.pos.column, e.message
+        ));
     }
-    Ok(parsed.root.as_ref().map_or(serde_json::Value::Null, convert))
+    Ok(parsed
+        .root
+        .as_ref()
+        .map_or(serde_json::Value::Null, convert))
 }

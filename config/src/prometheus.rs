@@ -411,4 +411,3 @@ pub fn check_target(target: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

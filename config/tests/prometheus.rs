@@ -74,7 +74,11 @@ fn mistakes_in_jobs_are_reported_at_their_keys() {
     let base = "receivers.prometheus.config.scrape_configs";
     let e = find(&format!("{base}[0].scrape_timeout"));
     assert_eq!(e.line, line_of(&yaml, "scrape_timeout: 10s"));
-    assert!(e.message.contains("longer than scrape_interval (5s)"), "{}", e.message);
+    assert!(
+        e.message.contains("longer than scrape_interval (5s)"),
+        "{}",
+        e.message
+    );
     let e = find(&format!("{base}[0].static_configs[0].targets[0]"));
     assert!(e.message.contains("has a scheme"), "{}", e.message);
     let e = find(&format!("{base}[0].relabel_configs[0].regex"));
@@ -117,7 +121,9 @@ fn prometheus_receivers_only_feed_metrics_pipelines() {
                 exporters: [debug]\n";
     let e = &errors(yaml)[0];
     assert_eq!(e.path, "service.pipelines.traces.receivers[0]");
-    assert!(e.message.contains("does not produce traces (it supports: metrics)"));
+    assert!(e
+        .message
+        .contains("does not produce traces (it supports: metrics)"));
 }
 
 #[test]
@@ -127,5 +133,9 @@ fn a_remote_write_endpoint_must_not_collide_with_another_listener() {
                 receivers: [prometheusremotewrite, otlp]\n      exporters: [debug]\n";
     let errors = errors(yaml);
     assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(errors[0].message.contains("is also bound by"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("is also bound by"),
+        "{}",
+        errors[0].message
+    );
 }

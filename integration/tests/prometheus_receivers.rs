@@ -206,7 +206,8 @@ fn str_attr(s: &str) -> Attr {
 
 fn number(item: &Item) -> Option<f64> {
     let v = item.value.get("asDouble")?;
-    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn flags(item: &Item) -> i64 {
@@ -297,13 +298,18 @@ service:
     let node_instance = format!("127.0.0.1:{node_port}");
 
     // The test target: every type with its values.
-    let requests = wait_points(&agent, "app_requests_total", Duration::from_secs(30), |items| {
-        let r: Vec<Item> = named(items, "app_requests_total")
-            .into_iter()
-            .cloned()
-            .collect();
-        (r.len() >= 2).then_some(r)
-    });
+    let requests = wait_points(
+        &agent,
+        "app_requests_total",
+        Duration::from_secs(30),
+        |items| {
+            let r: Vec<Item> = named(items, "app_requests_total")
+                .into_iter()
+                .cloned()
+                .collect();
+            (r.len() >= 2).then_some(r)
+        },
+    );
     let ok = requests
         .iter()
         .find(|i| i.attr("code") == Some(&str_attr("200")))
@@ -321,7 +327,10 @@ service:
         Some(&str_attr(&app_instance))
     );
     assert_eq!(ok.resource.get("env"), Some(&str_attr("test")));
-    assert_eq!(ok.resource.get("server.port"), Some(&Attr::Int(app.port as i64)));
+    assert_eq!(
+        ok.resource.get("server.port"),
+        Some(&Attr::Int(app.port as i64))
+    );
     assert!(ok.attr("job").is_none() && ok.attr("instance").is_none() && ok.attr("env").is_none());
 
     let items = points(&agent.dir().join("out.jsonl"));
@@ -332,7 +341,10 @@ service:
     let hist = named(&items, "app_latency_seconds")[0];
     assert_eq!(hist.metric.as_ref().unwrap().kind, "histogram");
     assert_eq!(hist.value["explicitBounds"], serde_json::json!([0.1, 1.0]));
-    assert_eq!(hist.value["bucketCounts"], serde_json::json!(["2", "3", "1"]));
+    assert_eq!(
+        hist.value["bucketCounts"],
+        serde_json::json!(["2", "3", "1"])
+    );
     assert_eq!(hist.int_field("count"), Some(6));
     assert_eq!(hist.value["sum"], serde_json::json!(3.5));
     let summary = named(&items, "app_rpc_seconds")[0];
@@ -342,7 +354,11 @@ service:
         summary.value["quantileValues"],
         serde_json::json!([{"quantile": 0.5, "value": 0.25}, {"quantile": 0.99, "value": 0.75}])
     );
-    for part in ["app_latency_seconds_bucket", "app_latency_seconds_sum", "app_rpc_seconds_count"] {
+    for part in [
+        "app_latency_seconds_bucket",
+        "app_latency_seconds_sum",
+        "app_rpc_seconds_count",
+    ] {
         assert!(named(&items, part).is_empty(), "{part} leaked as a metric");
     }
 
@@ -364,11 +380,16 @@ service:
     assert!(scraped.contains(&12.0), "{scraped:?}");
 
     // The node exporter: values checked against /proc, labels against uname.
-    let mem_total = wait_points(&agent, "node_memory_MemTotal_bytes", Duration::from_secs(30), |items| {
-        named(items, "node_memory_MemTotal_bytes")
-            .first()
-            .map(|i| (*i).clone())
-    });
+    let mem_total = wait_points(
+        &agent,
+        "node_memory_MemTotal_bytes",
+        Duration::from_secs(30),
+        |items| {
+            named(items, "node_memory_MemTotal_bytes")
+                .first()
+                .map(|i| (*i).clone())
+        },
+    );
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
     let kib: f64 = meminfo
         .lines()
@@ -377,7 +398,10 @@ service:
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert_eq!(number(&mem_total), Some(kib * 1024.0));
-    assert_eq!(mem_total.resource.get("service.name"), Some(&str_attr("node")));
+    assert_eq!(
+        mem_total.resource.get("service.name"),
+        Some(&str_attr("node"))
+    );
     assert_eq!(
         mem_total.resource.get("service.instance.id"),
         Some(&str_attr(&node_instance))
@@ -389,7 +413,9 @@ service:
     let cpu = named(&items, "node_cpu_seconds_total");
     assert!(!cpu.is_empty());
     assert_eq!(cpu[0].metric.as_ref().unwrap().kind, "sum");
-    assert!(cpu.iter().any(|i| i.attr("mode") == Some(&str_attr("idle"))));
+    assert!(cpu
+        .iter()
+        .any(|i| i.attr("mode") == Some(&str_attr("idle"))));
     // The exporter's own Go runtime summary.
     let gc = named(&items, "go_gc_duration_seconds");
     assert!(!gc.is_empty() && gc[0].metric.as_ref().unwrap().kind == "summary");
@@ -397,12 +423,17 @@ service:
 
     // A series that disappears is marked stale (NoRecordedValue), once.
     app.set_page(&APP_PAGE.replace("app_requests_total{code=\"500\",path=\"/\"} 3\n", ""));
-    let stale = wait_points(&agent, "a staleness marker for code=500", Duration::from_secs(30), |items| {
-        named(items, "app_requests_total")
-            .into_iter()
-            .find(|i| i.attr("code") == Some(&str_attr("500")) && flags(i) & 1 == 1)
-            .cloned()
-    });
+    let stale = wait_points(
+        &agent,
+        "a staleness marker for code=500",
+        Duration::from_secs(30),
+        |items| {
+            named(items, "app_requests_total")
+                .into_iter()
+                .find(|i| i.attr("code") == Some(&str_attr("500")) && flags(i) & 1 == 1)
+                .cloned()
+        },
+    );
     assert!(stale.value.get("asDouble").is_none());
     assert!(agent.metric(r#"outpost_receiver_scrapes_total{job="app",result="ok"}"#) >= 2.0);
     assert!(
@@ -468,21 +499,33 @@ remote_write:
     let mut cmd = Command::new(PROMETHEUS);
     cmd.arg("--enable-feature=agent")
         .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!("--storage.agent.path={}", tmp.path().join("wal").display()))
+        .arg(format!(
+            "--storage.agent.path={}",
+            tmp.path().join("wal").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
-    let prom = Proc::spawn("prometheus agent", &mut cmd, &tmp.path().join("prometheus.log"));
+    let prom = Proc::spawn(
+        "prometheus agent",
+        &mut cmd,
+        &tmp.path().join("prometheus.log"),
+    );
 
     let instance = format!("127.0.0.1:{}", app.port);
     // Metadata arrives in its own requests; once it has, the counter is a monotonic sum.
-    let counter = wait_points(&agent, "app_requests_total as a monotonic sum", Duration::from_secs(60), |items| {
-        named(items, "app_requests_total")
-            .into_iter()
-            .find(|i| {
-                i.attr("code") == Some(&str_attr("200"))
-                    && i.metric.as_ref().unwrap().kind == "sum"
-            })
-            .cloned()
-    });
+    let counter = wait_points(
+        &agent,
+        "app_requests_total as a monotonic sum",
+        Duration::from_secs(60),
+        |items| {
+            named(items, "app_requests_total")
+                .into_iter()
+                .find(|i| {
+                    i.attr("code") == Some(&str_attr("200"))
+                        && i.metric.as_ref().unwrap().kind == "sum"
+                })
+                .cloned()
+        },
+    );
     assert_eq!(number(&counter), Some(1027.0));
     assert_eq!(counter.metric.as_ref().unwrap().is_monotonic, Some(true));
     assert_eq!(counter.attr("path"), Some(&str_attr("/a,b")));
@@ -498,7 +541,10 @@ remote_write:
         .unwrap()
         .as_nanos() as i64;
     let t = counter.int_field("timeUnixNano").unwrap();
-    assert!(now_ns - t < 120_000_000_000 && t <= now_ns, "{t} vs {now_ns}");
+    assert!(
+        now_ns - t < 120_000_000_000 && t <= now_ns,
+        "{t} vs {now_ns}"
+    );
 
     let items = points(&agent.dir().join("out.jsonl"));
     let temp = named(&items, "app_temperature_celsius");
@@ -523,7 +569,8 @@ remote_write:
             > 0.0
     );
     assert_eq!(
-        agent.metric(r#"outpost_receiver_refused_requests_total{receiver="prometheusremotewrite"}"#),
+        agent
+            .metric(r#"outpost_receiver_refused_requests_total{receiver="prometheusremotewrite"}"#),
         0.0,
         "{}",
         prom.log()
@@ -559,11 +606,17 @@ service:
         app.port
     ));
     wait_points(&agent, "up = 1", Duration::from_secs(30), |items| {
-        named(items, "up").into_iter().find(|i| number(i) == Some(1.0)).cloned()
+        named(items, "up")
+            .into_iter()
+            .find(|i| number(i) == Some(1.0))
+            .cloned()
     });
     app.set_page("app_requests_total{code=\"200\" 1027\n");
     wait_points(&agent, "up = 0", Duration::from_secs(30), |items| {
-        named(items, "up").into_iter().find(|i| number(i) == Some(0.0)).cloned()
+        named(items, "up")
+            .into_iter()
+            .find(|i| number(i) == Some(0.0))
+            .cloned()
     });
     wait_for(
         Duration::from_secs(10),

@@ -259,9 +259,7 @@ mod tests {
             });
         let payload = super::Payload::<Traces>::new(prost::Message::encode_to_vec(&t).into(), 1);
         for _ in 0..20 {
-            Exporter::<Traces>::export(&exp, &payload)
-                .await
-                .unwrap();
+            Exporter::<Traces>::export(&exp, &payload).await.unwrap();
             // Distinct timestamps for distinct backups.
             std::thread::sleep(Duration::from_millis(2));
         }

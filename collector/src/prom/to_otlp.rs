@@ -179,7 +179,8 @@ mod tests {
             ("job".to_string(), "ignored".to_string()),
             ("service.name".to_string(), "not over the job".to_string()),
         ];
-        let attrs = resource_attributes(Some("node"), Some("10.0.0.7:9100"), Some(&endpoint), &extra);
+        let attrs =
+            resource_attributes(Some("node"), Some("10.0.0.7:9100"), Some(&endpoint), &extra);
         assert_eq!(
             keys(&attrs),
             vec![

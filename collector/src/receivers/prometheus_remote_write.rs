@@ -73,7 +73,11 @@ pub async fn start(
     let listener = crate::net::bind(cfg.endpoint, &key)
         .await
         .map_err(|e| vec![e])?;
-    let app = router(cfg, Arc::new(inputs), telemetry.receiver(&id.to_string(), "http"));
+    let app = router(
+        cfg,
+        Arc::new(inputs),
+        telemetry.receiver(&id.to_string(), "http"),
+    );
     let addr = listener.local_addr().ok();
     let listener = LimitedListener::new(listener, cfg.max_connections);
     Ok(vec![tokio::spawn(async move {
@@ -229,18 +233,21 @@ async fn write_inner(state: &RwState, headers: &HeaderMap, body: Body) -> Result
             }
         })?
         .to_bytes();
-    let request = WriteRequest::decode_snappy(&raw, state.max_decompressed).map_err(|e| match e {
-        remote_write::DecodeError::TooLarge { .. } => Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("{e} (max_decompressed_body_size); lower the sender's max_samples_per_send"),
-        ),
-        other => Failure::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("malformed remote-write body: {other}"),
-        ),
-    })?;
+    let request =
+        WriteRequest::decode_snappy(&raw, state.max_decompressed).map_err(|e| match e {
+            remote_write::DecodeError::TooLarge { .. } => Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "{e} (max_decompressed_body_size); lower the sender's max_samples_per_send"
+                ),
+            ),
+            other => Failure::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("malformed remote-write body: {other}"),
+            ),
+        })?;
     let bytes = raw.len() as u64;
     let converted = {
         let mut types = state.types.lock().unwrap_or_else(|e| e.into_inner());
@@ -319,6 +326,9 @@ fn type_name(t: MetricType) -> &'static str {
     }
 }
 
+/// (resource index, scope, metric name, is a counter) → (scope index, metric index).
+type MetricKey = (usize, Option<(String, String)>, String, bool);
+
 /// A converted request.
 pub struct Converted {
     pub metrics: Metrics,
@@ -334,9 +344,7 @@ pub fn convert(request: &WriteRequest, types: &HashMap<String, MetricType>) -> C
     let mut native_histograms = 0;
     let mut resources: Vec<ResourceMetrics> = Vec::new();
     let mut resource_index: HashMap<(String, String), usize> = HashMap::new();
-    // (resource, scope, metric name, is counter) → (scope index, metric index)
-    let mut metric_index: HashMap<(usize, Option<(String, String)>, String, bool), (usize, usize)> =
-        HashMap::new();
+    let mut metric_index: HashMap<MetricKey, (usize, usize)> = HashMap::new();
     for ts in &request.timeseries {
         native_histograms += ts.histograms.len();
         if ts.samples.is_empty() {
@@ -539,14 +547,24 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
             if !enc.is_empty() {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(enc).unwrap());
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_str(enc).unwrap(),
+                );
             }
             check_headers(&h).map_err(|f| f.status)
         };
         assert!(h("application/x-protobuf", "snappy").is_ok());
-        assert!(h("application/x-protobuf;proto=prometheus.WriteRequest", "snappy").is_ok());
+        assert!(h(
+            "application/x-protobuf;proto=prometheus.WriteRequest",
+            "snappy"
+        )
+        .is_ok());
         assert_eq!(
-            h("application/x-protobuf;proto=io.prometheus.write.v2.Request", "snappy"),
+            h(
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                "snappy"
+            ),
             Err(StatusCode::UNSUPPORTED_MEDIA_TYPE)
         );
         assert_eq!(
@@ -580,7 +598,8 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_bodies_are_a_400_with_their_reason() {
-        let (status, text) = post(b"definitely not snappy".to_vec(), "application/x-protobuf").await;
+        let (status, text) =
+            post(b"definitely not snappy".to_vec(), "application/x-protobuf").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(text.contains("snappy"), "{text}");
         // Valid snappy around bytes that are not a WriteRequest.

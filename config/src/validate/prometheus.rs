@@ -194,10 +194,7 @@ fn auth(r: &mut Report, path: &str, job: &ScrapeConfig) {
         if a.kind.trim().is_empty() || a.kind.contains(char::is_whitespace) {
             r.error(
                 &key_path(&a_path, "type"),
-                format!(
-                    "'{}' is not an authorization scheme (e.g. Bearer)",
-                    a.kind
-                ),
+                format!("'{}' is not an authorization scheme (e.g. Bearer)", a.kind),
             );
         }
     }
@@ -226,11 +223,7 @@ fn check_sd_file(file: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn target_labels(
-    r: &mut Report,
-    path: &str,
-    labels: &std::collections::BTreeMap<String, String>,
-) {
+fn target_labels(r: &mut Report, path: &str, labels: &std::collections::BTreeMap<String, String>) {
     for name in labels.keys() {
         if !is_label_name(name) {
             r.key_error(
@@ -291,11 +284,16 @@ fn relabel_config(r: &mut Report, path: &str, c: &RelabelConfig) {
             }
         }
         (Some(_), false)
-            if matches!(c.action, RelabelAction::LabelDrop | RelabelAction::LabelKeep) =>
+            if matches!(
+                c.action,
+                RelabelAction::LabelDrop | RelabelAction::LabelKeep
+            ) =>
         {
             r.error(
                 &target_path,
-                format!("action '{action}' takes no target_label; it matches label names with regex"),
+                format!(
+                    "action '{action}' takes no target_label; it matches label names with regex"
+                ),
             );
         }
         _ => {}
@@ -339,7 +337,10 @@ pub(super) fn remote_write(r: &mut Report, path: &str, cfg: &PrometheusRemoteWri
     if !cfg.path.starts_with('/') {
         r.error(
             &key_path(path, "path"),
-            format!("path '{}' must start with '/' (e.g. /api/v1/write)", cfg.path),
+            format!(
+                "path '{}' must start with '/' (e.g. /api/v1/write)",
+                cfg.path
+            ),
         );
     }
     if cfg.max_request_body_size.bytes() == 0 {

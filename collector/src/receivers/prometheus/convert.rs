@@ -290,7 +290,10 @@ pub fn convert(
             } else {
                 "quantile"
             };
-            match to_otlp::take_label(&mut labels, key).as_deref().and_then(parse_bound) {
+            match to_otlp::take_label(&mut labels, key)
+                .as_deref()
+                .and_then(parse_bound)
+            {
                 Some(b) => part = Some(b),
                 None => {
                     dropped.push(("invalid_bucket", 1));
@@ -338,7 +341,9 @@ pub fn convert(
             (Acc::Histogram { buckets, .. }, Role::Bucket) => {
                 buckets.push((part.unwrap_or(f64::INFINITY), value))
             }
-            (Acc::Histogram { sum, .. } | Acc::Summary { sum, .. }, Role::Sum) => *sum = Some(value),
+            (Acc::Histogram { sum, .. } | Acc::Summary { sum, .. }, Role::Sum) => {
+                *sum = Some(value)
+            }
             (Acc::Histogram { count, .. } | Acc::Summary { count, .. }, Role::Count) => {
                 *count = Some(value)
             }
@@ -583,10 +588,7 @@ impl<'t> Builder<'t> {
             None => to_otlp::outpost_scope("prometheus"),
         };
         let scopes = &mut self.resources[ri].1;
-        let si = match scopes
-            .iter()
-            .position(|s| s.scope.as_ref() == Some(&scope))
-        {
+        let si = match scopes.iter().position(|s| s.scope.as_ref() == Some(&scope)) {
             Some(i) => i,
             None => {
                 scopes.push(ScopeMetrics {
@@ -639,7 +641,9 @@ impl<'t> Builder<'t> {
         value: f64,
     ) {
         self.points += 1;
-        let m = self.metric(id, || new_metric(id, help, "counter", empty_data(Kind::Counter)));
+        let m = self.metric(id, || {
+            new_metric(id, help, "counter", empty_data(Kind::Counter))
+        });
         if let Some(metric::Data::Sum(s)) = &mut m.data {
             s.data_points
                 .push(double_point(attrs, start_ns, time_ns, value));
@@ -658,7 +662,9 @@ impl<'t> Builder<'t> {
 
     fn summary(&mut self, id: &SeriesId, help: Option<&str>, point: SummaryDataPoint) {
         self.points += 1;
-        let m = self.metric(id, || new_metric(id, help, "summary", empty_data(Kind::Summary)));
+        let m = self.metric(id, || {
+            new_metric(id, help, "summary", empty_data(Kind::Summary))
+        });
         if let Some(metric::Data::Summary(s)) = &mut m.data {
             s.data_points.push(point);
         }
@@ -677,9 +683,7 @@ impl<'t> Builder<'t> {
         let attrs = attributes(&id.attrs);
         match &mut m.data {
             Some(metric::Data::Gauge(g)) => g.data_points.push(stale_point(attrs, 0, time_ns)),
-            Some(metric::Data::Sum(s)) => {
-                s.data_points.push(stale_point(attrs, start_ns, time_ns))
-            }
+            Some(metric::Data::Sum(s)) => s.data_points.push(stale_point(attrs, start_ns, time_ns)),
             Some(metric::Data::Histogram(h)) => h.data_points.push(HistogramDataPoint {
                 attributes: attrs,
                 start_time_unix_nano: start_ns,

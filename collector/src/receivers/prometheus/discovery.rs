@@ -95,13 +95,16 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
     Ok(out)
 }
 
+/// A file's modification time and size: a change in either means it is read again.
+type FileStamp = (SystemTime, u64);
+
 /// The files of one `file_sd_configs` item and what was last read from them.
 pub struct FileSd {
     patterns: Vec<String>,
     refresh: Duration,
     last_full_read: Option<Instant>,
     /// Per file: its metadata when read, and its groups.
-    files: HashMap<PathBuf, (Option<(SystemTime, u64)>, Vec<TargetGroup>)>,
+    files: HashMap<PathBuf, (Option<FileStamp>, Vec<TargetGroup>)>,
     /// Errors already logged, so a broken file is reported once per change, not once a second.
     reported: HashMap<PathBuf, String>,
 }
@@ -205,7 +208,11 @@ mod tests {
         )
         .unwrap();
         let yaml = dir.path().join("b.yaml");
-        std::fs::write(&yaml, "- targets: ['10.0.0.2:9100']\n  labels:\n    env: dev\n").unwrap();
+        std::fs::write(
+            &yaml,
+            "- targets: ['10.0.0.2:9100']\n  labels:\n    env: dev\n",
+        )
+        .unwrap();
         let a = read_file(&json).unwrap();
         let b = read_file(&yaml).unwrap();
         assert_eq!(a[0].targets, vec!["10.0.0.1:9100"]);

@@ -213,7 +213,9 @@ fn target(
     let address = relabel::get(&labels, "__address__")
         .filter(|a| !a.is_empty())?
         .to_owned();
-    let scheme = relabel::get(&labels, "__scheme__").unwrap_or("http").to_owned();
+    let scheme = relabel::get(&labels, "__scheme__")
+        .unwrap_or("http")
+        .to_owned();
     let path = relabel::get(&labels, "__metrics_path__")
         .unwrap_or("/metrics")
         .to_owned();

@@ -183,7 +183,10 @@ fn sample_line(line: &str) -> Result<RawSample, String> {
     let bytes = line.as_bytes();
     let mut i = 0;
     if !is_name_start(bytes[0]) {
-        return Err(format!("'{}' does not start with a metric name", excerpt(line)));
+        return Err(format!(
+            "'{}' does not start with a metric name",
+            excerpt(line)
+        ));
     }
     while i < bytes.len() && is_name_char(bytes[i]) {
         i += 1;
@@ -246,7 +249,10 @@ fn label_set(line: &str, start: usize, labels: &mut Labels) -> Result<usize, Str
     let mut i = skip_blanks(bytes, start);
     loop {
         if i >= bytes.len() {
-            return Err(format!("'{}': the label set is not closed by '}}'", excerpt(line)));
+            return Err(format!(
+                "'{}': the label set is not closed by '}}'",
+                excerpt(line)
+            ));
         }
         if bytes[i] == b'}' {
             return Ok(i + 1);
@@ -265,7 +271,10 @@ fn label_set(line: &str, start: usize, labels: &mut Labels) -> Result<usize, Str
         let label_name = &line[name_start..i];
         i = skip_blanks(bytes, i);
         if i >= bytes.len() || bytes[i] != b'=' {
-            return Err(format!("'{}': expected '=' after label '{label_name}'", excerpt(line)));
+            return Err(format!(
+                "'{}': expected '=' after label '{label_name}'",
+                excerpt(line)
+            ));
         }
         i = skip_blanks(bytes, i + 1);
         if i >= bytes.len() || bytes[i] != b'"' {

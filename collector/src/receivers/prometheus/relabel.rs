@@ -216,7 +216,10 @@ mod tests {
             ..step(RelabelAction::Replace)
         };
         assert_eq!(
-            run(vec![c.clone()], &[("__address__", "10.0.0.1:9100"), ("zone", "eu")]),
+            run(
+                vec![c.clone()],
+                &[("__address__", "10.0.0.1:9100"), ("zone", "eu")]
+            ),
             Some(labels(&[
                 ("__address__", "10.0.0.1:9100"),
                 ("instance", "10.0.0.1-eu"),
@@ -234,10 +237,7 @@ mod tests {
             target_label: Some("env".into()),
             ..step(RelabelAction::Replace)
         };
-        assert_eq!(
-            run(vec![clear], &[("env", "prod")]),
-            Some(labels(&[]))
-        );
+        assert_eq!(run(vec![clear], &[("env", "prod")]), Some(labels(&[])));
     }
 
     #[test]
@@ -247,7 +247,11 @@ mod tests {
             regex: "node_(cpu|memory)_.*".into(),
             ..step(RelabelAction::Keep)
         };
-        assert!(run(vec![keep.clone()], &[("__name__", "node_cpu_seconds_total")]).is_some());
+        assert!(run(
+            vec![keep.clone()],
+            &[("__name__", "node_cpu_seconds_total")]
+        )
+        .is_some());
         assert!(run(vec![keep], &[("__name__", "node_disk_io")]).is_none());
         let drop = RelabelConfig {
             source_labels: vec!["mode".into()],

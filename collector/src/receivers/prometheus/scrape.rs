@@ -61,7 +61,10 @@ pub enum Auth {
         password: Secret,
     },
     /// `Authorization: <scheme> <credentials>`.
-    Header { scheme: String, credentials: Secret },
+    Header {
+        scheme: String,
+        credentials: Secret,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +178,11 @@ pub async fn run(
         }
         let scrape_start_ns = now_ns();
         let started = Instant::now();
-        let result = scrape_once(&job, &st).await;
+        // A scrape in flight (up to scrape_timeout) must not hold up shutdown.
+        let result = tokio::select! {
+            r = scrape_once(&job, &st) => r,
+            _ = shutdown.cancelled() => return,
+        };
         let duration = started.elapsed().as_secs_f64();
         let (samples, families, report) = match result {
             Ok((samples, families, scraped)) => {
@@ -234,8 +241,14 @@ pub async fn run(
     }
     // The target was removed: its series end now.
     if !cache.is_empty() {
-        let converted =
-            convert::convert(&st.target, &cache, Vec::new(), &HashMap::new(), None, now_ns());
+        let converted = convert::convert(
+            &st.target,
+            &cache,
+            Vec::new(),
+            &HashMap::new(),
+            None,
+            now_ns(),
+        );
         deliver(&job, &mut cache, converted).await;
     }
 }
@@ -252,13 +265,7 @@ async fn deliver(job: &Job, cache: &mut SeriesCache, converted: convert::Convert
         return;
     }
     let bytes = prost::Message::encoded_len(&converted.request) as u64;
-    let outcome = admit(
-        &job.inputs,
-        &job.receiver_metrics,
-        converted.request,
-        bytes,
-    )
-    .await;
+    let outcome = admit(&job.inputs, &job.receiver_metrics, converted.request, bytes).await;
     match outcome {
         Outcome::Accepted(_) => {
             convert::commit(cache, converted.next);
@@ -366,10 +373,7 @@ async fn fetch(job: &Job, url: &str) -> Result<String, ScrapeError> {
     let mut req = job
         .client
         .get(url)
-        .header(
-            header::ACCEPT,
-            "text/plain;version=0.0.4;q=1,*/*;q=0.1",
-        )
+        .header(header::ACCEPT, "text/plain;version=0.0.4;q=1,*/*;q=0.1")
         .header(header::ACCEPT_ENCODING, "gzip")
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
@@ -457,7 +461,10 @@ mod tests {
             let at = SystemTime::now() + wait;
             let phase_ms = at.duration_since(UNIX_EPOCH).unwrap().as_millis() % 10_000;
             let diff = (phase_ms as i64 - offset_ms as i64).rem_euclid(10_000);
-            assert!(diff < 50 || diff > 9_950, "{offset_ms}: phase {phase_ms}");
+            assert!(
+                !(50..=9_950).contains(&diff),
+                "{offset_ms}: phase {phase_ms}"
+            );
         }
     }
 }

@@ -56,7 +56,10 @@ fn static_targets_get_prometheus_labels_and_urls() {
     );
     assert_eq!(t[0].target.job, "node");
     assert_eq!(t[0].target.instance, "10.0.0.1:9100");
-    assert_eq!(t[0].target.labels, vec![("env".to_string(), "prod".to_string())]);
+    assert_eq!(
+        t[0].target.labels,
+        vec![("env".to_string(), "prod".to_string())]
+    );
     assert_eq!(t[0].target.endpoint.port, Some(9100));
     assert_ne!(t[0].key, t[1].key);
 }
@@ -142,7 +145,11 @@ fn exposed_labels_clashing_with_the_target_are_renamed_or_honoured() {
     .remove(0);
     let exposed = sample(&[("__name__", "m"), ("job", "inner"), ("env", "dev")]);
     let mut l = exposed.clone();
-    assert!(scrape::sample_labels(&mut l, &t.target, &scrape_job(false, vec![])));
+    assert!(scrape::sample_labels(
+        &mut l,
+        &t.target,
+        &scrape_job(false, vec![])
+    ));
     assert_eq!(
         l,
         sample(&[
@@ -152,7 +159,11 @@ fn exposed_labels_clashing_with_the_target_are_renamed_or_honoured() {
         ])
     );
     let mut l = exposed.clone();
-    assert!(scrape::sample_labels(&mut l, &t.target, &scrape_job(true, vec![])));
+    assert!(scrape::sample_labels(
+        &mut l,
+        &t.target,
+        &scrape_job(true, vec![])
+    ));
     assert_eq!(l, exposed);
 }
 

@@ -119,7 +119,10 @@ fn types_map_to_otlp_shapes_with_the_target_as_resource() {
         attr(&res.attributes, "server.port"),
         Some(&any_value::Value::IntValue(9100))
     );
-    let scope = m.resource_metrics[0].scope_metrics[0].scope.as_ref().unwrap();
+    let scope = m.resource_metrics[0].scope_metrics[0]
+        .scope
+        .as_ref()
+        .unwrap();
     assert_eq!(scope.name, "outpost/receiver/prometheus");
 
     let requests = metric(&m, "requests_total");
@@ -289,7 +292,14 @@ fn a_failed_scrape_marks_everything_stale_but_reports_up_0() {
     assert_eq!(up.data_points[0].flags, 0);
     // A removed target marks everything, `up` included, and reports nothing new.
     commit(&mut cache, c.next);
-    let c = convert(&target(), &cache, Vec::new(), &HashMap::new(), None, 30 * SEC);
+    let c = convert(
+        &target(),
+        &cache,
+        Vec::new(),
+        &HashMap::new(),
+        None,
+        30 * SEC,
+    );
     let Some(metric::Data::Gauge(up)) = &metric(&c.request, "up").data else {
         panic!()
     };
