@@ -55,6 +55,11 @@ pub fn attributes<'a>(labels: impl IntoIterator<Item = &'a (String, String)>) ->
         .collect()
 }
 
+/// Labels as data point attributes, taking their strings.
+pub fn attributes_owned(labels: Labels) -> Vec<KeyValue> {
+    labels.into_iter().map(|(k, v)| string_kv(k, v)).collect()
+}
+
 /// Where a scraped target was reached, for the `server.*` and `url.scheme` resource attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {

@@ -19,9 +19,8 @@
 //! Any line that is not a comment, blank, or a well-formed sample fails the whole page with its line
 //! number, as Prometheus does.
 
-use std::collections::HashMap;
-
 use prometheus_parse::{LineInfo, SampleType};
+use rustc_hash::FxHashMap;
 
 use crate::prom::to_otlp::{Labels, NAME_LABEL};
 
@@ -60,7 +59,7 @@ impl RawSample {
 #[derive(Debug, Default)]
 pub struct Exposition {
     pub samples: Vec<RawSample>,
-    pub families: HashMap<String, FamilyMeta>,
+    pub families: FxHashMap<String, FamilyMeta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,7 +92,7 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
     Ok(out)
 }
 
-fn metadata(line: &str, families: &mut HashMap<String, FamilyMeta>) {
+fn metadata(line: &str, families: &mut FxHashMap<String, FamilyMeta>) {
     match LineInfo::parse(line) {
         LineInfo::Doc { metric_name, doc } => {
             families.entry(metric_name.to_owned()).or_default().help = Some(unescape_help(doc));

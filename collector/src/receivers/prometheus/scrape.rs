@@ -16,7 +16,6 @@
 //! and is logged with its reason: at warn level when the target goes down or the error changes, at debug
 //! level while it stays the same.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -136,6 +135,15 @@ pub struct ScrapeTarget {
 /// Why a scrape failed, said the way an operator reads it in the log.
 type ScrapeError = String;
 
+/// A scrape's samples after metric relabeling, the family metadata, the number of samples exposed, and
+/// the page's size in bytes.
+type ScrapeOk = (
+    Vec<RawSample>,
+    rustc_hash::FxHashMap<String, parse::FamilyMeta>,
+    usize,
+    usize,
+);
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -184,8 +192,8 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
         };
         let duration = started.elapsed().as_secs_f64();
-        let (samples, families, report) = match result {
-            Ok((samples, families, scraped)) => {
+        let (samples, families, report, page_bytes) = match result {
+            Ok((samples, families, scraped, page_bytes)) => {
                 if last_error.take().is_some() {
                     tracing::info!(job = %job.name, url = %st.url, "target is up again");
                 }
@@ -200,6 +208,7 @@ pub async fn run(
                         samples_scraped: scraped,
                         samples_post_relabeling: post,
                     },
+                    page_bytes,
                 )
             }
             Err(e) => {
@@ -212,13 +221,14 @@ pub async fn run(
                 last_error = Some(e);
                 (
                     Vec::new(),
-                    HashMap::new(),
+                    Default::default(),
                     ScrapeReport {
                         up: false,
                         duration_seconds: duration,
                         samples_scraped: 0,
                         samples_post_relabeling: 0,
                     },
+                    0,
                 )
             }
         };
@@ -230,7 +240,7 @@ pub async fn run(
             Some(report),
             scrape_start_ns,
         );
-        deliver(&job, &mut cache, converted).await;
+        deliver(&job, &mut cache, converted, page_bytes).await;
 
         next += interval;
         let now = tokio::time::Instant::now();
@@ -245,17 +255,24 @@ pub async fn run(
             &st.target,
             &cache,
             Vec::new(),
-            &HashMap::new(),
+            &Default::default(),
             None,
             now_ns(),
         );
-        deliver(&job, &mut cache, converted).await;
+        deliver(&job, &mut cache, converted, 0).await;
     }
 }
 
 /// Queues one converted scrape and, once it is queued, makes it the state the next one is compared
-/// with. A refusal skips the scrape (counted) and keeps the previous state.
-async fn deliver(job: &Job, cache: &mut SeriesCache, converted: convert::Converted) {
+/// with. A refusal skips the scrape (counted) and keeps the previous state. `page_bytes` (the page's
+/// size) is what the scrape is charged against a memory_limiter: the OTLP form is of the same order, and
+/// measuring it exactly would cost a pass over every point.
+async fn deliver(
+    job: &Job,
+    cache: &mut SeriesCache,
+    converted: convert::Converted,
+    page_bytes: usize,
+) {
     for (reason, n) in &converted.dropped {
         job.receiver_metrics
             .refused(outpost_config::Signal::Metrics, reason, *n);
@@ -264,7 +281,8 @@ async fn deliver(job: &Job, cache: &mut SeriesCache, converted: convert::Convert
         convert::commit(cache, converted.next);
         return;
     }
-    let bytes = prost::Message::encoded_len(&converted.request) as u64;
+    // Staleness markers and synthetic series of a failed scrape: about 64 bytes a point.
+    let bytes = page_bytes.max(converted.points * 64) as u64;
     let outcome = admit(&job.inputs, &job.receiver_metrics, converted.request, bytes).await;
     match outcome {
         Outcome::Accepted(_) => {
@@ -286,7 +304,7 @@ async fn deliver(job: &Job, cache: &mut SeriesCache, converted: convert::Convert
 async fn scrape_once(
     job: &Job,
     st: &ScrapeTarget,
-) -> Result<(Vec<RawSample>, HashMap<String, parse::FamilyMeta>, usize), ScrapeError> {
+) -> Result<ScrapeOk, ScrapeError> {
     let body = match tokio::time::timeout(job.timeout, fetch(job, &st.url)).await {
         Ok(r) => r?,
         Err(_) => {
@@ -326,7 +344,7 @@ async fn scrape_once(
             ));
         }
     }
-    Ok((samples, page.families, exposed))
+    Ok((samples, page.families, exposed, body.len()))
 }
 
 /// Prepares one sample's labels as Prometheus does before storing it: labels that clash with the

@@ -269,7 +269,7 @@ fn a_failed_scrape_marks_everything_stale_but_reports_up_0() {
         &target(),
         &cache,
         Vec::new(),
-        &HashMap::new(),
+        &Default::default(),
         Some(ScrapeReport {
             up: false,
             duration_seconds: 0.1,
@@ -296,7 +296,7 @@ fn a_failed_scrape_marks_everything_stale_but_reports_up_0() {
         &target(),
         &cache,
         Vec::new(),
-        &HashMap::new(),
+        &Default::default(),
         None,
         30 * SEC,
     );
