@@ -6,7 +6,7 @@
 //! buckets, summaries with 5 quantiles. `scrape` runs the same page twice in a row per iteration's state,
 //! as a steady-state scrape does (every series known, start times looked up, nothing stale).
 //!
-//!     cargo bench --workspace --bench prometheus -- --measurement-time 3
+//!     cargo bench --workspace --bench prometheus_scrape -- --measurement-time 3
 
 use std::fmt::Write;
 use std::hint::black_box;
