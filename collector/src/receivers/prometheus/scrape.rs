@@ -301,10 +301,7 @@ async fn deliver(
 
 /// Fetches and parses one page; returns the samples after metric relabeling, the family metadata, and
 /// the number of samples exposed.
-async fn scrape_once(
-    job: &Job,
-    st: &ScrapeTarget,
-) -> Result<ScrapeOk, ScrapeError> {
+async fn scrape_once(job: &Job, st: &ScrapeTarget) -> Result<ScrapeOk, ScrapeError> {
     let body = match tokio::time::timeout(job.timeout, fetch(job, &st.url)).await {
         Ok(r) => r?,
         Err(_) => {
