@@ -129,9 +129,9 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
             let Some(receiver_inputs) = inputs.remove(id) else {
                 continue; // defined but unused: validation warned about it
             };
-            match receiver {
+            let started = match receiver {
                 ReceiverConfig::Otlp(cfg) => {
-                    match receivers::otlp::start(
+                    receivers::otlp::start(
                         id,
                         cfg,
                         receiver_inputs,
@@ -139,34 +139,50 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
                         stop_receivers.clone(),
                     )
                     .await
-                    {
-                        Ok(h) => receiver_tasks.extend(h),
-                        Err(e) => errors.extend(e),
-                    }
                 }
-                ReceiverConfig::Filelog(cfg) => match receivers::filelog::start(
+                ReceiverConfig::Filelog(cfg) => receivers::filelog::start(
                     id,
                     cfg,
                     receiver_inputs,
                     telemetry,
                     &queue,
                     stop_receivers.clone(),
-                ) {
-                    Ok(h) => receiver_tasks.push(h),
-                    Err(e) => errors.extend(e),
-                },
-                ReceiverConfig::Syslog(cfg) => match receivers::syslog::start(
-                    id,
-                    cfg,
-                    receiver_inputs,
-                    telemetry,
-                    stop_receivers.clone(),
                 )
-                .await
-                {
-                    Ok(h) => receiver_tasks.extend(h),
-                    Err(e) => errors.extend(e),
-                },
+                .map(|h| vec![h]),
+                ReceiverConfig::Syslog(cfg) => {
+                    receivers::syslog::start(
+                        id,
+                        cfg,
+                        receiver_inputs,
+                        telemetry,
+                        stop_receivers.clone(),
+                    )
+                    .await
+                }
+                ReceiverConfig::Prometheus(cfg) => {
+                    receivers::prometheus::start(
+                        id,
+                        cfg,
+                        receiver_inputs,
+                        telemetry,
+                        stop_receivers.clone(),
+                    )
+                    .await
+                }
+                ReceiverConfig::PrometheusRemoteWrite(cfg) => {
+                    receivers::prometheus_remote_write::start(
+                        id,
+                        cfg,
+                        receiver_inputs,
+                        telemetry,
+                        stop_receivers.clone(),
+                    )
+                    .await
+                }
+            };
+            match started {
+                Ok(h) => receiver_tasks.extend(h),
+                Err(e) => errors.extend(e),
             }
         }
     }

@@ -273,6 +273,8 @@ fn receiver(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Recei
         "otlp" => typed(r, path, body).map(ReceiverConfig::Otlp),
         "filelog" => typed(r, path, body).map(ReceiverConfig::Filelog),
         "syslog" => typed(r, path, body).map(ReceiverConfig::Syslog),
+        "prometheus" => typed(r, path, body).map(ReceiverConfig::Prometheus),
+        "prometheusremotewrite" => typed(r, path, body).map(ReceiverConfig::PrometheusRemoteWrite),
         _ => None,
     }
 }

@@ -13,6 +13,7 @@ mod env;
 pub mod id;
 pub mod load;
 pub mod redaction;
+pub mod prometheus;
 mod report;
 pub mod schema;
 mod source;
@@ -69,4 +70,44 @@ impl FromStr for Signal {
             _ => Err(()),
         }
     }
+}
+
+/// Reads a YAML data file (not a config: no `${env:…}` substitution, no schema) into JSON, every
+/// scalar as the text written (`null`, `~` and empty values as JSON null). For files outpost reads at
+/// run time in another program's format, such as Prometheus `file_sd` target lists. The error names the
+/// line and column.
+pub fn yaml_data_to_json(text: &str) -> Result<serde_json::Value, String> {
+    fn convert(node: &yaml::Node) -> serde_json::Value {
+        match &node.kind {
+            yaml::Kind::Scalar(s) => {
+                let null = s.style == yaml::Style::Plain
+                    && matches!(s.text.as_str(), "" | "~" | "null" | "Null" | "NULL");
+                if null {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(s.text.clone())
+                }
+            }
+            yaml::Kind::Sequence(items) => {
+                serde_json::Value::Array(items.iter().map(convert).collect())
+            }
+            yaml::Kind::Mapping(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), convert(&e.value)))
+                    .collect(),
+            ),
+        }
+    }
+    let parsed = yaml::parse(text);
+    if let Some(e) = parsed.errors.first() {
+        return Err(format!(
+            "line {}:{}: {}",
+            e.pos.line, e.pos.column, e.message
+        ));
+    }
+    Ok(parsed
+        .root
+        .as_ref()
+        .map_or(serde_json::Value::Null, convert))
 }

@@ -14,6 +14,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::id::{ComponentId, PipelineId};
+pub use crate::prometheus::*;
 use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
@@ -104,17 +105,28 @@ pub enum ReceiverConfig {
     Otlp(OtlpReceiverConfig),
     Filelog(FilelogReceiverConfig),
     Syslog(SyslogReceiverConfig),
+    Prometheus(PrometheusReceiverConfig),
+    PrometheusRemoteWrite(PrometheusRemoteWriteReceiverConfig),
 }
 
 impl ReceiverConfig {
     /// Receiver types this build knows, for error messages.
-    pub const TYPES: &'static [&'static str] = &["otlp", "filelog", "syslog"];
+    pub const TYPES: &'static [&'static str] = &[
+        "otlp",
+        "filelog",
+        "syslog",
+        "prometheus",
+        "prometheusremotewrite",
+    ];
 
     /// The signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             ReceiverConfig::Otlp(_) => &Signal::ALL,
             ReceiverConfig::Filelog(_) | ReceiverConfig::Syslog(_) => &[Signal::Logs],
+            ReceiverConfig::Prometheus(_) | ReceiverConfig::PrometheusRemoteWrite(_) => {
+                &[Signal::Metrics]
+            }
         }
     }
 }

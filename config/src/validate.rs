@@ -12,6 +12,7 @@ mod endpoint;
 mod listeners;
 mod logs;
 mod sampling;
+mod prometheus;
 
 use std::collections::{HashMap, HashSet};
 
@@ -61,6 +62,8 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
             }
             ReceiverConfig::Filelog(c) => logs::filelog(config, r, &path, c),
             ReceiverConfig::Syslog(c) => logs::syslog(r, &path, c),
+            ReceiverConfig::Prometheus(p) => prometheus::scrape(r, &path, p),
+            ReceiverConfig::PrometheusRemoteWrite(p) => prometheus::remote_write(r, &path, p),
         }
     }
     listeners::listeners(config, origins, r);
@@ -457,7 +460,7 @@ fn unused(config: &Config, origins: &Origins, r: &mut Report) {
 mod tests {
     use super::*;
 
-    // No receiver type of this build is limited to some signals, so the rule is tested on its own.
+    // The rule on its own; config/tests/prometheus.rs meets it through a real config.
     #[test]
     fn a_receiver_is_refused_in_a_pipeline_of_a_signal_it_does_not_produce() {
         let id: ComponentId = "prometheus".parse().unwrap();

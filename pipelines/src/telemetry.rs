@@ -38,6 +38,9 @@ struct Inner {
     receiver_malformed: Family<Labels, Counter>,
     filelog_files: Family<Labels, Gauge>,
     filelog_read_bytes: Family<Labels, Counter>,
+    receiver_scrapes: Family<Labels, Counter>,
+    receiver_skipped_scrapes: Family<Labels, Counter>,
+    receiver_scrape_targets: Family<Labels, Gauge>,
     processor_incoming: Family<Labels, Counter>,
     processor_outgoing: Family<Labels, Counter>,
     processor_dropped: Family<Labels, Counter>,
@@ -132,6 +135,20 @@ impl Telemetry {
             filelog_read_bytes: family!(
                 "filelog_read_bytes",
                 "Bytes a filelog receiver read from its files and handed to its pipelines"
+            ),
+            receiver_scrapes: family!(
+                "receiver_scrapes",
+                "Scrapes a prometheus receiver made, per job, by result (ok, failed)"
+            ),
+            receiver_skipped_scrapes: family!(
+                "receiver_skipped_scrapes",
+                "Scrapes a prometheus receiver skipped or whose data it dropped, per job, by reason (queue_full, \
+                 pipeline_full, memory_limit: the pipeline pushed back; late: the previous scrape was still \
+                 being queued when this one was due)"
+            ),
+            receiver_scrape_targets: family!(
+                "receiver_scrape_targets",
+                "Targets a prometheus receiver scrapes, per job"
             ),
             processor_incoming: family!("processor_incoming_items", "Items entering a processor"),
             processor_outgoing: family!("processor_outgoing_items", "Items leaving a processor"),
@@ -692,6 +709,62 @@ impl ReceiverMetrics {
             .receiver_requests_refused
             .get_or_create(&labels)
             .inc();
+    }
+}
+
+/// Events of one scrape job of a prometheus receiver.
+#[derive(Clone)]
+pub struct ScrapeMetrics {
+    telemetry: Telemetry,
+    labels: Labels,
+    ok: Counter,
+    failed: Counter,
+    targets: Gauge,
+}
+
+impl Telemetry {
+    pub fn scrape(&self, receiver: &str, job: &str) -> ScrapeMetrics {
+        let labels = vec![("receiver", receiver.to_owned()), ("job", job.to_owned())];
+        let with = |result: &str| {
+            let mut l = labels.clone();
+            l.push(("result", result.to_owned()));
+            self.inner.receiver_scrapes.get_or_create_owned(&l)
+        };
+        ScrapeMetrics {
+            ok: with("ok"),
+            failed: with("failed"),
+            targets: self
+                .inner
+                .receiver_scrape_targets
+                .get_or_create_owned(&labels),
+            telemetry: self.clone(),
+            labels,
+        }
+    }
+}
+
+impl ScrapeMetrics {
+    pub fn scraped(&self, ok: bool) {
+        if ok {
+            self.ok.inc();
+        } else {
+            self.failed.inc();
+        }
+    }
+
+    /// A scrape whose data did not reach the pipeline, for `reason`.
+    pub fn skipped(&self, reason: &str) {
+        let mut labels = self.labels.clone();
+        labels.push(("reason", reason.to_owned()));
+        self.telemetry
+            .inner
+            .receiver_skipped_scrapes
+            .get_or_create(&labels)
+            .inc();
+    }
+
+    pub fn set_targets(&self, n: usize) {
+        self.targets.set(n as i64);
     }
 }
 

@@ -8,6 +8,8 @@ pub mod logrecord;
 pub mod offer;
 pub mod otlp;
 pub mod syslog;
+pub mod prometheus;
+pub mod prometheus_remote_write;
 
 use std::sync::Arc;
 

@@ -74,6 +74,15 @@ pub(super) fn listeners(config: &Config, origins: &Origins, r: &mut Report) {
                 }
                 continue;
             }
+            Some(ReceiverConfig::PrometheusRemoteWrite(rw)) => {
+                all.push(Listener {
+                    addr: rw.endpoint,
+                    path: Some(key_path(&base, "endpoint")),
+                    admin: false,
+                    udp: false,
+                });
+                continue;
+            }
             _ => continue,
         };
         let grpc = otlp.protocols.grpc.as_ref().map(|g| (g.endpoint, "grpc"));

@@ -1,0 +1,143 @@
+//! The CPU cost of one scrape after the bytes have arrived: text page → samples (parse) → OTLP metrics
+//! with start times and staleness (convert) → the protobuf the queue stores (encode). Throughput is in
+//! Prometheus samples (lines of the page), the unit the comparison with Prometheus uses.
+//!
+//! The page is shaped like a node exporter's: counters and gauges with 2–4 labels, histograms with 10
+//! buckets, summaries with 5 quantiles. `scrape` runs the same page twice in a row per iteration's state,
+//! as a steady-state scrape does (every series known, start times looked up, nothing stale).
+//!
+//!     cargo bench --workspace --bench prometheus_scrape -- --measurement-time 3
+
+use std::fmt::Write;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use outpost::prom::to_otlp::Endpoint;
+use outpost::receivers::prometheus::convert::{self, ScrapeReport, SeriesCache, Target};
+use outpost::receivers::prometheus::parse;
+use prost::Message;
+
+/// A page of about `series` samples.
+fn page(series: usize) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    let mut family = 0;
+    while n < series {
+        match family % 4 {
+            0 => {
+                writeln!(out, "# HELP app_requests_{family}_total Requests.").unwrap();
+                writeln!(out, "# TYPE app_requests_{family}_total counter").unwrap();
+                for code in ["200", "404", "500"] {
+                    for method in ["GET", "POST", "PUT", "DELETE"] {
+                        writeln!(
+                            out,
+                            "app_requests_{family}_total{{code=\"{code}\",method=\"{method}\",handler=\"/api/v1/items\"}} {}",
+                            n * 17 + 3
+                        )
+                        .unwrap();
+                        n += 1;
+                    }
+                }
+            }
+            1 => {
+                writeln!(out, "# TYPE node_filesystem_{family}_bytes gauge").unwrap();
+                for dev in 0..8 {
+                    writeln!(
+                        out,
+                        "node_filesystem_{family}_bytes{{device=\"/dev/sda{dev}\",fstype=\"ext4\",mountpoint=\"/mnt/{dev}\"}} {}.5e+09",
+                        n
+                    )
+                    .unwrap();
+                    n += 1;
+                }
+            }
+            2 => {
+                writeln!(out, "# TYPE http_latency_{family}_seconds histogram").unwrap();
+                for route in ["a", "b"] {
+                    let mut c = 0;
+                    for le in [
+                        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+                    ] {
+                        c += 3;
+                        writeln!(out, "http_latency_{family}_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {c}").unwrap();
+                    }
+                    writeln!(
+                        out,
+                        "http_latency_{family}_seconds_sum{{route=\"{route}\"}} 12.5"
+                    )
+                    .unwrap();
+                    writeln!(
+                        out,
+                        "http_latency_{family}_seconds_count{{route=\"{route}\"}} {c}"
+                    )
+                    .unwrap();
+                    n += 12;
+                }
+            }
+            _ => {
+                writeln!(out, "# TYPE rpc_{family}_seconds summary").unwrap();
+                for q in ["0", "0.25", "0.5", "0.75", "1"] {
+                    writeln!(out, "rpc_{family}_seconds{{quantile=\"{q}\"}} 0.{family}").unwrap();
+                }
+                writeln!(out, "rpc_{family}_seconds_sum 1.5").unwrap();
+                writeln!(out, "rpc_{family}_seconds_count 40").unwrap();
+                n += 7;
+            }
+        }
+        family += 1;
+    }
+    out
+}
+
+fn target() -> Target {
+    Target {
+        job: "node".into(),
+        instance: "127.0.0.1:9100".into(),
+        endpoint: Endpoint {
+            scheme: "http".into(),
+            host: "127.0.0.1".into(),
+            port: Some(9100),
+        },
+        labels: vec![("site".into(), "store-42".into())],
+        honor_timestamps: true,
+    }
+}
+
+fn scrape(c: &mut Criterion) {
+    let text = page(2_000);
+    let samples = parse::parse(&text).unwrap().samples.len();
+    let t = target();
+    let mut group = c.benchmark_group("prometheus_scrape");
+    group.throughput(Throughput::Elements(samples as u64));
+
+    group.bench_function("parse", |b| {
+        b.iter(|| black_box(parse::parse(black_box(&text)).unwrap()))
+    });
+
+    // Steady state: the cache already holds every series of the page.
+    let mut cache = SeriesCache::default();
+    let first = parse::parse(&text).unwrap();
+    let report = ScrapeReport {
+        up: true,
+        duration_seconds: 0.01,
+        samples_scraped: samples,
+        samples_post_relabeling: samples,
+    };
+    let warm = convert::convert(&t, &cache, first.samples, &first.families, Some(report), 1);
+    convert::commit(&mut cache, warm.next);
+
+    group.bench_function("parse_convert_encode", |b| {
+        let mut now = 2u64;
+        b.iter(|| {
+            let page = parse::parse(&text).unwrap();
+            now += 1_000_000_000;
+            let out = convert::convert(&t, &cache, page.samples, &page.families, Some(report), now);
+            black_box(out.request.encode_to_vec());
+            black_box(out.points)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, scrape);
+criterion_main!(benches);
