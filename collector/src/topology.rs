@@ -32,8 +32,8 @@ use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
 use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
 use outpost_pipelines::processors::redaction::{Redact, Redaction};
-use outpost_pipelines::processors::transform::{TransformProcessor, Transformable};
 use outpost_pipelines::processors::tail_sampling::TailSampling;
+use outpost_pipelines::processors::transform::{TransformProcessor, Transformable};
 use outpost_pipelines::queue::{
     Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, Stream, SyncPolicy,
 };

@@ -11,8 +11,8 @@ mod components;
 mod endpoint;
 mod listeners;
 mod logs;
-mod sampling;
 mod prometheus;
+mod sampling;
 
 use std::collections::{HashMap, HashSet};
 

@@ -7,9 +7,9 @@ pub mod filelog;
 pub mod logrecord;
 pub mod offer;
 pub mod otlp;
-pub mod syslog;
 pub mod prometheus;
 pub mod prometheus_remote_write;
+pub mod syslog;
 
 use std::sync::Arc;
 

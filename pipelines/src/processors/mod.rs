@@ -4,5 +4,5 @@ pub mod attributes;
 pub mod batch;
 pub mod memory_limiter;
 pub mod redaction;
-pub mod transform;
 pub mod tail_sampling;
+pub mod transform;
