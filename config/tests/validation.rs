@@ -812,7 +812,12 @@ fn tail_sampling_outside_a_traces_pipeline_is_an_error() {
     );
     let e = error(&yaml);
     assert_eq!(e.path, "service.pipelines.logs.processors[0]");
-    assert!(e.message.contains("works on traces only"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("does not process logs (it supports: traces)"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
