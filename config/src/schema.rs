@@ -722,17 +722,29 @@ pub struct OtlpExporterConfig {
     pub burst_bytes: Option<ByteSize>,
 }
 
-impl OtlpExporterConfig {
-    pub fn delivery(&self) -> DeliveryConfig {
-        DeliveryConfig {
-            sending_queue: self.sending_queue.clone(),
-            retry_on_failure: self.retry_on_failure.clone(),
-            circuit_breaker: self.circuit_breaker.clone(),
-            max_bytes_per_second: self.max_bytes_per_second,
-            burst_bytes: self.burst_bytes,
+/// Every network exporter carries the same delivery keys (`sending_queue`, `retry_on_failure`,
+/// `circuit_breaker`, `max_bytes_per_second`, `burst_bytes`); this gathers them for the runner.
+macro_rules! delivery_from_keys {
+    ($($config:ty),*) => {$(
+        impl $config {
+            pub fn delivery(&self) -> DeliveryConfig {
+                DeliveryConfig {
+                    sending_queue: self.sending_queue.clone(),
+                    retry_on_failure: self.retry_on_failure.clone(),
+                    circuit_breaker: self.circuit_breaker.clone(),
+                    max_bytes_per_second: self.max_bytes_per_second,
+                    burst_bytes: self.burst_bytes,
+                }
+            }
         }
-    }
+    )*};
 }
+
+delivery_from_keys!(
+    OtlpExporterConfig,
+    OtlpHttpExporterConfig,
+    PrometheusRemoteWriteExporterConfig
+);
 
 pub const fn default_export_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
@@ -777,16 +789,6 @@ pub struct OtlpHttpExporterConfig {
 }
 
 impl OtlpHttpExporterConfig {
-    pub fn delivery(&self) -> DeliveryConfig {
-        DeliveryConfig {
-            sending_queue: self.sending_queue.clone(),
-            retry_on_failure: self.retry_on_failure.clone(),
-            circuit_breaker: self.circuit_breaker.clone(),
-            max_bytes_per_second: self.max_bytes_per_second,
-            burst_bytes: self.burst_bytes,
-        }
-    }
-
     /// The URL requests for `signal` go to, if one is configured.
     pub fn signal_url(&self, signal: Signal) -> Option<String> {
         let explicit = match signal {
@@ -880,16 +882,6 @@ impl PrometheusRemoteWriteExporterConfig {
         SendingQueueConfig {
             num_consumers: 1,
             ..SendingQueueConfig::default()
-        }
-    }
-
-    pub fn delivery(&self) -> DeliveryConfig {
-        DeliveryConfig {
-            sending_queue: self.sending_queue.clone(),
-            retry_on_failure: self.retry_on_failure.clone(),
-            circuit_breaker: self.circuit_breaker.clone(),
-            max_bytes_per_second: self.max_bytes_per_second,
-            burst_bytes: self.burst_bytes,
         }
     }
 }
