@@ -773,6 +773,35 @@ impl Drop for Agent {
     }
 }
 
+/// An outpost receiving OTLP/gRPC on 127.0.0.1:`grpc` and writing traces to `@DIR@/traces.jsonl` (flushed
+/// every 100 ms): the destination the delivery tests count arrivals at ([`delivery::Arrivals`]).
+pub fn file_sink_config(grpc: u16) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  file:
+    path: "@DIR@/traces.jsonl"
+    flush_interval: 100ms
+extensions:
+  health_check:
+    endpoint: "@ADMIN@"
+queue:
+  directory: "@DATA_DIR@"
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

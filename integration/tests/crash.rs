@@ -24,32 +24,6 @@ use outpost_integration::{free_port, gen, wait_for_async, Agent, Rng};
 const SPANS: u32 = 5;
 const SENDERS: u32 = 4;
 
-fn sink_config(grpc: u16) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
-  file:
-    path: "@DIR@/traces.jsonl"
-extensions:
-  health_check:
-    endpoint: "@ADMIN@"
-queue:
-  directory: "@DATA_DIR@"
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"#
-    )
-}
-
 fn front_config(grpc: u16, sink_grpc: u16, sync: &str) -> String {
     format!(
         r#"
@@ -162,7 +136,7 @@ async fn kill9_while_sending(sync: &str, seed_var: &str) {
     eprintln!("sync={sync}: {kills} kills, after {delays:?} ms of sending each");
 
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let front_grpc = free_port();
     let config = front_config(front_grpc, sink_grpc, sync);
     let data = tempfile::Builder::new()

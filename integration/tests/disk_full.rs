@@ -25,32 +25,6 @@ const SPANS: u32 = 50;
 const NOISE: usize = 1000;
 const SENDERS: u32 = 3;
 
-fn sink_config(grpc: u16) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
-  file:
-    path: "@DIR@/traces.jsonl"
-extensions:
-  health_check:
-    endpoint: "@ADMIN@"
-queue:
-  directory: "@DATA_DIR@"
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"#
-    )
-}
-
 fn front_config(grpc: u16, http: u16, destination: u16) -> String {
     format!(
         r#"
@@ -147,7 +121,7 @@ async fn disk_full(device: &str, filler_len: u64) {
     );
 
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let link = TcpProxy::start_down(sink_grpc);
     let (grpc, http) = (free_port(), free_port());
     let mut front = Agent::spawn(

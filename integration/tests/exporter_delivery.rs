@@ -26,33 +26,6 @@ const SPANS: u32 = 20;
 /// Poorly compressible characters per span: about 21 KB per request.
 const NOISE: usize = 1000;
 
-fn sink_config(grpc: u16) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
-  file:
-    path: "@DIR@/traces.jsonl"
-    flush_interval: 100ms
-extensions:
-  health_check:
-    endpoint: "@ADMIN@"
-queue:
-  directory: "@DATA_DIR@"
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"#
-    )
-}
-
 /// A front outpost whose only exporter is `exporter` (YAML under `exporters:`, named `otlp` or
 /// `otlphttp`).
 fn front_config(grpc: u16, exporter_name: &str, exporter: &str) -> String {
@@ -96,7 +69,7 @@ const BURST: u64 = 16 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_costs_no_cpu_and_the_drain_keeps_to_the_bandwidth_cap() {
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let link = TcpProxy::start(sink_grpc);
     let grpc = free_port();
     let exporter = format!(
@@ -230,7 +203,7 @@ async fn a_cut_link_costs_no_cpu_and_the_drain_keeps_to_the_bandwidth_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_slow_link_requests_overlap() {
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let link = TcpProxy::start(sink_grpc);
     link.set_latency(Duration::from_millis(150));
     let grpc = free_port();

@@ -29,32 +29,6 @@ const SENDERS: u32 = 4;
 const MAX_SIZE: u64 = 4 << 20;
 const HIGH_WATERMARK: u64 = 2 << 20;
 
-fn sink_config(grpc: u16) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
-  file:
-    path: "@DIR@/traces.jsonl"
-extensions:
-  health_check:
-    endpoint: "@ADMIN@"
-queue:
-  directory: "@DATA_DIR@"
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"#
-    )
-}
-
 fn front_config(grpc: u16, http: u16, destination: u16) -> String {
     format!(
         r#"
@@ -126,7 +100,7 @@ async fn sender(port: u16, load: Arc<Load>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_fills_the_queue_to_its_watermark_then_it_drains_without_loss() {
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let link = TcpProxy::start_down(sink_grpc);
     let (grpc, http) = (free_port(), free_port());
     let front = Agent::start(&front_config(grpc, http, link.port()));
@@ -353,7 +327,7 @@ async fn an_outage_fills_the_queue_to_its_watermark_then_it_drains_without_loss(
 async fn a_link_that_resets_connections_loses_nothing() {
     const REQUESTS: u32 = 10;
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let link = TcpProxy::start_cut(sink_grpc);
     let (grpc, http) = (free_port(), free_port());
     let front = Agent::start(&front_config(grpc, http, link.port()));

@@ -13,32 +13,6 @@ use outpost_integration::{free_port, gen, wait_for, Agent};
 const REQUESTS: u32 = 20;
 const SPANS: u32 = 10;
 
-fn sink_config(grpc: u16) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-exporters:
-  file:
-    path: "@DIR@/traces.jsonl"
-extensions:
-  health_check:
-    endpoint: "@ADMIN@"
-queue:
-  directory: "@DATA_DIR@"
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [file]
-"#
-    )
-}
-
 fn front_config(grpc: u16, destination: u16) -> String {
     format!(
         r#"
@@ -80,7 +54,7 @@ fn queued(front: &Agent) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_queued_for_a_dead_destination_survive_a_clean_restart() {
     let sink_grpc = free_port();
-    let sink = Agent::start(&sink_config(sink_grpc));
+    let sink = Agent::start(&outpost_integration::file_sink_config(sink_grpc));
     let link = TcpProxy::start_down(sink_grpc);
     let data = tempfile::Builder::new()
         .prefix("outpost-it-restart-")
