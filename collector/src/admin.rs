@@ -1,5 +1,7 @@
 //! The admin HTTP endpoint: `/healthz` (the process is alive), `/readyz` (every pipeline is running,
-//! 503 with the reason otherwise) and `/metrics` (outpost's own metrics, Prometheus text / OpenMetrics).
+//! 503 with the reason otherwise; 200 with the reason when degraded), `/metrics` (outpost's own metrics,
+//! Prometheus text / OpenMetrics) and `POST /-/reload` (reload the config file, answered with the
+//! result).
 //! It is served on every address the config names (health_check extensions and
 //! `service.telemetry.metrics.address`), by default 127.0.0.1:13133.
 
@@ -9,26 +11,39 @@ use std::sync::{Arc, RwLock};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use outpost_pipelines::Telemetry;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// What `/readyz` reports: `Ok` while pipelines run, the reason otherwise.
+/// What `/readyz` reports: `Ok` while pipelines run, the reason otherwise; and, while running, why the
+/// node is degraded (its config file was refused and an older config runs). A degraded node still takes
+/// and ships telemetry, so it stays ready (200): taking it out of service would lose the data its
+/// applications send, which is worse than running yesterday's config.
 #[derive(Clone)]
-pub struct Readiness(Arc<RwLock<Result<(), String>>>);
+pub struct Readiness(Arc<RwLock<(Result<(), String>, Option<String>)>>);
 
 impl Readiness {
     pub fn new() -> Self {
-        Self(Arc::new(RwLock::new(Err("starting".into()))))
+        Self(Arc::new(RwLock::new((Err("starting".into()), None))))
     }
     pub fn set(&self, state: Result<(), String>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = state;
+        self.0.write().unwrap_or_else(|e| e.into_inner()).0 = state;
     }
-    fn get(&self) -> Result<(), String> {
+    /// `Some(reason)` marks the node degraded; `None` clears it.
+    pub fn set_degraded(&self, reason: Option<String>) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).1 = reason;
+    }
+    fn get(&self) -> (Result<(), String>, Option<String>) {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// A reload asked for over HTTP, answered with what became of it.
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<Result<String, String>>,
 }
 
 impl Default for Readiness {
@@ -41,6 +56,7 @@ impl Default for Readiness {
 struct AdminState {
     telemetry: Telemetry,
     readiness: Readiness,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 async fn healthz() -> &'static str {
@@ -49,10 +65,35 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     match s.readiness.get() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(reason) => (
+        (Ok(()), None) => (StatusCode::OK, "ready\n".to_string()),
+        (Ok(()), Some(why)) => (StatusCode::OK, format!("ready, degraded: {why}\n")),
+        (Err(reason), _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+async fn reload(State(s): State<AdminState>) -> impl IntoResponse {
+    let Some(tx) = s.reload else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this agent runs the embedded default config; there is no file to reload\n".to_string(),
+        );
+    };
+    let (reply, answer) = oneshot::channel();
+    if tx.send(ReloadRequest { reply }).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
+        );
+    }
+    match answer.await {
+        Ok(Ok(msg)) => (StatusCode::OK, format!("{msg}\n")),
+        Ok(Err(msg)) => (StatusCode::BAD_REQUEST, format!("{msg}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
         ),
     }
 }
@@ -67,11 +108,17 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-pub fn router(telemetry: Telemetry, readiness: Readiness, extra_health_paths: &[String]) -> Router {
+pub fn router(
+    telemetry: Telemetry,
+    readiness: Readiness,
+    extra_health_paths: &[String],
+    reload_tx: Option<mpsc::Sender<ReloadRequest>>,
+) -> Router {
     let mut r = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/-/reload", post(reload));
     for p in extra_health_paths {
         if p.starts_with('/') && !["/healthz", "/readyz", "/metrics"].contains(&p.as_str()) {
             r = r.route(p, get(healthz));
@@ -80,6 +127,7 @@ pub fn router(telemetry: Telemetry, readiness: Readiness, extra_health_paths: &[
     r.with_state(AdminState {
         telemetry,
         readiness,
+        reload: reload_tx,
     })
 }
 

@@ -1,4 +1,4 @@
-//! The `outpost` command line: `run`, `validate`, `version`.
+//! The `outpost` command line: `run`, `validate`, `queue`, `version`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,6 +33,14 @@ enum Command {
         /// How long a graceful shutdown may take before what is left is aborted.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         shutdown_timeout: Duration,
+        /// What to do when the config file is invalid at start: run the last known good config kept in
+        /// the data directory (and say so), or refuse to start.
+        #[arg(long, value_enum, default_value = "last-known-good")]
+        on_invalid_config: OnInvalid,
+        /// How often the config file is checked for changes (0s: never; SIGHUP and POST /-/reload
+        /// still reload).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        watch_interval: Duration,
     },
     /// Check a config file and print every problem with its line and column; exit 1 if any is an error.
     Validate {
@@ -46,6 +54,12 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnInvalid {
+    LastKnownGood,
+    Refuse,
 }
 
 #[derive(Subcommand)]
@@ -161,28 +175,9 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             shutdown_timeout,
+            on_invalid_config,
+            watch_interval,
         } => {
-            let loaded = match &config {
-                Some(path) => outpost_config::load_file(path),
-                None => {
-                    outpost_config::load_str(outpost_config::DEFAULT_CONFIG, "<embedded default>")
-                }
-            };
-            let loaded = match loaded {
-                Ok(l) => l,
-                Err(diags) => {
-                    print_diagnostics(&diags.0);
-                    eprintln!(
-                        "outpost: the config has {} errors; not starting",
-                        diags.errors().count()
-                    );
-                    return ExitCode::FAILURE;
-                }
-            };
-            init_logging(&loaded.config.service.telemetry.logs);
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -193,10 +188,89 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let (loaded, mut source) = match &config {
+                Some(path) => {
+                    let text = match std::fs::read_to_string(path) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            eprintln!("{}: cannot read the config file: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    match outpost_config::load_str(&text, &path.display().to_string()) {
+                        Ok(l) => (l, agent::Source::file(Some(path.clone()), text)),
+                        Err(diags) => {
+                            print_diagnostics(&diags.0);
+                            let errors = diags.errors().count();
+                            if matches!(on_invalid_config, OnInvalid::Refuse) {
+                                eprintln!("outpost: the config has {errors} errors; not starting (--on-invalid-config refuse)");
+                                return ExitCode::FAILURE;
+                            }
+                            let data_dir = outpost_config::data_dir_hint(&text);
+                            let lkg = runtime.block_on(agent::read_last_known_good(&data_dir));
+                            let lkg_text = match lkg {
+                                Ok(Some(t)) => t,
+                                Ok(None) => {
+                                    eprintln!("outpost: the config has {errors} errors and '{}' holds no last known good config; not starting", data_dir.display());
+                                    return ExitCode::FAILURE;
+                                }
+                                Err(e) => {
+                                    eprintln!("outpost: the config has {errors} errors, and the last known good config cannot be read: {e:#}; not starting");
+                                    return ExitCode::FAILURE;
+                                }
+                            };
+                            match outpost_config::load_str(&lkg_text, "<last known good>") {
+                                Ok(l) => {
+                                    let why = format!(
+                                        "config file '{}' is invalid ({errors} errors); running the last known good config",
+                                        path.display()
+                                    );
+                                    eprintln!("outpost: {why}");
+                                    let mut src = agent::Source::file(Some(path.clone()), lkg_text);
+                                    src.origin = "last_known_good";
+                                    src.file_hash = Some(agent::sha256_hex(&text));
+                                    src.degraded = Some(why);
+                                    (l, src)
+                                }
+                                Err(diags) => {
+                                    print_diagnostics(&diags.0);
+                                    eprintln!("outpost: the config has {errors} errors and the last known good config no longer loads; not starting");
+                                    return ExitCode::FAILURE;
+                                }
+                            }
+                        }
+                    }
+                }
+                None => match outpost_config::load_str(
+                    outpost_config::DEFAULT_CONFIG,
+                    "<embedded default>",
+                ) {
+                    Ok(l) => (
+                        l,
+                        agent::Source::file(None, outpost_config::DEFAULT_CONFIG.to_string()),
+                    ),
+                    Err(diags) => {
+                        print_diagnostics(&diags.0);
+                        eprintln!(
+                            "outpost: the embedded default config does not load; not starting"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            if watch_interval.is_zero() {
+                source.watch_interval = Duration::from_secs(86_400 * 365);
+            } else {
+                source.watch_interval = watch_interval;
+            }
+            init_logging(&loaded.config.service.telemetry.logs);
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
             let result = runtime.block_on(async {
                 let stop = CancellationToken::new();
                 agent::cancel_on_signals(stop.clone());
-                agent::run(loaded.config, shutdown_timeout, stop).await
+                agent::run(loaded.config, source, shutdown_timeout, stop).await
             });
             match result {
                 Ok(true) => ExitCode::SUCCESS,

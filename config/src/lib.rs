@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 pub use diagnostics::{Diagnostic, Diagnostics, Severity};
 pub use id::{ComponentId, PipelineId};
-pub use load::{load_file, load_str, load_str_with_env, Loaded, DEFAULT_CONFIG};
+pub use load::{data_dir_hint, load_file, load_str, load_str_with_env, Loaded, DEFAULT_CONFIG};
 pub use schema::*;
 pub use units::{ByteSize, HumanDuration};
 

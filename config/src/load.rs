@@ -94,3 +94,40 @@ fn split(all: Vec<Diagnostic>, config: Config) -> Result<Loaded, Diagnostics> {
         warnings: all,
     })
 }
+
+/// The data directory an invalid config names, as far as it can be read: `queue.directory` when that
+/// key parses as a plain path, else the default. Used to find the last known good config, which lives
+/// in the data directory's state store, when the file itself cannot be loaded.
+pub fn data_dir_hint(text: &str) -> std::path::PathBuf {
+    let parsed = crate::yaml::parse(text);
+    let dir = parsed
+        .root
+        .as_ref()
+        .and_then(|root| root.as_mapping())
+        .and_then(|m| m.iter().find(|e| e.key == "queue"))
+        .and_then(|e| e.value.as_mapping())
+        .and_then(|m| m.iter().find(|e| e.key == "directory"))
+        .and_then(|e| match &e.value.kind {
+            crate::yaml::Kind::Scalar(s) if !s.text.contains("${") => Some(s.text.clone()),
+            _ => None,
+        });
+    dir.map_or_else(crate::schema::QueueConfig::default_directory, Into::into)
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::data_dir_hint;
+
+    #[test]
+    fn data_dir_hint_reads_queue_directory_from_an_invalid_config() {
+        let text = "queue:\n  directory: /var/lib/edge\nreceivers:\n  nope: {}\n";
+        assert_eq!(
+            data_dir_hint(text),
+            std::path::PathBuf::from("/var/lib/edge")
+        );
+        assert_eq!(
+            data_dir_hint("receivers: [unclosed"),
+            crate::schema::QueueConfig::default_directory()
+        );
+    }
+}

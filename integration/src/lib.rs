@@ -389,12 +389,31 @@ pub struct HttpResponse {
 /// `GET http://{addr}{path}`, with a 5 s timeout. Blocking and dependency-free so the harness can call it
 /// from anywhere, including inside an async test.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<HttpResponse> {
+    http_request(addr, "GET", path, Duration::from_secs(5))
+}
+
+/// `POST http://{addr}{path}` with an empty body (an admin action such as `/-/reload`), 30 s timeout.
+pub fn http_post(addr: SocketAddr, path: &str) -> std::io::Result<HttpResponse> {
+    http_request(addr, "POST", path, Duration::from_secs(30))
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let body = if method == "POST" {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{body}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -641,6 +660,27 @@ impl Agent {
         &self.data_dir
     }
 
+    /// The config file the agent was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Fills in the placeholders of `config_yaml` as [`Agent::spawn`] does.
+    pub fn fill(&self, config_yaml: &str) -> String {
+        config_yaml
+            .replace("@ADMIN@", &self.admin.to_string())
+            .replace("@DATA_DIR@", &self.data_dir.display().to_string())
+            .replace("@DIR@", &self.dir.path().display().to_string())
+    }
+
+    /// Replaces the config file the way an editor or a GitOps checkout does: a new file renamed over
+    /// the old one, so the agent never reads half a file.
+    pub fn write_config(&self, config_yaml: &str) {
+        let tmp = self.config_path.with_extension("yaml.new");
+        fs::write(&tmp, self.fill(config_yaml)).expect("writing the new config");
+        fs::rename(&tmp, &self.config_path).expect("renaming the new config into place");
+    }
+
     /// The config as written, placeholders filled in.
     pub fn config(&self) -> String {
         fs::read_to_string(&self.config_path).unwrap_or_default()
@@ -692,6 +732,11 @@ impl Agent {
 
     pub fn sigterm(&self) {
         self.signal(libc::SIGTERM);
+    }
+
+    /// SIGHUP: reload the config file.
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
     }
 
     /// `kill -9`: the process gets no chance to flush or close anything. Waits until it is gone and

@@ -72,6 +72,7 @@ struct Inner {
     sampling_held_traces: Family<Labels, Gauge>,
     connector_emitted: Family<Labels, Counter>,
     connector_overflow: Family<Labels, Counter>,
+    config: ConfigMetrics,
 }
 
 impl Default for Telemetry {
@@ -266,6 +267,7 @@ impl Telemetry {
                 "connector_overflow_items",
                 "Items a connector counted in its overflow series because aggregation_cardinality_limit was reached"
             ),
+            config: ConfigMetrics::register(&mut registry),
             registry,
         };
         Self {
@@ -454,6 +456,11 @@ impl Telemetry {
             verdicts,
             decided,
         }
+    }
+
+    /// The config's own metrics: what is applied, and how the last reload went.
+    pub fn config(&self) -> &ConfigMetrics {
+        &self.inner.config
     }
 
     /// Counters of one summarizing connector: (data points emitted, items counted in overflow).
@@ -913,6 +920,77 @@ mod tests {
             r#"outpost_exporter_queue_lag_records{stream="traces",exporter="otlp/cloud"} 3"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
+
+/// What config runs and how reloads went, so a fleet rollout can be checked node by node.
+#[derive(Clone)]
+pub struct ConfigMetrics {
+    info: Family<Labels, Gauge>,
+    success: Gauge,
+    last_success: Gauge,
+    reloads: Family<Labels, Counter>,
+}
+
+impl ConfigMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            info: Family::default(),
+            success: Gauge::default(),
+            last_success: Gauge::default(),
+            reloads: Family::default(),
+        };
+        registry.register(
+            "config_info",
+            "The applied config: its SHA-256 and where it came from (file or last_known_good); always 1",
+            m.info.clone(),
+        );
+        registry.register(
+            "config_reload_success",
+            "1 if the last config load or reload was applied, 0 if it was refused (the previous config runs)",
+            m.success.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last config that was applied",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by trigger (file, sighup, http) and result (applied, unchanged, invalid, failed)",
+            m.reloads.clone(),
+        );
+        m
+    }
+
+    /// Records that the config with `sha256` (hex) from `source` is the one running.
+    pub fn applied(&self, sha256: &str, source: &str) {
+        self.info.clear();
+        self.info
+            .get_or_create_owned(&vec![
+                ("hash", sha256.to_owned()),
+                ("source", source.to_owned()),
+            ])
+            .set(1);
+        self.success.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_success
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    /// Records a reload attempt.
+    pub fn reload(&self, trigger: &str, result: &str) {
+        self.reloads
+            .get_or_create_owned(&vec![
+                ("trigger", trigger.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
+        if result == "invalid" || result == "failed" {
+            self.success.set(0);
         }
     }
 }

@@ -291,6 +291,9 @@ enum Step {
 ///
 /// Up to `policy.in_flight` records are delivered at once; the cursor's watermark moves only over the
 /// contiguous acknowledged prefix, so a crash re-sends at most what was in flight.
+///
+/// `abandon` (with `finish`) is how a reload replaces the exporter: it reads nothing more, its requests
+/// in flight end or give up, and what is not acknowledged stays queued for its successor.
 pub async fn run<T: OtlpSignal>(
     id: String,
     mut exporter: Box<dyn Exporter<T>>,
@@ -298,6 +301,7 @@ pub async fn run<T: OtlpSignal>(
     metrics: ExporterMetrics,
     policy: Policy,
     finish: CancellationToken,
+    abandon: CancellationToken,
 ) {
     if policy.newest_first {
         cursor.set_newest_first(true);
@@ -341,6 +345,7 @@ pub async fn run<T: OtlpSignal>(
                     }
                     Outcome::Abandoned => abandoned = true,
                 },
+                _ = abandon.cancelled(), if !abandoned => abandoned = true,
                 next = read_next(&mut cursor, &finish, free), if can_read => match next {
                     Ok(Some(records)) => pending.extend(records),
                     Ok(None) if slots.is_empty() => break, // finishing and caught up

@@ -11,7 +11,7 @@ pub mod prometheus;
 pub mod prometheus_remote_write;
 pub mod syslog;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use outpost_pipelines::telemetry::ReceiverMetrics;
 use outpost_pipelines::{Logs, Metrics, PipelineInput, Refusal, Traces};
@@ -20,26 +20,49 @@ use crate::otlp::{OtlpSignal, Rejected};
 
 /// The pipelines a receiver feeds, per signal.
 #[derive(Clone, Default)]
-pub struct Inputs {
+pub struct Routes {
     pub traces: Vec<PipelineInput<Traces>>,
     pub metrics: Vec<PipelineInput<Metrics>>,
     pub logs: Vec<PipelineInput<Logs>>,
 }
 
-/// Generic access to [`Inputs`] by signal type.
+/// A receiver's [`Routes`], replaceable while it runs: a config reload that leaves a receiver unchanged
+/// points it at the new pipelines without closing its listeners or connections. Every request takes
+/// the routes current when it arrives and keeps them until it is answered, so a request in flight
+/// during a reload finishes in the pipelines that admitted it.
+#[derive(Clone, Default)]
+pub struct Inputs(Arc<RwLock<Arc<Routes>>>);
+
+impl Inputs {
+    pub fn new(routes: Routes) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(routes))))
+    }
+
+    /// The routes for one request (or one batch of a file or a connection).
+    pub fn current(&self) -> Arc<Routes> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Points every later request at `routes`; the old routes live on in the requests holding them.
+    pub fn replace(&self, routes: Routes) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
+    }
+}
+
+/// Generic access to [`Routes`] by signal type.
 pub trait InputsOf: Sized {
-    fn of(inputs: &Inputs) -> &Vec<PipelineInput<Self>>;
-    fn of_mut(inputs: &mut Inputs) -> &mut Vec<PipelineInput<Self>>;
+    fn of(routes: &Routes) -> &Vec<PipelineInput<Self>>;
+    fn of_mut(routes: &mut Routes) -> &mut Vec<PipelineInput<Self>>;
 }
 
 macro_rules! inputs_of {
     ($ty:ty, $field:ident) => {
         impl InputsOf for $ty {
-            fn of(inputs: &Inputs) -> &Vec<PipelineInput<Self>> {
-                &inputs.$field
+            fn of(routes: &Routes) -> &Vec<PipelineInput<Self>> {
+                &routes.$field
             }
-            fn of_mut(inputs: &mut Inputs) -> &mut Vec<PipelineInput<Self>> {
-                &mut inputs.$field
+            fn of_mut(routes: &mut Routes) -> &mut Vec<PipelineInput<Self>> {
+                &mut routes.$field
             }
         }
     };
@@ -59,12 +82,13 @@ pub enum Outcome {
 
 /// Admits one decoded request into every pipeline of its signal and waits for all of them.
 pub async fn admit<T: OtlpSignal + InputsOf>(
-    inputs: &Arc<Inputs>,
+    inputs: &Inputs,
     metrics: &ReceiverMetrics,
     mut data: T,
     bytes: u64,
 ) -> Outcome {
-    let targets = T::of(inputs);
+    let routes = inputs.current();
+    let targets = T::of(&routes);
     if targets.is_empty() {
         metrics.refused(T::SIGNAL, "signal_not_enabled", data.item_count());
         return Outcome::NotEnabled;

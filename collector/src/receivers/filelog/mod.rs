@@ -34,7 +34,7 @@ use outpost_config::Signal;
 use outpost_config::{ComponentId, FilelogReceiverConfig, FilelogStartAt};
 use outpost_pipelines::queue::Queue;
 use outpost_pipelines::telemetry::ReceiverMetrics;
-use outpost_pipelines::{Logs, PipelineInput, Refusal, Telemetry};
+use outpost_pipelines::{Logs, Refusal, Telemetry};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -123,7 +123,7 @@ pub fn start(
     tracing::info!(receiver = %name, include = ?cfg.include, resumed = started, "filelog receiver started");
     let driver = Driver {
         name,
-        inputs: inputs.logs,
+        inputs,
         metrics,
         checkpoints,
         poll_interval: cfg.poll_interval.get(),
@@ -149,7 +149,7 @@ struct Pending {
 
 struct Driver {
     name: String,
-    inputs: Vec<PipelineInput<Logs>>,
+    inputs: Inputs,
     metrics: ReceiverMetrics,
     checkpoints: Checkpoints,
     poll_interval: Duration,
@@ -166,7 +166,7 @@ impl Driver {
         let mut retry_at = Instant::now();
         loop {
             while let Some(p) = pending.front_mut() {
-                match p.offer.try_admit(&self.inputs) {
+                match p.offer.try_admit(&self.inputs.current().logs) {
                     Ok(()) => {
                         let p = pending.pop_front().expect("front exists");
                         self.await_ack(p, ack_tx.clone());

@@ -32,7 +32,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use outpost_config::{ComponentId, FramingTrailer, Signal, SyslogProtocol, SyslogReceiverConfig};
 use outpost_pipelines::telemetry::ReceiverMetrics;
-use outpost_pipelines::{Logs, PipelineInput, Refusal, Telemetry};
+use outpost_pipelines::{Logs, Refusal, Telemetry};
 use tokio::io::AsyncReadExt;
 use tokio::net::UdpSocket;
 use tokio::task::{JoinHandle, JoinSet};
@@ -231,7 +231,6 @@ pub async fn start(
         Parser::new(cfg.protocol, cfg.location.as_deref())
             .map_err(|e| vec![format!("receivers.{id}.location: {e}")])?,
     );
-    let inputs: Arc<Vec<PipelineInput<Logs>>> = Arc::new(inputs.logs);
     let mut handles = Vec::new();
     let mut errors = Vec::new();
     if let Some(udp) = &cfg.udp {
@@ -320,7 +319,7 @@ fn settle(offer: Offer<Logs>, items: usize, metrics: ReceiverMetrics) {
 async fn serve_udp(
     socket: UdpSocket,
     parser: Arc<Parser>,
-    inputs: Arc<Vec<PipelineInput<Logs>>>,
+    inputs: Inputs,
     metrics: ReceiverMetrics,
     shutdown: CancellationToken,
 ) {
@@ -354,7 +353,7 @@ async fn serve_udp(
         }
         let (logs, items, bytes) = batch(&parser, &metrics, frames);
         let mut offer = Offer::new(logs, bytes);
-        match offer.try_admit(&inputs) {
+        match offer.try_admit(&inputs.current().logs) {
             Ok(()) => settle(offer, items, metrics.clone()),
             Err(refusal) => {
                 // A datagram cannot be refused back to its sender: count what is lost, and why.
@@ -370,7 +369,7 @@ async fn serve_udp(
 /// What every TCP connection of one receiver shares.
 struct Connection {
     parser: Arc<Parser>,
-    inputs: Arc<Vec<PipelineInput<Logs>>>,
+    inputs: Inputs,
     metrics: ReceiverMetrics,
     trailer: u8,
     max_log_size: usize,
@@ -448,7 +447,7 @@ async fn offer_until_taken(
     let (logs, items, bytes) = batch(&conn.parser, &conn.metrics, frames);
     let mut offer = Offer::new(logs, bytes);
     loop {
-        match offer.try_admit(&conn.inputs) {
+        match offer.try_admit(&conn.inputs.current().logs) {
             Ok(()) => {
                 settle(offer, items, conn.metrics.clone());
                 return true;
