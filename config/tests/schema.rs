@@ -43,7 +43,12 @@ fn every_example_config_validates_against_the_schema() {
         seen += 1;
         let text = std::fs::read_to_string(&path).unwrap();
         let found = errors(&v, &text);
-        assert!(found.is_empty(), "{}:\n{}", path.display(), found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            found.join("\n")
+        );
     }
     assert!(seen >= 3, "only {seen} examples found");
 }
@@ -80,15 +85,27 @@ fn mistakes_the_loader_refuses_are_refused_by_the_schema() {
     let v = validator();
     let cases = [
         // An unknown key inside a component.
-        ("send_batch_size: 100", "send_batch_sise: 100", "/processors/batch~1small"),
+        (
+            "send_batch_size: 100",
+            "send_batch_sise: 100",
+            "/processors/batch~1small",
+        ),
         // A wrong type.
-        ("send_batch_size: 100", "send_batch_size: [100]", "/processors/batch~1small/send_batch_size"),
+        (
+            "send_batch_size: 100",
+            "send_batch_size: [100]",
+            "/processors/batch~1small/send_batch_size",
+        ),
         // An unknown component type.
         ("  batch/small:", "  bacth/small:", "/processors"),
         // An unknown top-level section.
         ("service:", "servcie:", ""),
         // An unknown key in a pipeline.
-        ("      exporters: [debug]", "      exporter: [debug]", "/service/pipelines/traces"),
+        (
+            "      exporters: [debug]",
+            "      exporter: [debug]",
+            "/service/pipelines/traces",
+        ),
         // A pipeline of no signal.
         ("    traces:", "    spans:", "/service/pipelines"),
     ];

@@ -66,7 +66,10 @@ fn without_email_rule(dir: &Path) -> PathBuf {
         "      ipv4: {enabled: false}\n",
         "      ipv4: {enabled: false}\n      email: {enabled: false}\n",
     );
-    assert_ne!(edited, text, "the example's rules block moved; update this test");
+    assert_ne!(
+        edited, text,
+        "the example's rules block moved; update this test"
+    );
     let path = dir.join("redaction.yaml");
     std::fs::write(&path, edited).unwrap();
     path
@@ -103,13 +106,18 @@ fn removing_the_email_rule_fails_the_test_with_a_diff() {
         .find("attribute \"user.email\"")
         .unwrap_or_else(|| panic!("attribute not named:\n{s}"));
     let diff = &rest[attr..];
-    let expected = diff.find("expected: equals \"****\"").expect("expected line");
+    let expected = diff
+        .find("expected: equals \"****\"")
+        .expect("expected line");
     let actual = diff
         .find("actual:   \"alice@example.com\"")
         .unwrap_or_else(|| panic!("unredacted value not shown:\n{s}"));
     assert!(expected < actual, "{s}");
     // The log test also expects an email masked, so it fails too; the card test still passes.
-    assert!(s.contains("ok      a card number keeps its last four digits"), "{s}");
+    assert!(
+        s.contains("ok      a card number keeps its last four digits"),
+        "{s}"
+    );
     assert!(s.contains("3 tests, 2 failed (1 passed)"), "{s}");
 }
 
@@ -173,7 +181,14 @@ fn schema_prints_a_draft_2020_12_json_schema() {
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
     );
-    for key in ["receivers", "processors", "exporters", "connectors", "service", "queue"] {
+    for key in [
+        "receivers",
+        "processors",
+        "exporters",
+        "connectors",
+        "service",
+        "queue",
+    ] {
         assert!(schema["properties"][key].is_object(), "no {key}");
     }
 }

@@ -236,21 +236,21 @@ pub(super) fn evaluate(
                 format!("none among the {} spans that entered it", input.len()),
             );
         }
-        let out_keys: HashSet<_> = chosen.iter().filter_map(|i| i.span_key).collect();
+        let out_keys: HashSet<_> = output.iter().filter_map(|i| i.span_key).collect();
         for f in &fed {
             let kept = f.span_key.is_some_and(|k| out_keys.contains(&k));
             if kept != sampled {
-                fail(
-                    failures,
-                    Some(f),
-                    "sampled".into(),
-                    sampled.to_string(),
-                    if kept {
+                failures.push(Failure {
+                    check: heading.clone(),
+                    item: Some(format!("{} as it entered, at {}", f.kind, f.path)),
+                    what: "sampled".into(),
+                    expected: sampled.to_string(),
+                    actual: if kept {
                         "true (the span came out)".into()
                     } else {
                         "false (the span was dropped)".into()
                     },
-                );
+                });
             }
         }
     }
@@ -266,7 +266,7 @@ pub(super) fn evaluate(
                 chosen.len().to_string(),
             );
         }
-    } else if wants_present && chosen.is_empty() && check.sampled != Some(false) {
+    } else if wants_present && chosen.is_empty() && check.sampled.is_none() {
         fail(
             failures,
             None,
