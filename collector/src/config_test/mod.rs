@@ -198,3 +198,6 @@ fn print_failures(out: &mut dyn Write, failures: &[check::Failure]) {
         let _ = writeln!(out, "              actual:   {}", f.actual);
     }
 }
+
+#[cfg(test)]
+mod tests;
