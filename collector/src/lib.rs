@@ -4,9 +4,11 @@
 
 pub mod admin;
 pub mod agent;
+pub mod config_test;
 pub mod exporters;
 pub mod net;
 pub mod otlp;
 pub mod prom;
 pub mod receivers;
+pub mod stages;
 pub mod topology;

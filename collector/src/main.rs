@@ -1,4 +1,4 @@
-//! The `outpost` command line: `run`, `validate`, `queue`, `version`.
+//! The `outpost` command line: `run`, `validate`, `test`, `schema`, `queue`, `version`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,6 +47,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run config unit tests: feed OTLP/JSON into a pipeline in-process (no network, no queue) and check
+    /// what its processors and connectors let out. Exit 0 if all pass, 1 if one fails, 2 if the config
+    /// or a test file has errors.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Test files (YAML). Without any, tests/NAME.yaml beside the config NAME.yaml.
+        tests: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema (draft 2020-12) of the config file, for editors and CI linters.
+    Schema,
     /// Look into a disk queue (records, bytes, cursors and their lag) or check every record in it.
     Queue {
         #[command(subcommand)]
@@ -151,6 +162,28 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Command::Test { config, tests } => {
+            let code = outpost::config_test::run(
+                &config,
+                &tests,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            );
+            ExitCode::from(code)
+        }
+        Command::Schema => {
+            let schema = outpost_config::json_schema::schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("outpost: cannot print the schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Version => {
             println!("outpost {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -40,23 +40,17 @@ use std::time::Duration;
 
 use outpost_config::{
     ComponentId, Config, ConnectorConfig, DeliveryConfig, ExporterConfig, OverflowPolicy,
-    PipelineId, ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
+    PipelineId, ProcessorConfig, ReceiverConfig, Signal,
 };
-use outpost_pipelines::connectors::count::Count;
-use outpost_pipelines::connectors::spanmetrics::SpanMetrics;
 use outpost_pipelines::connectors::Summarizer;
-use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
-use outpost_pipelines::processors::batch::BatchProcessor;
-use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
+use outpost_pipelines::processors::memory_limiter;
 use outpost_pipelines::processors::redaction::{Redact, Redaction};
-use outpost_pipelines::processors::tail_sampling::TailSampling;
-use outpost_pipelines::processors::transform::{TransformProcessor, Transformable};
+use outpost_pipelines::processors::transform::Transformable;
 use outpost_pipelines::queue::{
     Cursor, MaxLag, Overflow, Queue, QueueError, QueueOptions, StartAt, SyncPolicy,
 };
 use outpost_pipelines::{
-    ByteBudget, Logs, Metrics, Pipeline, PipelineInput, Processor, ProcessorChain, Refusal,
-    Telemetry, Traces,
+    ByteBudget, Logs, Metrics, Pipeline, PipelineInput, ProcessorChain, Refusal, Telemetry, Traces,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exporters;
 use crate::otlp::OtlpSignal;
 use crate::receivers::{self, Inputs, InputsOf, Routes};
+use crate::stages;
 
 /// Records a connector reads from its upstream stream at once.
 const CONNECTOR_BATCH: usize = 16;
@@ -227,11 +222,15 @@ impl Running {
         }
         let mut built: HashMap<PipelineId, NewPipeline> = HashMap::new();
         if errors.is_empty() {
+            let compiled: HashMap<ComponentId, Redaction> = redactions
+                .iter()
+                .map(|(id, (_, r))| (id.clone(), r.clone()))
+                .collect();
             let ctx = BuildContext {
                 config,
                 telemetry: &self.telemetry,
                 budgets: &budgets,
-                redactions: &redactions,
+                redactions: &compiled,
                 queue: &self.queue,
             };
             for (pid, p) in &config.service.pipelines {
@@ -496,8 +495,8 @@ impl Running {
                     abandon,
                 ))),
                 ConnectorConfig::SpanMetrics(_) | ConnectorConfig::Count(_) => {
-                    let (agg, interval) =
-                        summarizer::<T>(connector).map_err(|e| format!("connectors.{eid}: {e}"))?;
+                    let (agg, interval) = stages::summarizer::<T>(connector)
+                        .map_err(|e| format!("connectors.{eid}: {e}"))?;
                     Ok(tokio::spawn(summarize(
                         eid.to_string(),
                         cursor,
@@ -736,7 +735,7 @@ struct BuildContext<'a> {
     config: &'a Config,
     telemetry: &'a Telemetry,
     budgets: &'a HashMap<ComponentId, (ProcessorConfig, Arc<ByteBudget>)>,
-    redactions: &'a HashMap<ComponentId, (ProcessorConfig, Redaction)>,
+    redactions: &'a HashMap<ComponentId, Redaction>,
     queue: &'a Queue,
 }
 
@@ -770,43 +769,19 @@ fn build_pipeline<T: OtlpSignal + Redact + Transformable>(
             ));
             continue;
         };
-        let stage: Box<dyn Processor<T>> = match cfg {
-            ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(c)),
-            ProcessorConfig::Resource(c) => {
-                Box::new(AttributesProcessor::new(Target::Resource, &c.attributes))
-            }
-            ProcessorConfig::Attributes(c) => {
-                Box::new(AttributesProcessor::new(Target::Items, &c.actions))
-            }
-            ProcessorConfig::MemoryLimiter(_) => {
-                budget = ctx.budgets.get(proc_id).map(|(_, b)| b.clone());
-                Box::new(MemoryLimiterStage)
-            }
-            ProcessorConfig::Redaction(_) => match ctx.redactions.get(proc_id) {
-                Some((_, r)) => Box::new(r.processor::<T>(ctx.telemetry)),
+        if let ProcessorConfig::MemoryLimiter(_) = cfg {
+            budget = ctx.budgets.get(proc_id).map(|(_, b)| b.clone());
+        }
+        let stage =
+            match stages::processor::<T>(proc_id, cfg, &pname, ctx.telemetry, ctx.redactions) {
+                Ok(Some(stage)) => stage,
                 // Its build error is already reported.
-                None => continue,
-            },
-            ProcessorConfig::Transform(c) => {
-                let counters = ctx.telemetry.transform_errors(&pname, &proc_id.to_string());
-                match TransformProcessor::new(c, counters) {
-                    Ok(p) => Box::new(p),
-                    Err(e) => {
-                        errors.push(format!("processors.{proc_id}: {e}"));
-                        continue;
-                    }
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
                 }
-            }
-            ProcessorConfig::TailSampling(c) => {
-                match tail_sampling::<T>(c, ctx.telemetry, &pname, &proc_id.to_string()) {
-                    Ok(stage) => stage,
-                    Err(e) => {
-                        errors.push(format!("processors.{proc_id}: {e}"));
-                        continue;
-                    }
-                }
-            }
-        };
+            };
         chain.push(stage, ctx.telemetry.processor(&pname, &proc_id.to_string()));
     }
     if !errors.is_empty() {
@@ -887,49 +862,6 @@ async fn forward<T: OtlpSignal + InputsOf>(
             }
         }
     }
-}
-
-/// The aggregator of a summarizing connector reading signal `T`, and its flush interval.
-fn summarizer<T: OtlpSignal>(
-    connector: &ConnectorConfig,
-) -> Result<(Box<dyn Summarizer<T>>, Duration), String> {
-    let boxed: Box<dyn std::any::Any> = match connector {
-        ConnectorConfig::SpanMetrics(c) => {
-            let agg: Box<dyn Summarizer<Traces>> = Box::new(SpanMetrics::new(c));
-            return downcast::<T, Traces>(agg, "spanmetrics reads traces only")
-                .map(|a| (a, c.metrics_flush_interval.get()));
-        }
-        ConnectorConfig::Count(c) => match T::SIGNAL {
-            Signal::Traces => {
-                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Traces>>)
-            }
-            Signal::Metrics => {
-                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Metrics>>)
-            }
-            Signal::Logs => {
-                Box::new(Box::new(Count::new(c, T::SIGNAL)?) as Box<dyn Summarizer<Logs>>)
-            }
-        },
-        ConnectorConfig::Forward(_) => return Err("forward does not summarize".into()),
-    };
-    let interval = match connector {
-        ConnectorConfig::Count(c) => c.flush_interval.get(),
-        _ => Duration::from_secs(60),
-    };
-    boxed
-        .downcast::<Box<dyn Summarizer<T>>>()
-        .map(|b| (*b, interval))
-        .map_err(|_| "unsupported input signal".to_string())
-}
-
-fn downcast<T: OtlpSignal, S: 'static>(
-    agg: Box<dyn Summarizer<S>>,
-    err: &str,
-) -> Result<Box<dyn Summarizer<T>>, String> {
-    let any: Box<dyn std::any::Any> = Box::new(agg);
-    any.downcast::<Box<dyn Summarizer<T>>>()
-        .map(|b| *b)
-        .map_err(|_| err.to_string())
 }
 
 /// A summarizing connector (`spanmetrics`, `count`): reads every record of its upstream stream into its
@@ -1040,23 +972,6 @@ async fn forward_once<T: OtlpSignal>(
         w.wait().await?;
     }
     Ok(())
-}
-
-/// Builds `tail_sampling` for a pipeline of signal `T`, which validation has checked is traces.
-fn tail_sampling<T: OtlpSignal>(
-    cfg: &TailSamplingConfig,
-    telemetry: &Telemetry,
-    pipeline: &str,
-    id: &str,
-) -> Result<Box<dyn Processor<T>>, String> {
-    let names: Vec<&str> = cfg.policies.iter().map(|p| p.name.as_str()).collect();
-    let metrics = telemetry.tail_sampling(pipeline, id, &names);
-    let stage: Box<dyn Processor<Traces>> = Box::new(TailSampling::new(cfg, metrics)?);
-    // The processor exists for traces only; for T = Traces this downcast is the identity.
-    let any: Box<dyn std::any::Any> = Box::new(stage);
-    any.downcast::<Box<dyn Processor<T>>>()
-        .map(|b| *b)
-        .map_err(|_| "tail_sampling works on traces pipelines only".to_string())
 }
 
 /// The signals a config uses, for logging at start.

@@ -320,6 +320,67 @@ fn extension(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Exte
     }
 }
 
+/// The JSON Schema of the body of a component of `section` and type `kind`, for `outpost schema`: the
+/// same type-name → schema table as the functions above, kept beside them so the two change together
+/// (a test checks that every type in `TYPES` has one).
+pub(crate) fn body_schema(
+    section: Section,
+    kind: &str,
+    g: &mut schemars::SchemaGenerator,
+) -> Option<schemars::Schema> {
+    fn of<T: schemars::JsonSchema, E>(
+        g: &mut schemars::SchemaGenerator,
+        _variant: fn(T) -> E,
+    ) -> Option<schemars::Schema> {
+        Some(g.subschema_for::<T>())
+    }
+    match (section, kind) {
+        (Section::Receivers, "otlp") => of(g, ReceiverConfig::Otlp),
+        (Section::Receivers, "filelog") => of(g, ReceiverConfig::Filelog),
+        (Section::Receivers, "syslog") => of(g, ReceiverConfig::Syslog),
+        (Section::Receivers, "prometheus") => of(g, ReceiverConfig::Prometheus),
+        (Section::Receivers, "prometheusremotewrite") => {
+            of(g, ReceiverConfig::PrometheusRemoteWrite)
+        }
+        (Section::Processors, "batch") => of(g, ProcessorConfig::Batch),
+        (Section::Processors, "resource") => of(g, ProcessorConfig::Resource),
+        (Section::Processors, "attributes") => of(g, ProcessorConfig::Attributes),
+        (Section::Processors, "memory_limiter") => of(g, ProcessorConfig::MemoryLimiter),
+        (Section::Processors, "redaction") => of(g, ProcessorConfig::Redaction),
+        (Section::Processors, "transform") => of(g, ProcessorConfig::Transform),
+        (Section::Processors, "tail_sampling") => of(g, ProcessorConfig::TailSampling),
+        (Section::Exporters, "otlp") => of(g, ExporterConfig::Otlp),
+        (Section::Exporters, "otlphttp") => of(g, ExporterConfig::OtlpHttp),
+        (Section::Exporters, "debug") => of(g, ExporterConfig::Debug),
+        (Section::Exporters, "file") => of(g, ExporterConfig::File),
+        (Section::Exporters, "prometheusremotewrite") => {
+            of(g, ExporterConfig::PrometheusRemoteWrite)
+        }
+        (Section::Connectors, "forward") => of(g, ConnectorConfig::Forward),
+        (Section::Connectors, "spanmetrics") => of(g, ConnectorConfig::SpanMetrics),
+        (Section::Connectors, "count") => of(g, ConnectorConfig::Count),
+        (Section::Extensions, "health_check") => of(g, ExtensionConfig::HealthCheck),
+        (Section::Extensions, "file_storage") => of(g, ExtensionConfig::FileStorage),
+        _ => None,
+    }
+}
+
+/// Every section with its type names, for `outpost schema`.
+pub(crate) fn sections() -> [(Section, &'static [&'static str]); 5] {
+    [
+        Section::Receivers,
+        Section::Processors,
+        Section::Exporters,
+        Section::Connectors,
+        Section::Extensions,
+    ]
+    .map(|s| (s, s.types()))
+}
+
+/// The keys of `service` and of a pipeline, for `outpost schema`.
+pub(crate) const SERVICE_KEYS_SCHEMA: &[&str] = SERVICE_KEYS;
+pub(crate) const PIPELINE_KEYS_SCHEMA: &[&str] = PIPELINE_KEYS;
+
 fn service(r: &mut Report, origins: &mut Origins, node: &Node) -> ServiceConfig {
     let mut service = ServiceConfig::default();
     if node.is_poisoned() {

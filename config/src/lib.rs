@@ -9,8 +9,10 @@
 pub mod condition;
 mod decode;
 pub mod diagnostics;
+pub mod document;
 mod env;
 pub mod id;
+pub mod json_schema;
 pub mod load;
 pub mod prometheus;
 pub mod redaction;
@@ -33,7 +35,17 @@ pub use units::{ByteSize, HumanDuration};
 
 /// The three OTLP signals. Every pipeline carries exactly one.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::{ByteSize, HumanDuration};
 
 /// `receivers.prometheus`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusReceiverConfig {
     /// A Prometheus configuration: `global` and `scrape_configs`.
@@ -27,7 +27,7 @@ pub struct PrometheusReceiverConfig {
 }
 
 /// The part of a `prometheus.yml` the receiver reads.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromConfig {
     #[serde(default)]
@@ -37,7 +37,7 @@ pub struct PromConfig {
 }
 
 /// `global:` — defaults for every job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromGlobalConfig {
     #[serde(default = "PromGlobalConfig::default_scrape_interval")]
@@ -66,7 +66,7 @@ impl Default for PromGlobalConfig {
 }
 
 /// One job of `scrape_configs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
     pub job_name: String,
@@ -154,7 +154,9 @@ impl ScrapeConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scheme {
     #[default]
@@ -171,7 +173,7 @@ impl Scheme {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
@@ -182,7 +184,7 @@ pub struct BasicAuth {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     /// The scheme of the `Authorization` header.
@@ -202,7 +204,7 @@ impl Authorization {
 }
 
 /// `tls_config:` with Prometheus's keys.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromTlsConfig {
     #[serde(default)]
@@ -218,7 +220,7 @@ pub struct PromTlsConfig {
 }
 
 /// `static_configs:` item: targets sharing a set of labels.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     #[serde(default)]
@@ -228,7 +230,7 @@ pub struct StaticConfig {
 }
 
 /// `file_sd_configs:` item: files (JSON or YAML lists of static configs) re-read when they change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSdConfig {
     /// Paths; the last path element may be a glob (`targets/*.json`).
@@ -245,7 +247,7 @@ impl FileSdConfig {
 }
 
 /// One relabeling step, with Prometheus's keys and defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelabelConfig {
     #[serde(default)]
@@ -277,7 +279,9 @@ impl RelabelConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RelabelAction {
     #[default]
@@ -314,7 +318,7 @@ impl RelabelAction {
 
 /// `receivers.prometheusremotewrite`: `POST /api/v1/write` with snappy-compressed protobuf
 /// (remote-write 1.0).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusRemoteWriteReceiverConfig {
     #[serde(

@@ -44,7 +44,7 @@ pub const DEFAULT_PACKS: &[&str] = &["pii-core", "secrets"];
 pub const MIN_HASH_KEY_BYTES: usize = 16;
 
 /// One rule pack file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulePack {
     /// The pack's name, as `packs:` names it.
@@ -55,7 +55,7 @@ pub struct RulePack {
 }
 
 /// One rule of a pack.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDef {
     /// Unique across every pack a processor uses; names the rule in `rules:` and in metrics.
@@ -96,7 +96,7 @@ impl RuleDef {
 
 /// A rule's prefilter. Both conditions must hold when both are given. The prefilter must never be
 /// stricter than the pattern: every text the pattern (and validator) accepts must pass it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Prefilter {
     /// At least one of these literals occurs in the value (ASCII case-insensitive).
@@ -118,7 +118,7 @@ impl Prefilter {
 }
 
 /// Validators a rule may name; the pipeline implements them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Validator {
     /// The digits pass the Luhn checksum.
@@ -156,7 +156,7 @@ pub enum Validator {
 }
 
 /// A test vector: a bare value, or a value under an attribute key (for rules limited by `keys`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Vector {
     Text(String),

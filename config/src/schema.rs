@@ -133,14 +133,14 @@ impl ReceiverConfig {
 
 /// `receivers.otlp`: OTLP over gRPC and HTTP. A protocol is enabled by naming it, even with no settings
 /// (`grpc:` alone enables gRPC on its default endpoint), as in the OpenTelemetry Collector.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
     #[serde(default)]
     pub protocols: OtlpProtocols,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpProtocols {
     #[serde(default, deserialize_with = "crate::units::present_means_default")]
@@ -149,7 +149,7 @@ pub struct OtlpProtocols {
     pub http: Option<OtlpHttpConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpGrpcConfig {
     #[serde(
@@ -195,7 +195,7 @@ pub const fn default_max_connections() -> usize {
     256
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpConfig {
     #[serde(
@@ -298,7 +298,7 @@ impl ProcessorConfig {
 }
 
 /// `processors.batch`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// A batch is sent once it holds at least this many items.
@@ -332,21 +332,21 @@ impl Default for BatchConfig {
 }
 
 /// `processors.resource`: actions on resource attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceProcessorConfig {
     pub attributes: Vec<AttributeAction>,
 }
 
 /// `processors.attributes`: actions on span, log record and metric data point attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributesProcessorConfig {
     pub actions: Vec<AttributeAction>,
 }
 
 /// One attribute action, with the OpenTelemetry Collector's keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeAction {
     pub key: String,
@@ -359,7 +359,7 @@ pub struct AttributeAction {
     pub from_attribute: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttributeActionKind {
     /// Add the attribute only where it is absent.
@@ -374,7 +374,7 @@ pub enum AttributeActionKind {
 }
 
 /// A scalar attribute value in config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum AttrValue {
     Bool(bool),
@@ -386,7 +386,7 @@ pub enum AttrValue {
 /// `processors.memory_limiter`: a bound on the bytes of telemetry in flight in a pipeline, between the
 /// receivers and the queue. Above it, receivers refuse new data with RESOURCE_EXHAUSTED / 429 so clients
 /// retry later, instead of the process growing until it is killed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryLimiterConfig {
     /// Accepted for compatibility; outpost accounts bytes on every request instead of polling.
@@ -409,7 +409,7 @@ pub struct MemoryLimiterConfig {
 /// anything is written to disk or sent. The OpenTelemetry Collector's keys (allow_all_keys,
 /// allowed_keys, ignored_keys, blocked_key_patterns, blocked_values, allowed_values, hash_function,
 /// summary) work as upstream; `packs`, `rules` and the rest are outpost's. See docs/configuration.md.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactionProcessorConfig {
     /// Keep every attribute key (subject to the other rules). Unset: true unless `allowed_keys` is
@@ -579,7 +579,9 @@ impl<'de> Deserialize<'de> for HashFunction {
 }
 
 /// `summary` of the redaction processor, as in the OpenTelemetry Collector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RedactionSummary {
     Debug,
@@ -589,7 +591,7 @@ pub enum RedactionSummary {
 }
 
 /// What a redaction rule does with what it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RedactionAction {
     /// Replace the match with the mask (keeping its last `keep_last` characters).
@@ -603,7 +605,7 @@ pub enum RedactionAction {
 }
 
 /// `rules.<id>` of the redaction processor.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactionRuleOverride {
     #[serde(default)]
@@ -616,7 +618,7 @@ pub struct RedactionRuleOverride {
 
 /// `processors.transform`: a VRL program run on every span and log record. The item is offered to the
 /// program as an object (see docs/configuration.md) and what the program leaves is written back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransformProcessorConfig {
     /// The VRL program.
@@ -675,7 +677,9 @@ impl ExporterConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     #[default]
@@ -687,7 +691,7 @@ pub enum Compression {
 /// `tls:` on an exporter, accepted for compatibility with OpenTelemetry Collector configs. This build has
 /// no TLS: a `host:port` or `http://` endpoint is plaintext whatever `insecure` says (so `insecure: false`,
 /// the default, is fine), and validation refuses `https://` endpoints.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTlsConfig {
     #[serde(default)]
@@ -695,7 +699,7 @@ pub struct ClientTlsConfig {
 }
 
 /// `exporters.otlp`: OTLP over gRPC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
     /// `host:port` or `http://host:port`.
@@ -751,7 +755,7 @@ pub const fn default_export_timeout() -> HumanDuration {
 }
 
 /// `exporters.otlphttp`: OTLP over HTTP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpExporterConfig {
     /// Base URL; `/v1/traces`, `/v1/metrics`, `/v1/logs` are appended per signal.
@@ -808,7 +812,7 @@ impl OtlpHttpExporterConfig {
 /// `exporters.prometheusremotewrite`: metrics to a Prometheus remote-write 1.0 endpoint (protobuf +
 /// snappy), translated per the OpenTelemetry specification's Prometheus compatibility rules. The keys are
 /// the OpenTelemetry Collector's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusRemoteWriteExporterConfig {
     /// The full write URL, e.g. `http://prometheus:9090/api/v1/write`.
@@ -924,7 +928,7 @@ fn one_consumer_unless_set<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A block with one key, `enabled`, defaulting to `DEFAULT` (`target_info: {enabled: false}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnabledFlag<const DEFAULT: bool> {
     #[serde(default = "EnabledFlag::<DEFAULT>::default_enabled")]
@@ -946,7 +950,7 @@ impl<const DEFAULT: bool> Default for EnabledFlag<DEFAULT> {
 /// `remote_write_queue:` of the OpenTelemetry Collector's exporter, accepted so its configs load. Its
 /// in-memory queue is replaced by outpost's disk queue; `sending_queue.num_consumers` sets the requests in
 /// flight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteQueueConfig {
     #[serde(default)]
@@ -957,7 +961,9 @@ pub struct RemoteWriteQueueConfig {
     pub num_consumers: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpEncoding {
     #[default]
@@ -966,7 +972,7 @@ pub enum OtlpEncoding {
 }
 
 /// `exporters.debug`: writes what passes to outpost's own log.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DebugExporterConfig {
     #[serde(default)]
@@ -978,7 +984,9 @@ pub struct DebugExporterConfig {
     pub sampling_thereafter: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verbosity {
     /// One line per batch with its item counts.
@@ -991,7 +999,7 @@ pub enum Verbosity {
 }
 
 /// `exporters.file`: OTLP JSON, one export request per line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileExporterConfig {
     pub path: PathBuf,
@@ -1008,7 +1016,7 @@ impl FileExporterConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileRotationConfig {
     /// Rotate when the file reaches this size.
@@ -1072,7 +1080,7 @@ impl ConnectorConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConnectorConfig {}
 
@@ -1092,7 +1100,7 @@ impl ExtensionConfig {
 /// `extensions.file_storage`: the OpenTelemetry Collector's persistent storage. In outpost it names the
 /// disk queue's directory (when `queue.directory` is not set); its other keys are accepted and the queue's
 /// own settings govern.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileStorageConfig {
     pub directory: PathBuf,
@@ -1107,7 +1115,7 @@ pub struct FileStorageConfig {
 }
 
 /// `extensions.health_check`: where the admin endpoint listens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     #[serde(
@@ -1144,7 +1152,7 @@ impl Default for HealthCheckConfig {
 // Queue
 
 /// Top-level `queue:`: the disk-backed queue between the processors and the exporters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// The node's data directory: the queue and all durable state live here. Unset: the directory of a
@@ -1255,7 +1263,9 @@ impl Serialize for SizeOrPercent {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OverflowPolicy {
     #[default]
@@ -1308,7 +1318,7 @@ impl Serialize for SyncPolicy {
 
 /// `sending_queue:` on a network exporter, with the OpenTelemetry Collector's keys. In outpost every
 /// exporter reads the pipeline's disk queue through its own cursor; this block tunes that reading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendingQueueConfig {
     /// Accepted for compatibility; outpost always queues on disk (a warning says so when false).
@@ -1363,7 +1373,9 @@ impl Default for SendingQueueConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StartAt {
     #[default]
@@ -1372,7 +1384,9 @@ pub enum StartAt {
 }
 
 /// The order an exporter drains a backlog in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DrainOrder {
     /// Oldest record first: the destination sees data in the order it was produced.
@@ -1395,7 +1409,7 @@ pub struct DeliveryConfig {
 /// `retry_on_failure:` with the OpenTelemetry Collector's keys. The defaults differ in one respect:
 /// `max_elapsed_time` is 0 (never give up), because the data is on disk and the queue's `max_age` is what
 /// bounds how long it is kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     #[serde(default = "RetryConfig::default_enabled")]
@@ -1455,7 +1469,7 @@ impl Default for RetryConfig {
 /// `circuit_breaker:` — after `failure_threshold` consecutive failed attempts the exporter stops sending
 /// and probes the destination with one request per interval (growing from `initial_interval` to
 /// `max_interval`, jittered), so a dead link costs almost nothing; the first success closes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     #[serde(default = "CircuitBreakerConfig::default_enabled")]
@@ -1495,7 +1509,7 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// A bound on how far behind an exporter may fall, in bytes and/or age.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaxLagConfig {
     #[serde(default)]
@@ -1522,7 +1536,7 @@ pub struct PipelineConfig {
 }
 
 /// `service.telemetry`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     #[serde(default)]
@@ -1531,7 +1545,7 @@ pub struct TelemetryConfig {
     pub metrics: TelemetryMetricsConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryLogsConfig {
     /// `error`, `warn`, `info`, `debug` or `trace`; overridden by `RUST_LOG` when that is set.
@@ -1556,7 +1570,7 @@ impl Default for TelemetryLogsConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     Error,
@@ -1578,7 +1592,9 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LogEncoding {
     #[default]
@@ -1586,7 +1602,7 @@ pub enum LogEncoding {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryMetricsConfig {
     /// `none`, `basic`, `normal`, `detailed`: accepted for compatibility; outpost always serves its

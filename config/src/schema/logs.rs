@@ -19,7 +19,7 @@ use crate::units::{ByteSize, HumanDuration};
 // filelog
 
 /// `receivers.filelog`: tails files matched by globs, with checkpoints in the node's state store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilelogReceiverConfig {
     /// Globs of the files to read (`/var/log/app/*.log`, `**` for any depth).
@@ -94,7 +94,9 @@ impl FilelogReceiverConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FilelogStartAt {
     Beginning,
@@ -103,7 +105,7 @@ pub enum FilelogStartAt {
 }
 
 /// `multiline`: exactly one of the two patterns.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineConfig {
     /// A regex matching the first line of an entry; lines up to the next match belong to it.
@@ -118,7 +120,7 @@ pub struct MultilineConfig {
 // Operators
 
 /// One parsing operator, selected by `type` as in the OpenTelemetry Collector's stanza.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OperatorConfig {
     JsonParser(JsonParserConfig),
@@ -139,7 +141,7 @@ impl OperatorConfig {
 }
 
 /// `type: json_parser`: the field's text, a JSON object, becomes attributes (or `parse_to`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonParserConfig {
     #[serde(default)]
@@ -159,7 +161,7 @@ pub struct JsonParserConfig {
 }
 
 /// `type: regex_parser`: named captures of `regex` become attributes (or `parse_to`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexParserConfig {
     #[serde(default)]
@@ -178,7 +180,7 @@ pub struct RegexParserConfig {
 }
 
 /// `type: severity_parser` (or `severity:` inside a parser): sets severity_number and severity_text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityParserConfig {
     #[serde(default)]
@@ -196,7 +198,9 @@ pub struct SeverityParserConfig {
     pub on_error: OnError,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SeverityPreset {
     #[default]
@@ -205,7 +209,7 @@ pub enum SeverityPreset {
 }
 
 /// One value or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SeverityMatchers {
     One(SeverityMatcher),
@@ -221,7 +225,7 @@ impl SeverityMatchers {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SeverityMatcher {
     Int(i64),
@@ -230,7 +234,7 @@ pub enum SeverityMatcher {
 }
 
 /// `type: time_parser` (or `timestamp:` inside a parser): sets the record's time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeParserConfig {
     #[serde(default)]
@@ -248,7 +252,9 @@ pub struct TimeParserConfig {
     pub on_error: OnError,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LayoutType {
     #[default]
@@ -259,7 +265,9 @@ pub enum LayoutType {
 }
 
 /// What an operator does with an entry it cannot parse. Either way it is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Keep the entry as it was, with a `log.parse_error` attribute saying why, and log a warning.
@@ -375,7 +383,7 @@ impl Serialize for FieldPath {
 // syslog
 
 /// `receivers.syslog`: RFC 5424 or RFC 3164 messages over UDP and/or TCP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogReceiverConfig {
     pub protocol: SyslogProtocol,
@@ -395,21 +403,23 @@ pub struct SyslogReceiverConfig {
     pub non_transparent_framing_trailer: FramingTrailer,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyslogProtocol {
     Rfc5424,
     Rfc3164,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum FramingTrailer {
     #[default]
     LF,
     NUL,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogTcpConfig {
     #[serde(deserialize_with = "crate::units::socket_addr")]
@@ -428,7 +438,7 @@ impl SyslogTcpConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogUdpConfig {
     #[serde(deserialize_with = "crate::units::socket_addr")]

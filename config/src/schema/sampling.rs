@@ -16,7 +16,7 @@ use crate::units::{ByteSize, HumanDuration};
 
 /// `processors.tail_sampling`: holds each trace's spans until its decision, then keeps or drops the
 /// whole trace by policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TailSamplingConfig {
     /// How long after a trace's first span its decision is made.
@@ -58,7 +58,7 @@ impl TailSamplingConfig {
 }
 
 /// `decision_cache:` sizes (trace ids) of the kept and dropped decision caches.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionCacheConfig {
     #[serde(default)]
@@ -67,7 +67,7 @@ pub struct DecisionCacheConfig {
     pub non_sampled_cache_size: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyType {
     AlwaysSample,
@@ -111,7 +111,7 @@ impl PolicyType {
 }
 
 /// One sampling policy (also the shape of sub-policies inside `and`, `composite`, `drop`, `not`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Names the policy in metrics and in the attribute of the spans it kept.
@@ -150,7 +150,7 @@ pub struct PolicyConfig {
 
 /// Samples traces whose duration (earliest start to latest end) is at least `threshold_ms` and, when
 /// `upper_threshold_ms` is set, at most that.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyPolicy {
     #[serde(default)]
@@ -159,7 +159,7 @@ pub struct LatencyPolicy {
     pub upper_threshold_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NumericAttributePolicy {
     pub key: String,
@@ -173,7 +173,7 @@ pub struct NumericAttributePolicy {
 
 /// Samples `sampling_percentage` % of traces, decided by a hash of the trace id (and `hash_salt`), so
 /// every outpost with the same settings keeps the same traces.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbabilisticPolicy {
     #[serde(default)]
@@ -183,13 +183,13 @@ pub struct ProbabilisticPolicy {
 }
 
 /// Samples traces with a span whose status is one of `OK`, `ERROR`, `UNSET`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusCodePolicy {
     pub status_codes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StringAttributePolicy {
     pub key: String,
@@ -204,7 +204,7 @@ pub struct StringAttributePolicy {
     pub invert_match: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BooleanAttributePolicy {
     pub key: String,
@@ -213,14 +213,14 @@ pub struct BooleanAttributePolicy {
     pub invert_match: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitingPolicy {
     pub spans_per_second: u64,
 }
 
 /// A token bucket over the traces' OTLP-encoded bytes.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BytesLimitingPolicy {
     pub bytes_per_second: u64,
@@ -229,7 +229,7 @@ pub struct BytesLimitingPolicy {
     pub burst_capacity: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpanCountPolicy {
     #[serde(default)]
@@ -239,14 +239,14 @@ pub struct SpanCountPolicy {
     pub max_spans: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceStatePolicy {
     pub key: String,
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AndPolicy {
     pub and_sub_policy: Vec<PolicyConfig>,
@@ -254,7 +254,7 @@ pub struct AndPolicy {
 
 /// Sub-policies in `policy_order`, each with a share (`rate_allocation`, percent) of
 /// `max_total_spans_per_second`; the first that samples and has budget left keeps the trace.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompositePolicy {
     pub max_total_spans_per_second: u64,
@@ -265,7 +265,7 @@ pub struct CompositePolicy {
     pub rate_allocation: Vec<RateAllocation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateAllocation {
     pub policy: String,
@@ -273,14 +273,14 @@ pub struct RateAllocation {
 }
 
 /// Drops the trace when every sub-policy samples it, whatever other policies say.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropPolicy {
     pub drop_sub_policy: Vec<PolicyConfig>,
 }
 
 /// Samples exactly the traces its sub-policy does not.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotPolicy {
     pub not_sub_policy: Box<PolicyConfig>,
@@ -290,7 +290,7 @@ pub struct NotPolicy {
 // spanmetrics
 
 /// `connectors.spanmetrics`: request counts and duration histograms from 100% of the spans it sees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpanMetricsConfig {
     #[serde(default)]
@@ -328,7 +328,7 @@ impl SpanMetricsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpanMetricsHistogram {
     #[serde(default)]
@@ -360,14 +360,14 @@ impl Default for SpanMetricsHistogram {
 }
 
 /// Bucket bounds as durations (`2ms`, `1s`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplicitBuckets {
     #[serde(default)]
     pub buckets: Vec<HumanDuration>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExponentialBuckets {
     #[serde(default = "ExponentialBuckets::default_max_size")]
@@ -381,7 +381,7 @@ impl ExponentialBuckets {
 }
 
 /// An attribute to group by; spans without it get `default` (or are grouped without it).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dimension {
     pub name: String,
@@ -389,7 +389,7 @@ pub struct Dimension {
     pub default: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExemplarsConfig {
     #[serde(default)]
@@ -399,7 +399,9 @@ pub struct ExemplarsConfig {
     pub max_per_data_point: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Temporality {
     #[default]
     #[serde(rename = "AGGREGATION_TEMPORALITY_CUMULATIVE")]
@@ -409,7 +411,7 @@ pub enum Temporality {
 }
 
 /// Quantiles of span duration reported as a summary metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryConfig {
     #[serde(default = "SummaryConfig::default_quantiles")]
@@ -427,7 +429,7 @@ impl SummaryConfig {
 
 /// `connectors.count`: counts of spans, span events, metrics, data points and log records, as sums.
 /// Without any definition, one default counter per signal is emitted (`trace.span.count`, ...).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountConfig {
     #[serde(default)]
@@ -448,7 +450,7 @@ impl CountConfig {
 }
 
 /// One counter: the items matching any of `conditions`, grouped by `attributes`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountMetric {
     #[serde(default)]
