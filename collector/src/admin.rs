@@ -23,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 /// and ships telemetry, so it stays ready (200): taking it out of service would lose the data its
 /// applications send, which is worse than running yesterday's config.
 #[derive(Clone)]
-pub struct Readiness(Arc<RwLock<(Result<(), String>, Option<String>)>>);
+pub struct Readiness(Arc<RwLock<ReadyState>>);
+
+/// Ready or why not, and why degraded if so.
+type ReadyState = (Result<(), String>, Option<String>);
 
 impl Readiness {
     pub fn new() -> Self {
@@ -36,7 +39,7 @@ impl Readiness {
     pub fn set_degraded(&self, reason: Option<String>) {
         self.0.write().unwrap_or_else(|e| e.into_inner()).1 = reason;
     }
-    fn get(&self) -> (Result<(), String>, Option<String>) {
+    fn get(&self) -> ReadyState {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -114,8 +114,16 @@ struct PipelineSlot {
 /// reads (all its tasks are replaced together, so one exporter never has two writers or budgets).
 #[derive(PartialEq)]
 enum ReaderSpec {
-    Exporter(ExporterConfig, DeliveryConfig, Vec<PipelineId>),
-    Connector(ConnectorConfig, Vec<PipelineId>),
+    Exporter(Box<(ExporterConfig, DeliveryConfig)>, Vec<PipelineId>),
+    Connector(Box<ConnectorConfig>, Vec<PipelineId>),
+}
+
+/// How an exporter or connector is told to stop: `finish` at shutdown (deliver what is queued while the
+/// destination accepts it), `finish` and `abandon` when a reload replaces it (read nothing more).
+#[derive(Clone)]
+struct ReaderStop {
+    finish: CancellationToken,
+    abandon: CancellationToken,
 }
 
 struct ReaderSlot {
@@ -273,7 +281,7 @@ impl Running {
             } else {
                 slot.abandon.cancel();
                 slot.finish.cancel();
-                stopping.extend(slot.handles.drain(..));
+                stopping.append(&mut slot.handles);
                 changes.readers_replaced += 1;
                 false
             }
@@ -353,7 +361,7 @@ impl Running {
             } else {
                 slot.stop.cancel();
                 slot.inputs.replace(Routes::default());
-                stopping.extend(slot.handles.drain(..));
+                stopping.append(&mut slot.handles);
                 changes.receivers_replaced += 1;
                 false
             }
@@ -482,8 +490,10 @@ impl Running {
             .map_err(|e| {
                 format!("service.pipelines.{pid}.exporters: cannot open the queue cursor of '{eid}': {e}")
             })?;
-        let finish = slot.finish.clone();
-        let abandon = slot.abandon.clone();
+        let stop = ReaderStop {
+            finish: slot.finish.clone(),
+            abandon: slot.abandon.clone(),
+        };
         if let Some(connector) = config.connectors.get(eid) {
             let targets = slot.targets.clone().unwrap_or_default();
             return match connector {
@@ -491,8 +501,7 @@ impl Running {
                     eid.to_string(),
                     cursor,
                     targets,
-                    finish,
-                    abandon,
+                    stop,
                 ))),
                 ConnectorConfig::SpanMetrics(_) | ConnectorConfig::Count(_) => {
                     let (agg, interval) = stages::summarizer::<T>(connector)
@@ -504,8 +513,7 @@ impl Running {
                         interval,
                         targets,
                         self.telemetry.connector(&eid.to_string()),
-                        finish,
-                        abandon,
+                        stop,
                     )))
                 }
             };
@@ -529,8 +537,8 @@ impl Running {
             cursor,
             metrics,
             policy,
-            finish,
-            abandon,
+            stop.finish,
+            stop.abandon,
         )))
     }
 
@@ -665,9 +673,9 @@ fn reader_specs(config: &Config) -> HashMap<ComponentId, ReaderSpec> {
                 .map(|(pid, _)| pid.clone())
                 .collect();
             let spec = if let Some(c) = config.connectors.get(eid) {
-                ReaderSpec::Connector(c.clone(), pipelines)
+                ReaderSpec::Connector(Box::new(c.clone()), pipelines)
             } else if let Some(c) = config.exporters.get(eid) {
-                ReaderSpec::Exporter(c.clone(), config.delivery(eid), pipelines)
+                ReaderSpec::Exporter(Box::new((c.clone(), config.delivery(eid))), pipelines)
             } else {
                 continue; // validation reports it
             };
@@ -802,8 +810,7 @@ async fn forward<T: OtlpSignal + InputsOf>(
     id: String,
     mut cursor: Cursor,
     targets: Inputs,
-    finish: CancellationToken,
-    abandon: CancellationToken,
+    ReaderStop { finish, abandon }: ReaderStop,
 ) {
     loop {
         if abandon.is_cancelled() {
@@ -879,8 +886,7 @@ async fn summarize<T: OtlpSignal>(
         prometheus_client::metrics::counter::Counter,
         prometheus_client::metrics::counter::Counter,
     ),
-    finish: CancellationToken,
-    abandon: CancellationToken,
+    ReaderStop { finish, abandon }: ReaderStop,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
