@@ -9,4 +9,5 @@ pub mod net;
 pub mod otlp;
 pub mod prom;
 pub mod receivers;
+pub mod tls;
 pub mod topology;

@@ -113,7 +113,7 @@ pub async fn start(config: &Config, telemetry: &Telemetry) -> Result<Running, Ve
         queue: &queue,
         drain: drain_pipelines.clone(),
         finish: finish_readers.clone(),
-        exporters: exporters::Factory::default(),
+        exporters: exporters::Factory::new(telemetry),
         metrics_inputs: HashMap::new(),
     };
     // Metrics first: summarizing connectors of every signal feed metrics pipelines.

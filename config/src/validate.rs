@@ -13,6 +13,7 @@ mod listeners;
 mod logs;
 mod prometheus;
 mod sampling;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 
@@ -57,6 +58,24 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
                     r.error(
                         &key_path(&path, "protocols"),
                         "no protocol is enabled; add `grpc:` and/or `http:` under protocols",
+                    );
+                }
+                if let Some(g) = &otlp.protocols.grpc {
+                    tls::receiver(
+                        r,
+                        &key_path(&path, "protocols.grpc"),
+                        g.tls.as_ref(),
+                        g.auth.as_ref(),
+                        g.rate_limit.as_ref(),
+                    );
+                }
+                if let Some(h) = &otlp.protocols.http {
+                    tls::receiver(
+                        r,
+                        &key_path(&path, "protocols.http"),
+                        h.tls.as_ref(),
+                        h.auth.as_ref(),
+                        h.rate_limit.as_ref(),
                     );
                 }
             }

@@ -462,22 +462,21 @@ fn otlp_endpoints_are_host_port_or_http_and_need_no_insecure_flag() {
 }
 
 #[test]
-fn https_endpoints_are_refused_because_this_build_has_no_tls() {
-    let e = error(&with_exporter(
+fn https_endpoints_are_accepted_and_contradictions_refused() {
+    ok(&with_exporter(
         "  otlp:\n    endpoint: https://central:4317",
         "traces",
     ));
-    assert!(
-        e.message
-            .starts_with("https:// needs TLS, which this build of outpost does not include"),
-        "{e}"
-    );
-    let e = error(&with_exporter(
+    ok(&with_exporter(
         "  otlphttp:\n    endpoint: https://central:4318",
         "traces",
     ));
-    assert_eq!(e.path, "exporters.otlphttp.endpoint");
-    assert!(e.message.contains("needs TLS"));
+    let e = error(&with_exporter(
+        "  otlp:\n    endpoint: https://central:4317\n    tls:\n      insecure: true",
+        "traces",
+    ));
+    assert_eq!(e.path, "exporters.otlp.tls.insecure");
+    assert!(e.message.contains("https://"), "{e}");
 }
 
 #[test]

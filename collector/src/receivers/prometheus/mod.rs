@@ -55,7 +55,7 @@ pub async fn start(
         let metric_relabel = Relabeler::new(&job_cfg.metric_relabel_configs)
             .map_err(|e| format!("{key}.metric_relabel_configs: {e}"));
         let timeout = job_cfg.timeout(global);
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client_builder(None)
             .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .pool_idle_timeout(job_cfg.interval(global) * 2)
