@@ -129,6 +129,11 @@ fn client(args: &[&str]) -> serde_json::Value {
             cmd.env_remove(key);
         }
     }
+    // requests lets these override the CA file the SDK's exporter sets on its session: a machine that
+    // sets them (many CI images do) would verify outpost against the system roots instead.
+    for var in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+        cmd.env_remove(var);
+    }
     let out = run_with_timeout(
         cmd.arg(&script)
             .args(args)
@@ -143,6 +148,8 @@ fn client(args: &[&str]) -> serde_json::Value {
         out.stdout,
         out.stderr
     );
+    // What the SDK logged (export errors), shown when an assertion fails.
+    eprintln!("tls_client.py {args:?}:\n{}", out.stderr);
     let last = out.stdout.lines().last().unwrap_or("");
     serde_json::from_str(last).unwrap_or_else(|e| {
         panic!(
@@ -225,6 +232,15 @@ service:
 fn sdk_over_tls_and_mtls_and_refused_clients_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
+    if std::env::var_os("KEEP_PKI").is_some() {
+        let kept = std::path::PathBuf::from("/tmp/kept-pki");
+        let _ = fs::create_dir_all(&kept);
+        for e in fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), kept.join(e.file_name())).unwrap();
+        }
+        return;
+    }
     let (grpc, http) = (free_port(), free_port());
     let config = format!(
         r#"
