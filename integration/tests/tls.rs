@@ -531,6 +531,7 @@ fn secrets_never_appear_in_logs_metrics_or_validate_output() {
     write(dir.path(), "header", &format!("{header_secret}\n"));
     write(dir.path(), "token", &format!("{token_secret}\n"));
     write(dir.path(), "tokens", &format!("{receiver_token}\n"));
+    write(dir.path(), "sink-tokens", "a-token-the-front-does-not-have\n");
     // A destination that refuses every export with 401, so the exporter logs failures.
     let sink_grpc = free_port();
     let sink = Agent::start(&format!(
@@ -545,7 +546,7 @@ receivers:
 {rest}"#,
         cert = pki.path("server.pem"),
         key = pki.path("server.key"),
-        other = pki.path("ca.pem"),
+        other = pki.path("sink-tokens"),
         rest = file_sink_pipeline(),
     ));
     let front_grpc = free_port();
@@ -595,7 +596,7 @@ service:
     wait_for(
         Duration::from_secs(20),
         "failed exports at the front",
-        || (front.metric("outpost_exporter_retries_total") >= 2.0).then_some(()),
+        || (front.metric("outpost_exporter_send_failed_items_total") >= 5.0).then_some(()),
         || front.metrics_text(),
     );
     assert!(sink.metric(r#"outpost_receiver_auth_failures_total{reason="invalid_token"}"#) >= 1.0);
