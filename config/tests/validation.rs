@@ -903,9 +903,12 @@ fn tls_files_are_read_at_load_and_problems_reported_at_their_key() {
     assert!(e.message.contains("holds no private key"), "{e}");
     assert!(!e.message.contains("BEGIN CERTIFICATE-----\n"), "{e}");
 
-    let e = error(&tls_receiver("          client_ca_file: /nonexistent/ca.pem\n"));
-    assert_eq!(e.path, "receivers.otlp.protocols.grpc.tls");
-    assert!(e.message.contains("needs cert_file and key_file"), "{e}");
+    let errors = errors(&tls_receiver("          client_ca_file: /nonexistent/ca.pem\n"));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors[0].path, "receivers.otlp.protocols.grpc.tls");
+    assert!(errors[0].message.contains("needs cert_file and key_file"));
+    assert_eq!(errors[1].path, "receivers.otlp.protocols.grpc.tls.client_ca_file");
+    assert!(errors[1].message.starts_with("cannot read '/nonexistent/ca.pem'"));
 }
 
 #[test]
