@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use outpost_pipelines::telemetry::ReceiverMetrics;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use outpost_pipelines::telemetry::ReceiverMetrics;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Who is on the other end of a connection: the address, and with mTLS the names its certificate proves.

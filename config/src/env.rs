@@ -315,7 +315,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "s3cret\n").unwrap();
-        assert_eq!(ok(&format!("Bearer ${{file:{}}}", path.display())).text, "Bearer s3cret");
+        assert_eq!(
+            ok(&format!("Bearer ${{file:{}}}", path.display())).text,
+            "Bearer s3cret"
+        );
         let missing = dir.path().join("missing");
         let errors = err(&format!("${{file:{}}}", missing.display()));
         assert!(matches!(&errors[..], [EnvError::File { .. }]), "{errors:?}");

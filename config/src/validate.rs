@@ -80,9 +80,17 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
                 }
             }
             ReceiverConfig::Filelog(c) => logs::filelog(config, r, &path, c),
-            ReceiverConfig::Syslog(c) => logs::syslog(r, &path, c),
+            ReceiverConfig::Syslog(c) => {
+                logs::syslog(r, &path, c);
+                if let Some(tcp) = &c.tcp {
+                    tls::receiver(r, &key_path(&path, "tcp"), tcp.tls.as_ref(), None, None);
+                }
+            }
             ReceiverConfig::Prometheus(p) => prometheus::scrape(r, &path, p),
-            ReceiverConfig::PrometheusRemoteWrite(p) => prometheus::remote_write(r, &path, p),
+            ReceiverConfig::PrometheusRemoteWrite(p) => {
+                prometheus::remote_write(r, &path, p);
+                tls::receiver(r, &path, p.tls.as_ref(), None, None);
+            }
         }
     }
     listeners::listeners(config, origins, r);

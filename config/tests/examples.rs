@@ -22,7 +22,8 @@ fn example_env(name: &str) -> Option<String> {
         "OUTPOST_TLS_DIR" => {
             let dir = DIR.get_or_init(|| {
                 let dir = tempfile::tempdir().unwrap();
-                let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+                let write =
+                    |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
                 let ca_key = rcgen::KeyPair::generate().unwrap();
                 let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
                 ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -31,7 +32,10 @@ fn example_env(name: &str) -> Option<String> {
                 for (name, host) in [("server", "localhost"), ("client", "edge-1")] {
                     let key = rcgen::KeyPair::generate().unwrap();
                     let params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-                    write(&format!("{name}.pem"), &params.signed_by(&key, &ca).unwrap().pem());
+                    write(
+                        &format!("{name}.pem"),
+                        &params.signed_by(&key, &ca).unwrap().pem(),
+                    );
                     write(&format!("{name}.key"), &key.serialize_pem());
                 }
                 write("tokens", "token-for-app-1\n");

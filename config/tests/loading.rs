@@ -176,10 +176,7 @@ fn malformed_references_and_other_providers_are_errors() {
     for (value, expected) in [
         ("${env:}", "names no variable"),
         ("x${env:HOST", "is not closed"),
-        (
-            "${file:/nonexistent/outpost/token}",
-            "cannot read the file",
-        ),
+        ("${file:/nonexistent/outpost/token}", "cannot read the file"),
         (
             "${yaml:a}",
             "provider 'yaml' is not supported (supported: env, file)",

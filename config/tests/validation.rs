@@ -858,7 +858,10 @@ fn cert_files(dir: &std::path::Path, name: &str) -> (String, String) {
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
     (c.display().to_string(), k.display().to_string())
@@ -887,7 +890,10 @@ fn tls_files_are_read_at_load_and_problems_reported_at_their_key() {
     let e = error(&yaml);
     assert_eq!(e.path, "receivers.otlp.protocols.grpc.tls.cert_file");
     assert_eq!(e.line, line_of(&yaml, "cert_file"));
-    assert!(e.message.starts_with(&format!("cannot read '{missing}'")), "{e}");
+    assert!(
+        e.message.starts_with(&format!("cannot read '{missing}'")),
+        "{e}"
+    );
 
     let yaml = tls_receiver(&format!(
         "          cert_file: {cert}\n          key_file: {other_key}\n"
@@ -897,18 +903,27 @@ fn tls_files_are_read_at_load_and_problems_reported_at_their_key() {
     assert!(e.message.contains("does not match the certificate"), "{e}");
 
     // A key file holding a certificate (a common mix-up): named, content not quoted.
-    let yaml = tls_receiver(&format!("          cert_file: {cert}\n          key_file: {cert}\n"));
+    let yaml = tls_receiver(&format!(
+        "          cert_file: {cert}\n          key_file: {cert}\n"
+    ));
     let e = error(&yaml);
     assert_eq!(e.path, "receivers.otlp.protocols.grpc.tls.key_file");
     assert!(e.message.contains("holds no private key"), "{e}");
     assert!(!e.message.contains("BEGIN CERTIFICATE-----\n"), "{e}");
 
-    let errors = errors(&tls_receiver("          client_ca_file: /nonexistent/ca.pem\n"));
+    let errors = errors(&tls_receiver(
+        "          client_ca_file: /nonexistent/ca.pem\n",
+    ));
     assert_eq!(errors.len(), 2, "{errors:#?}");
     assert_eq!(errors[0].path, "receivers.otlp.protocols.grpc.tls");
     assert!(errors[0].message.contains("needs cert_file and key_file"));
-    assert_eq!(errors[1].path, "receivers.otlp.protocols.grpc.tls.client_ca_file");
-    assert!(errors[1].message.starts_with("cannot read '/nonexistent/ca.pem'"));
+    assert_eq!(
+        errors[1].path,
+        "receivers.otlp.protocols.grpc.tls.client_ca_file"
+    );
+    assert!(errors[1]
+        .message
+        .starts_with("cannot read '/nonexistent/ca.pem'"));
 }
 
 #[test]
@@ -921,8 +936,16 @@ fn receiver_auth_needs_its_files_and_client_certificates_need_mtls() {
     ));
     let errors = errors(&yaml);
     assert_eq!(errors.len(), 2, "{errors:#?}");
-    assert_eq!(errors[0].path, "receivers.otlp.protocols.grpc.auth.bearer_token_file");
-    assert!(errors[0].message.starts_with("cannot read '/nonexistent/tokens'"));
-    assert_eq!(errors[1].path, "receivers.otlp.protocols.grpc.auth.client_certificate");
+    assert_eq!(
+        errors[0].path,
+        "receivers.otlp.protocols.grpc.auth.bearer_token_file"
+    );
+    assert!(errors[0]
+        .message
+        .starts_with("cannot read '/nonexistent/tokens'"));
+    assert_eq!(
+        errors[1].path,
+        "receivers.otlp.protocols.grpc.auth.client_certificate"
+    );
     assert!(errors[1].message.contains("set tls.client_ca_file"));
 }

@@ -268,7 +268,12 @@ receivers:
 
     let sent = sdk("sdk", "grpc", grpc, &pki, &["--count", "40"]);
     assert_eq!((sent.ok, sent.failed), (40, 0), "gRPC over TLS");
-    let client = ["--cert", &pki.path("client.pem"), "--key", &pki.path("client.key")];
+    let client = [
+        "--cert",
+        &pki.path("client.pem"),
+        "--key",
+        &pki.path("client.key"),
+    ];
     let mut args = vec!["--count", "60"];
     args.extend_from_slice(&client);
     let sent = sdk("sdk", "http", http, &pki, &args);
@@ -286,7 +291,12 @@ receivers:
     let rogue = probe(
         http,
         &pki,
-        &["--cert", &pki.path("rogue.pem"), "--key", &pki.path("rogue.key")],
+        &[
+            "--cert",
+            &pki.path("rogue.pem"),
+            "--key",
+            &pki.path("rogue.key"),
+        ],
     );
     assert!(rogue["status"].is_null(), "{rogue}");
     let failures = |reason: &str| {
@@ -309,7 +319,9 @@ receivers:
     assert_eq!(sent.ok, 0, "{sent:?}");
     assert_eq!(spans_at(&agent), 100);
     // The expiry of the server certificate is published (valid until the end of 2040).
-    let expiry = agent.metric(r#"outpost_tls_certificate_expiry_seconds{component="receivers.otlp.protocols.http"}"#);
+    let expiry = agent.metric(
+        r#"outpost_tls_certificate_expiry_seconds{component="receivers.otlp.protocols.http"}"#,
+    );
     assert!(expiry > 10.0 * 365.0 * 86400.0, "{expiry}");
 }
 
@@ -349,16 +361,37 @@ receivers:
 
     assert_eq!(probe(http, &pki, &["--token", "wrong"])["status"], 401);
     assert_eq!(probe(http, &pki, &[])["status"], 401);
-    assert_eq!(probe(http, &pki, &["--token", "good-token-1"])["status"], 200);
+    assert_eq!(
+        probe(http, &pki, &["--token", "good-token-1"])["status"],
+        200
+    );
     assert_eq!(failures("http", "invalid_token"), 1.0);
     assert_eq!(failures("http", "missing_credentials"), 1.0);
 
-    let bad = sdk("sdk", "grpc", grpc, &pki, &["--count", "10", "--token", "wrong"]);
+    let bad = sdk(
+        "sdk",
+        "grpc",
+        grpc,
+        &pki,
+        &["--count", "10", "--token", "wrong"],
+    );
     assert_eq!((bad.ok, bad.failed), (0, 10), "a wrong token over gRPC");
     assert!(failures("grpc", "invalid_token") >= 1.0);
-    let good = sdk("sdk", "grpc", grpc, &pki, &["--count", "10", "--token", "good-token-1"]);
+    let good = sdk(
+        "sdk",
+        "grpc",
+        grpc,
+        &pki,
+        &["--count", "10", "--token", "good-token-1"],
+    );
     assert_eq!((good.ok, good.failed), (10, 0));
-    let good = sdk("sdk", "http", http, &pki, &["--count", "10", "--token", "good-token-1"]);
+    let good = sdk(
+        "sdk",
+        "http",
+        http,
+        &pki,
+        &["--count", "10", "--token", "good-token-1"],
+    );
     assert_eq!((good.ok, good.failed), (10, 0));
     wait_spans(&agent, 20);
 
@@ -371,7 +404,10 @@ receivers:
         || (probe(http, &pki, &["--token", "rotated-token-2"])["status"] == 200).then_some(()),
         || agent.log(),
     );
-    assert_eq!(probe(http, &pki, &["--token", "good-token-1"])["status"], 401);
+    assert_eq!(
+        probe(http, &pki, &["--token", "good-token-1"])["status"],
+        401
+    );
 }
 
 /// One outpost exports to another over mTLS, with a bearer token from a file on top; the sink admits
@@ -497,7 +533,10 @@ receivers:
     std::thread::sleep(Duration::from_secs(2));
     // As rotation tools do: write beside, rename over. Key first: for a moment the new key sits next
     // to the old certificate, which must not be used (the old pair stays in use).
-    for (from, to) in [("server-next.key", "server.key"), ("server-next.pem", "server.pem")] {
+    for (from, to) in [
+        ("server-next.key", "server.key"),
+        ("server-next.pem", "server.pem"),
+    ] {
         fs::copy(dir.path().join(from), dir.path().join(format!("{to}.tmp"))).unwrap();
         fs::rename(dir.path().join(format!("{to}.tmp")), dir.path().join(to)).unwrap();
         std::thread::sleep(Duration::from_millis(300));
@@ -531,7 +570,11 @@ fn secrets_never_appear_in_logs_metrics_or_validate_output() {
     write(dir.path(), "header", &format!("{header_secret}\n"));
     write(dir.path(), "token", &format!("{token_secret}\n"));
     write(dir.path(), "tokens", &format!("{receiver_token}\n"));
-    write(dir.path(), "sink-tokens", "a-token-the-front-does-not-have\n");
+    write(
+        dir.path(),
+        "sink-tokens",
+        "a-token-the-front-does-not-have\n",
+    );
     // A destination that refuses every export with 401, so the exporter logs failures.
     let sink_grpc = free_port();
     let sink = Agent::start(&format!(
@@ -589,9 +632,21 @@ service:
         header = pki.path("header"),
     );
     let front = Agent::start(&config);
-    let sent = sdk("sdk", "grpc", front_grpc, &pki, &["--count", "5", "--token", receiver_token]);
+    let sent = sdk(
+        "sdk",
+        "grpc",
+        front_grpc,
+        &pki,
+        &["--count", "5", "--token", receiver_token],
+    );
     assert_eq!(sent.ok, 5);
-    let bad = sdk("sdk", "grpc", front_grpc, &pki, &["--count", "5", "--token", "guess"]);
+    let bad = sdk(
+        "sdk",
+        "grpc",
+        front_grpc,
+        &pki,
+        &["--count", "5", "--token", "guess"],
+    );
     assert_eq!(bad.ok, 0);
     wait_for(
         Duration::from_secs(20),
@@ -606,7 +661,9 @@ service:
     let broken_path = dir.path().join("broken.yaml");
     fs::write(
         &broken_path,
-        front.config().replace("tls: {ca_file:", "tls: {insecure: true, ca_file:"),
+        front
+            .config()
+            .replace("tls: {ca_file:", "tls: {insecure: true, ca_file:"),
     )
     .unwrap();
     let mut outputs = Vec::new();
@@ -632,7 +689,10 @@ service:
     ] {
         assert!(!text.is_empty(), "{what} is empty");
         for secret in [header_secret, token_secret, receiver_token] {
-            assert!(!text.contains(secret), "{what} contains the secret {secret}:\n{text}");
+            assert!(
+                !text.contains(secret),
+                "{what} contains the secret {secret}:\n{text}"
+            );
         }
     }
 }

@@ -24,11 +24,15 @@ impl BearerToken {
                     .map_err(|e| format!("cannot read '{}': {e}", p.display()))?;
                 let token = text.trim();
                 if token.is_empty() {
-                    return Err(format!("'{}' is empty; it should hold the token", p.display()));
+                    return Err(format!(
+                        "'{}' is empty; it should hold the token",
+                        p.display()
+                    ));
                 }
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    format!("'{}' holds characters a header cannot carry", p.display())
-                })?;
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        format!("'{}' holds characters a header cannot carry", p.display())
+                    })?;
                 value.set_sensitive(true);
                 Ok(value)
             },

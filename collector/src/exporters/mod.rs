@@ -8,12 +8,12 @@
 //! breaker, paced by its bandwidth cap ([`delivery`]). An exporter is written once, generic over the
 //! signal ([`OtlpSignal`]); [`Factory`] builds it from the config and only turns a payload into a request.
 
+pub mod credentials;
 pub mod debug;
 pub mod delivery;
 pub mod file;
 pub mod otlp_grpc;
 pub mod otlp_http;
-pub mod credentials;
 pub mod prometheus_remote_write;
 
 use std::collections::{HashMap, VecDeque};
@@ -214,9 +214,14 @@ impl Factory {
         if let Some(c) = self.tls.get(&(id.clone(), grpc)) {
             return Ok(c.clone());
         }
-        let alpn: &[&[u8]] = if grpc { &[b"h2"] } else { &[b"h2", b"http/1.1"] };
-        let config = crate::tls::client_config(tls, &self.telemetry.tls(&format!("exporters.{id}")), alpn)
-            .map_err(|e| format!("exporters.{id}.tls: {e}"))?;
+        let alpn: &[&[u8]] = if grpc {
+            &[b"h2"]
+        } else {
+            &[b"h2", b"http/1.1"]
+        };
+        let config =
+            crate::tls::client_config(tls, &self.telemetry.tls(&format!("exporters.{id}")), alpn)
+                .map_err(|e| format!("exporters.{id}.tls: {e}"))?;
         self.tls.insert((id.clone(), grpc), config.clone());
         Ok(config)
     }
@@ -259,7 +264,9 @@ impl Factory {
                     }
                     _ => None,
                 };
-                Box::new(otlp_http::OtlpHttpExporter::new::<T>(id, c, bandwidth, tls)?)
+                Box::new(otlp_http::OtlpHttpExporter::new::<T>(
+                    id, c, bandwidth, tls,
+                )?)
             }
             ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
             ExporterConfig::PrometheusRemoteWrite(c) => {

@@ -130,10 +130,7 @@ impl OtlpGrpcExporter {
                         .map_err(|_| {
                             std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                         })??;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Metered {
-                        inner: io,
-                        bw,
-                    }))
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Metered { inner: io, bw }))
                 }
             }))
         };

@@ -47,7 +47,8 @@ impl Denied {
                 reason.replace('_', " ")
             ),
             Denied::Limited(_) => {
-                "this client is over its rate limit (rate_limit on this receiver); retry later".into()
+                "this client is over its rate limit (rate_limit on this receiver); retry later"
+                    .into()
             }
         }
     }
@@ -86,12 +87,13 @@ impl Gate {
                     self.metrics.auth_failed(reason);
                 }
             })?,
-            None => ClientKey(
-                peer.map_or_else(|| "unknown".into(), |p| p.addr.ip().to_string().into()),
-            ),
+            None => {
+                ClientKey(peer.map_or_else(|| "unknown".into(), |p| p.addr.ip().to_string().into()))
+            }
         };
         if let Some(l) = &self.limiter {
-            l.charge(&key, 1.0, 0.0).inspect_err(|_| self.metrics.rate_limited("requests"))?;
+            l.charge(&key, 1.0, 0.0)
+                .inspect_err(|_| self.metrics.rate_limited("requests"))?;
         }
         Ok(key)
     }
@@ -338,7 +340,11 @@ impl RateLimiter {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if !clients.contains_key(key) && clients.len() >= self.max_clients {
             // Forget the client seen longest ago: it has the fullest bucket anyway.
-            if let Some(oldest) = clients.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = clients
+                .iter()
+                .min_by_key(|(_, b)| b.at)
+                .map(|(k, _)| k.clone())
+            {
                 clients.remove(&oldest);
             }
         }
@@ -365,7 +371,9 @@ impl RateLimiter {
             }
         }
         if wait > 0.0 {
-            return Err(Denied::Limited(Duration::from_secs_f64(wait.clamp(0.001, 3600.0))));
+            return Err(Denied::Limited(Duration::from_secs_f64(
+                wait.clamp(0.001, 3600.0),
+            )));
         }
         if self.requests_per_second.is_some() {
             b.requests -= requests;
@@ -399,7 +407,8 @@ mod tests {
             l.charge(&a, 1.0, 0.0).unwrap();
         }
         assert!(matches!(l.charge(&a, 1.0, 0.0), Err(Denied::Limited(_))));
-        l.charge(&b, 1.0, 0.0).expect("another client has its own budget");
+        l.charge(&b, 1.0, 0.0)
+            .expect("another client has its own budget");
         // A third client evicts the oldest; the map stays bounded.
         l.charge(&ClientKey("c".into()), 1.0, 0.0).unwrap();
         assert_eq!(l.clients.lock().unwrap().len(), 2);
@@ -438,15 +447,23 @@ mod tests {
         let basic = |u: &str, p: &str| {
             let mut h = HeaderMap::new();
             let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            h.insert(http::header::AUTHORIZATION, format!("Basic {v}").parse().unwrap());
+            h.insert(
+                http::header::AUTHORIZATION,
+                format!("Basic {v}").parse().unwrap(),
+            );
             h
         };
         assert_eq!(
-            auth.authenticate(&basic("alice", "open sesame"), None).unwrap().0.as_ref(),
+            auth.authenticate(&basic("alice", "open sesame"), None)
+                .unwrap()
+                .0
+                .as_ref(),
             "user:alice"
         );
         // Cached the second time; still right.
-        assert!(auth.authenticate(&basic("alice", "open sesame"), None).is_ok());
+        assert!(auth
+            .authenticate(&basic("alice", "open sesame"), None)
+            .is_ok());
         assert!(matches!(
             auth.authenticate(&basic("alice", "wrong"), None),
             Err(Denied::Unauthenticated("invalid_password"))

@@ -39,7 +39,8 @@ pub fn install_default_provider() {
 }
 
 fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
-    static BOTH: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+    static BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
     static ONLY13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     match min {
         TlsVersion::V1_2 => BOTH,
@@ -51,7 +52,10 @@ fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVers
 pub fn seconds_to_expiry(cert: &CertificateDer<'_>) -> Option<f64> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let not_after = parsed.validity().not_after.timestamp() as f64;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
     Some(not_after - now)
 }
 
@@ -128,7 +132,10 @@ fn roots(certs: Vec<CertificateDer<'static>>, file: &Path) -> Result<RootCertSto
     let mut store = RootCertStore::empty();
     let (added, _) = store.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!("'{}' holds no usable CA certificate", file.display()));
+        return Err(format!(
+            "'{}' holds no usable CA certificate",
+            file.display()
+        ));
     }
     Ok(store)
 }
@@ -237,7 +244,10 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.current().0.verify_client_cert(end_entity, intermediates, now)
+        self.0
+            .current()
+            .0
+            .verify_client_cert(end_entity, intermediates, now)
     }
     fn verify_tls12_signature(
         &self,
@@ -245,7 +255,10 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().0.verify_tls12_signature(message, cert, dss)
+        self.0
+            .current()
+            .0
+            .verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -253,7 +266,10 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().0.verify_tls13_signature(message, cert, dss)
+        self.0
+            .current()
+            .0
+            .verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.current().0.supported_verify_schemes()
@@ -284,7 +300,22 @@ pub fn client_config(
             }
             None => system_roots()?,
         };
-        builder.with_root_certificates(store)
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(store),
+            provider(),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+        match &cfg.server_name_override {
+            // HTTP clients verify against the URL's host; the override is applied here instead.
+            Some(name) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NameOverride {
+                    inner: webpki,
+                    name: server_name(cfg, name)?,
+                })),
+            None => builder.with_webpki_verifier(webpki),
+        }
     };
     let mut config = match (&cfg.cert_file, &cfg.key_file) {
         (Some(cert), Some(key)) => {
@@ -321,7 +352,8 @@ pub fn server_name(cfg: &TlsConfig, host: &str) -> Result<ServerName<'static>, S
         .as_deref()
         .unwrap_or(host)
         .trim_matches(['[', ']']);
-    ServerName::try_from(name.to_owned()).map_err(|e| format!("'{name}' is not a valid server name: {e}"))
+    ServerName::try_from(name.to_owned())
+        .map_err(|e| format!("'{name}' is not a valid server name: {e}"))
 }
 
 struct ClientResolver(Arc<Reloading<Arc<CertifiedKey>>>);
@@ -342,6 +374,47 @@ impl ResolvesClientCert for ClientResolver {
     }
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+/// Verifies the server's certificate as usual, but for `server_name_override` instead of the host
+/// the client connected to.
+#[derive(Debug)]
+struct NameOverride {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NameOverride {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

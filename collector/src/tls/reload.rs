@@ -25,9 +25,13 @@ fn stamp(files: &[PathBuf]) -> Stamp {
         files
             .iter()
             .map(|f| {
-                std::fs::metadata(f)
-                    .ok()
-                    .map(|m| (m.ino(), m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+                std::fs::metadata(f).ok().map(|m| {
+                    (
+                        m.ino(),
+                        m.len(),
+                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    )
+                })
             })
             .collect(),
     )

@@ -19,7 +19,8 @@ fn cert_and_key(r: &mut Report, tls_path: &str, tls: &TlsConfig, required: bool)
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             if let Err(e) = load_certified_key(cert, key) {
-                let at = if e.contains(&format!("'{}'", key.display())) && !e.contains("does not match")
+                let at = if e.contains(&format!("'{}'", key.display()))
+                    && !e.contains("does not match")
                 {
                     "key_file"
                 } else {
@@ -140,8 +141,19 @@ pub(super) fn receiver(
 }
 
 /// `tls:` and `auth:` of an exporter at `path` whose endpoint(s) are `urls`.
-pub(super) fn exporter(r: &mut Report, path: &str, tls: &TlsConfig, auth: &ExporterAuthConfig, urls: &[&str]) {
-    let tls_path = key_path(path, "tls");
+pub(super) fn exporter(
+    r: &mut Report,
+    path: &str,
+    tls: &TlsConfig,
+    auth: &ExporterAuthConfig,
+    urls: &[&str],
+) {
+    // A scrape job's block is Prometheus's `tls_config`; everything else uses `tls`.
+    let tls_path = if urls.is_empty() {
+        key_path(path, "tls_config")
+    } else {
+        key_path(path, "tls")
+    };
     let https = urls.iter().any(|u| u.starts_with("https://"));
     if tls.insecure && https {
         r.error(
@@ -168,6 +180,10 @@ pub(super) fn exporter(r: &mut Report, path: &str, tls: &TlsConfig, auth: &Expor
         );
     }
     if let Some(file) = &auth.bearer_token_file {
-        readable(r, &key_path(&key_path(path, "auth"), "bearer_token_file"), file);
+        readable(
+            r,
+            &key_path(&key_path(path, "auth"), "bearer_token_file"),
+            file,
+        );
     }
 }

@@ -210,9 +210,10 @@ async fn the_factory_refuses_other_signals() {
     let id: ComponentId = "prometheusremotewrite".parse().unwrap();
     let cfg = config("http://127.0.0.1:1/api/v1/write", 10);
     assert!(PrometheusRemoteWriteExporter::build::<Metrics>(&id, &cfg, None, None).is_ok());
-    let err = PrometheusRemoteWriteExporter::build::<outpost_pipelines::Traces>(&id, &cfg, None, None)
-        .err()
-        .unwrap();
+    let err =
+        PrometheusRemoteWriteExporter::build::<outpost_pipelines::Traces>(&id, &cfg, None, None)
+            .err()
+            .unwrap();
     assert!(err.contains("only sends metrics"), "{err}");
 }
 

@@ -25,8 +25,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::RETRY_AFTER_SECS;
 use crate::net::{LimitedListener, PeerInfo, ServerTls};
-use crate::receivers::gate::{ClientKey, Denied, Gate};
 use crate::otlp::OtlpSignal;
+use crate::receivers::gate::{ClientKey, Denied, Gate};
 use crate::receivers::{admit, Inputs, InputsOf, Outcome};
 
 /// The part of a request handler every signal shares.

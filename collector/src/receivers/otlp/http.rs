@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::RETRY_AFTER_SECS;
 use crate::net::{LimitedListener, PeerInfo, ServerTls};
-use crate::receivers::gate::{ClientKey, Denied, Gate};
 use crate::otlp::OtlpSignal;
+use crate::receivers::gate::{ClientKey, Denied, Gate};
 use crate::receivers::{admit, Inputs, InputsOf, Outcome};
 
 struct HttpState {
@@ -377,8 +377,8 @@ pub fn serve(
             listener,
             app.into_make_service_with_connect_info::<PeerInfo>(),
         )
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
         {
             tracing::error!(error = %e, "OTLP/HTTP receiver stopped with an error");
         }

@@ -66,7 +66,15 @@ pub async fn start(
         let key = format!("receivers.{id}.protocols.grpc.endpoint");
         let metrics = telemetry.receiver(&id.to_string(), "grpc");
         let path = format!("receivers.{id}.protocols.grpc");
-        let guard = guard(&path, grpc_cfg.tls.as_ref(), grpc_cfg.auth.as_ref(), grpc_cfg.rate_limit.as_ref(), &metrics, telemetry, &[b"h2"]);
+        let guard = guard(
+            &path,
+            grpc_cfg.tls.as_ref(),
+            grpc_cfg.auth.as_ref(),
+            grpc_cfg.rate_limit.as_ref(),
+            &metrics,
+            telemetry,
+            &[b"h2"],
+        );
         match (crate::net::bind(grpc_cfg.endpoint, &key).await, guard) {
             (Ok(listener), Ok(guard)) => handles.push(grpc::serve(
                 listener,
@@ -83,7 +91,15 @@ pub async fn start(
         let key = format!("receivers.{id}.protocols.http.endpoint");
         let metrics = telemetry.receiver(&id.to_string(), "http");
         let path = format!("receivers.{id}.protocols.http");
-        let guard = guard(&path, http_cfg.tls.as_ref(), http_cfg.auth.as_ref(), http_cfg.rate_limit.as_ref(), &metrics, telemetry, &[b"h2", b"http/1.1"]);
+        let guard = guard(
+            &path,
+            http_cfg.tls.as_ref(),
+            http_cfg.auth.as_ref(),
+            http_cfg.rate_limit.as_ref(),
+            &metrics,
+            telemetry,
+            &[b"h2", b"http/1.1"],
+        );
         match (crate::net::bind(http_cfg.endpoint, &key).await, guard) {
             (Ok(listener), Ok(guard)) => handles.push(http::serve(
                 listener,
