@@ -103,7 +103,7 @@ pub const DEFAULT_ADMIN_ENDPOINT: &str = "127.0.0.1:13133";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
-    Otlp(OtlpReceiverConfig),
+    Otlp(Box<OtlpReceiverConfig>),
     Filelog(FilelogReceiverConfig),
     Syslog(SyslogReceiverConfig),
     Prometheus(PrometheusReceiverConfig),

@@ -5,6 +5,8 @@
          them; prints {"ok": spans exported, "failed": spans refused}.
   stream like sdk, but keeps sending one batch every --interval seconds for --seconds, each batch
          flushed; prints the same JSON.
+  syslog --count RFC 5424 lines over one TLS connection (syslog over TLS, RFC 5425 framing by
+         newline); prints {"sent": lines written, "error": text or null}.
   probe  one TLS connection (optionally with a client certificate) and one OTLP/HTTP POST of an empty
          request; prints {"handshake": bool, "sha256": fingerprint of the server certificate,
          "status": HTTP status or null, "error": text or null}.
@@ -128,9 +130,30 @@ def probe(args):
     print(json.dumps(out))
 
 
+def syslog(args):
+    ctx = ssl.create_default_context(cafile=args.ca)
+    if args.cert:
+        ctx.load_cert_chain(args.cert, args.key)
+    host, port = args.endpoint.rsplit(":", 1)
+    out = {"sent": 0, "error": None}
+    try:
+        import socket
+
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                for i in range(args.count):
+                    line = "<134>1 2026-01-02T03:04:05Z edge app 42 - - tls message %d\n" % i
+                    tls.sendall(line.encode())
+                    out["sent"] += 1
+                tls.unwrap()
+    except Exception as e:
+        out["error"] = "%s: %s" % (type(e).__name__, e)
+    print(json.dumps(out))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["sdk", "stream", "probe"])
+    p.add_argument("mode", choices=["sdk", "stream", "probe", "syslog"])
     p.add_argument("--transport", choices=["grpc", "http"], default="http")
     p.add_argument("--endpoint", required=True, help="host:port")
     p.add_argument("--ca", required=True)
@@ -144,6 +167,8 @@ def main():
     args = p.parse_args()
     if args.mode == "probe":
         probe(args)
+    elif args.mode == "syslog":
+        syslog(args)
     elif args.mode == "sdk":
         send(args, 1, args.count, 0)
     else:

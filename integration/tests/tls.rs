@@ -696,3 +696,89 @@ service:
         }
     }
 }
+
+/// Syslog over TLS with client certificates: a client with the CA's certificate is read, one without a
+/// certificate is refused at the handshake and counted.
+#[test]
+fn syslog_over_mtls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let port = free_port();
+    let agent = Agent::start(&format!(
+        r#"
+receivers:
+  syslog:
+    protocol: rfc5424
+    tcp:
+      listen_address: 127.0.0.1:{port}
+      tls:
+        cert_file: {cert}
+        key_file: {key}
+        client_ca_file: {ca}
+exporters:
+  file:
+    path: "@DIR@/logs.jsonl"
+    flush_interval: 100ms
+extensions:
+  health_check:
+    endpoint: "@ADMIN@"
+queue:
+  directory: "@DATA_DIR@"
+service:
+  extensions: [health_check]
+  pipelines:
+    logs:
+      receivers: [syslog]
+      exporters: [file]
+"#,
+        cert = pki.path("server.pem"),
+        key = pki.path("server.key"),
+        ca = pki.path("ca.pem"),
+    ));
+    let endpoint = format!("127.0.0.1:{port}");
+    let ca = pki.path("ca.pem");
+    let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
+    let sent = client(&[
+        "syslog",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "--count",
+        "25",
+    ]);
+    assert_eq!(sent["sent"], 25, "{sent}");
+    let path = agent.dir().join("logs.jsonl");
+    wait_for(
+        Duration::from_secs(20),
+        "25 log records",
+        || (otlp_json::count_items(&path, Signal::Logs) >= 25).then_some(()),
+        || agent.metrics_text(),
+    );
+    let _ = client(&[
+        "syslog",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        &ca,
+        "--count",
+        "5",
+    ]);
+    wait_for(
+        Duration::from_secs(10),
+        "the refused handshake counted",
+        || {
+            (agent.metric(
+                r#"outpost_receiver_auth_failures_total{receiver="syslog",reason="no_client_certificate"}"#,
+            ) >= 1.0)
+                .then_some(())
+        },
+        || agent.metrics_text(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(otlp_json::count_items(&path, Signal::Logs), 25);
+}

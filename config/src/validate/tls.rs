@@ -122,7 +122,10 @@ pub(super) fn receiver(
                 "rate_limit sets no limit; set requests_per_second and/or bytes_per_second",
             );
         }
-        if rl.requests_per_second.is_some_and(|v| !(v > 0.0)) {
+        if rl
+            .requests_per_second
+            .is_some_and(|v| v.is_nan() || v <= 0.0)
+        {
             r.error(
                 &key_path(&rl_path, "requests_per_second"),
                 "must be a positive number",
@@ -131,7 +134,7 @@ pub(super) fn receiver(
         if rl.bytes_per_second.is_some_and(|b| b.bytes() == 0) {
             r.error(&key_path(&rl_path, "bytes_per_second"), "must be above 0");
         }
-        if !(rl.burst_seconds > 0.0) {
+        if rl.burst_seconds.is_nan() || rl.burst_seconds <= 0.0 {
             r.error(&key_path(&rl_path, "burst_seconds"), "must be above 0");
         }
         if rl.max_clients == 0 {
