@@ -232,15 +232,6 @@ service:
 fn sdk_over_tls_and_mtls_and_refused_clients_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    if std::env::var_os("KEEP_PKI").is_some() {
-        let kept = std::path::PathBuf::from("/tmp/kept-pki");
-        let _ = fs::create_dir_all(&kept);
-        for e in fs::read_dir(dir.path()).unwrap() {
-            let e = e.unwrap();
-            fs::copy(e.path(), kept.join(e.file_name())).unwrap();
-        }
-        return;
-    }
     let (grpc, http) = (free_port(), free_port());
     let config = format!(
         r#"
