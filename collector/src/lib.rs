@@ -11,4 +11,5 @@ pub mod otlp;
 pub mod prom;
 pub mod receivers;
 pub mod stages;
+pub mod tls;
 pub mod topology;

@@ -124,6 +124,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 }
 
 fn main() -> ExitCode {
+    outpost::tls::install_default_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Queue { command } => match command {

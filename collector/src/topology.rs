@@ -439,7 +439,7 @@ impl Running {
         errors: &mut Vec<String>,
     ) -> ReaderSlot {
         // One factory per exporter: its signals share one bandwidth budget and one file writer.
-        let mut factory = exporters::Factory::default();
+        let mut factory = exporters::Factory::new(&self.telemetry);
         for (pid, p) in &config.service.pipelines {
             if !p.exporters.contains(id) {
                 continue;

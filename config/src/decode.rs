@@ -270,7 +270,7 @@ fn section<T>(
 
 fn receiver(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<ReceiverConfig> {
     match kind {
-        "otlp" => typed(r, path, body).map(ReceiverConfig::Otlp),
+        "otlp" => typed(r, path, body).map(|c| ReceiverConfig::Otlp(Box::new(c))),
         "filelog" => typed(r, path, body).map(ReceiverConfig::Filelog),
         "syslog" => typed(r, path, body).map(ReceiverConfig::Syslog),
         "prometheus" => typed(r, path, body).map(ReceiverConfig::Prometheus),

@@ -21,7 +21,7 @@ pub(crate) enum EnvError {
     Empty { reference: String },
     #[error("'{reference}' is not closed by '}}' (write $$ for a literal '$')")]
     Unclosed { reference: String },
-    #[error("'{reference}': provider '{scheme}' is not supported (supported: env)")]
+    #[error("'{reference}': provider '{scheme}' is not supported (supported: env, file)")]
     UnsupportedProvider { reference: String, scheme: String },
     #[error(
         "'{reference}': '{name}' is not a valid environment variable name (letters, digits and '_', not \
@@ -30,6 +30,8 @@ pub(crate) enum EnvError {
     BadName { reference: String, name: String },
     #[error("'{reference}': references cannot be nested")]
     Nested { reference: String },
+    #[error("'{reference}': cannot read the file: {reason}")]
+    File { reference: String, reason: String },
 }
 
 /// A scalar's text after substitution.
@@ -112,6 +114,19 @@ fn resolve(
         });
     }
     let (name, default) = match body.split_once(':') {
+        // A secret kept in its own file (mounted by the orchestrator, mode 0600) instead of in the
+        // config or the environment. One trailing newline is dropped: editors and `echo` add one.
+        Some(("file", path)) => {
+            return std::fs::read_to_string(path)
+                .map(|text| {
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    text.strip_suffix('\r').unwrap_or(text).to_owned()
+                })
+                .map_err(|e| EnvError::File {
+                    reference: reference.to_owned(),
+                    reason: e.to_string(),
+                })
+        }
         Some(("env", rest)) => match rest.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (rest, None),
@@ -280,7 +295,6 @@ mod tests {
     #[test]
     fn other_providers_are_refused_by_name() {
         for (text, scheme) in [
-            ("${file:/etc/token}", "file"),
             ("${yaml:a: b}", "yaml"),
             ("${http://example.com/c.yaml}", "http"),
         ] {
@@ -289,11 +303,25 @@ mod tests {
             let message = errors[0].to_string();
             assert!(
                 message.contains(&format!(
-                    "provider '{scheme}' is not supported (supported: env)"
+                    "provider '{scheme}' is not supported (supported: env, file)"
                 )),
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn file_references_read_the_file_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        assert_eq!(
+            ok(&format!("Bearer ${{file:{}}}", path.display())).text,
+            "Bearer s3cret"
+        );
+        let missing = dir.path().join("missing");
+        let errors = err(&format!("${{file:{}}}", missing.display()));
+        assert!(matches!(&errors[..], [EnvError::File { .. }]), "{errors:?}");
     }
 
     #[test]

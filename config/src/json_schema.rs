@@ -207,6 +207,19 @@ string_schema!(
     "always, never, interval (100ms), or an interval such as 50ms"
 );
 
+// Follows `TlsVersion`'s deserializer (crate::tls): a string or a number.
+impl JsonSchema for crate::tls::TlsVersion {
+    fn schema_name() -> Cow<'static, str> {
+        "TlsVersion".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "the lowest TLS version accepted: \"1.2\" or \"1.3\"",
+            "enum": ["1.2", "1.3", 1.2, 1.3]
+        })
+    }
+}
+
 // Follows `HashFunction`'s deserializer (crate::schema): case and `_`/`-` are not significant.
 impl JsonSchema for crate::HashFunction {
     fn schema_name() -> Cow<'static, str> {

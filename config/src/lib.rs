@@ -19,6 +19,7 @@ pub mod redaction;
 mod report;
 pub mod schema;
 mod source;
+pub mod tls;
 pub mod transform;
 pub mod units;
 mod validate;

@@ -219,6 +219,20 @@ pub struct PromTlsConfig {
     pub insecure_skip_verify: bool,
 }
 
+impl PromTlsConfig {
+    /// The same settings as outpost's own `tls:` block, which reads and reloads them.
+    pub fn to_tls(&self) -> crate::tls::TlsConfig {
+        crate::tls::TlsConfig {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            server_name_override: self.server_name.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
+            ..Default::default()
+        }
+    }
+}
+
 /// `static_configs:` item: targets sharing a set of labels.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -336,6 +350,10 @@ pub struct PrometheusRemoteWriteReceiverConfig {
     pub max_decompressed_body_size: ByteSize,
     #[serde(default = "crate::schema::default_max_connections")]
     pub max_connections: usize,
+    /// TLS, and mTLS with `client_ca_file` (only senders with a certificate the CA signed); unset:
+    /// plaintext.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl PrometheusRemoteWriteReceiverConfig {
@@ -361,6 +379,7 @@ impl Default for PrometheusRemoteWriteReceiverConfig {
             max_request_body_size: Self::default_max_request_body_size(),
             max_decompressed_body_size: Self::default_max_decompressed_body_size(),
             max_connections: crate::schema::default_max_connections(),
+            tls: None,
         }
     }
 }

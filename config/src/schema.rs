@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{ComponentId, PipelineId};
 pub use crate::prometheus::*;
+pub use crate::tls::*;
 use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
@@ -102,7 +103,7 @@ pub const DEFAULT_ADMIN_ENDPOINT: &str = "127.0.0.1:13133";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverConfig {
-    Otlp(OtlpReceiverConfig),
+    Otlp(Box<OtlpReceiverConfig>),
     Filelog(FilelogReceiverConfig),
     Syslog(SyslogReceiverConfig),
     Prometheus(PrometheusReceiverConfig),
@@ -166,6 +167,13 @@ pub struct OtlpGrpcConfig {
     /// Concurrent TCP connections; further connections wait in the accept backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// TLS (and mTLS with `client_ca_file`); unset: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub auth: Option<ReceiverAuthConfig>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl OtlpGrpcConfig {
@@ -187,6 +195,9 @@ impl Default for OtlpGrpcConfig {
             max_recv_msg_size_mib: Self::default_max_recv_msg_size_mib(),
             max_concurrent_streams: Self::default_max_concurrent_streams(),
             max_connections: default_max_connections(),
+            tls: None,
+            auth: None,
+            rate_limit: None,
         }
     }
 }
@@ -217,6 +228,13 @@ pub struct OtlpHttpConfig {
     pub max_decompressed_body_size: ByteSize,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// TLS (and mTLS with `client_ca_file`); unset: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub auth: Option<ReceiverAuthConfig>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl OtlpHttpConfig {
@@ -258,6 +276,9 @@ impl Default for OtlpHttpConfig {
             max_request_body_size: Self::default_max_request_body_size(),
             max_decompressed_body_size: Self::default_max_decompressed_body_size(),
             max_connections: default_max_connections(),
+            tls: None,
+            auth: None,
+            rate_limit: None,
         }
     }
 }
@@ -688,16 +709,6 @@ pub enum Compression {
     None,
 }
 
-/// `tls:` on an exporter, accepted for compatibility with OpenTelemetry Collector configs. This build has
-/// no TLS: a `host:port` or `http://` endpoint is plaintext whatever `insecure` says (so `insecure: false`,
-/// the default, is fine), and validation refuses `https://` endpoints.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClientTlsConfig {
-    #[serde(default)]
-    pub insecure: bool,
-}
-
 /// `exporters.otlp`: OTLP over gRPC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -706,12 +717,16 @@ pub struct OtlpExporterConfig {
     pub endpoint: String,
     #[serde(default)]
     pub compression: Compression,
+    /// Sent with every request. Values are secrets (never printed); fill them with `${file:PATH}` or
+    /// `${env:VAR}` rather than writing credentials into the config.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     #[serde(default = "default_export_timeout")]
     pub timeout: HumanDuration,
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    #[serde(default)]
+    pub auth: ExporterAuthConfig,
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
@@ -772,12 +787,16 @@ pub struct OtlpHttpExporterConfig {
     pub compression: Compression,
     #[serde(default)]
     pub encoding: OtlpEncoding,
+    /// Sent with every request. Values are secrets (never printed); fill them with `${file:PATH}` or
+    /// `${env:VAR}` rather than writing credentials into the config.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     #[serde(default = "default_export_timeout")]
     pub timeout: HumanDuration,
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    #[serde(default)]
+    pub auth: ExporterAuthConfig,
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
@@ -817,12 +836,16 @@ impl OtlpHttpExporterConfig {
 pub struct PrometheusRemoteWriteExporterConfig {
     /// The full write URL, e.g. `http://prometheus:9090/api/v1/write`.
     pub endpoint: String,
+    /// Sent with every request. Values are secrets (never printed); fill them with `${file:PATH}` or
+    /// `${env:VAR}` rather than writing credentials into the config.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     #[serde(default = "default_export_timeout")]
     pub timeout: HumanDuration,
     #[serde(default)]
     pub tls: ClientTlsConfig,
+    #[serde(default)]
+    pub auth: ExporterAuthConfig,
     /// Prefixed (with `_`) to every metric name.
     #[serde(default)]
     pub namespace: Option<String>,

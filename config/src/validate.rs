@@ -13,6 +13,7 @@ mod listeners;
 mod logs;
 mod prometheus;
 mod sampling;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 
@@ -59,11 +60,37 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
                         "no protocol is enabled; add `grpc:` and/or `http:` under protocols",
                     );
                 }
+                if let Some(g) = &otlp.protocols.grpc {
+                    tls::receiver(
+                        r,
+                        &key_path(&path, "protocols.grpc"),
+                        g.tls.as_ref(),
+                        g.auth.as_ref(),
+                        g.rate_limit.as_ref(),
+                    );
+                }
+                if let Some(h) = &otlp.protocols.http {
+                    tls::receiver(
+                        r,
+                        &key_path(&path, "protocols.http"),
+                        h.tls.as_ref(),
+                        h.auth.as_ref(),
+                        h.rate_limit.as_ref(),
+                    );
+                }
             }
             ReceiverConfig::Filelog(c) => logs::filelog(config, r, &path, c),
-            ReceiverConfig::Syslog(c) => logs::syslog(r, &path, c),
+            ReceiverConfig::Syslog(c) => {
+                logs::syslog(r, &path, c);
+                if let Some(tcp) = &c.tcp {
+                    tls::receiver(r, &key_path(&path, "tcp"), tcp.tls.as_ref(), None, None);
+                }
+            }
             ReceiverConfig::Prometheus(p) => prometheus::scrape(r, &path, p),
-            ReceiverConfig::PrometheusRemoteWrite(p) => prometheus::remote_write(r, &path, p),
+            ReceiverConfig::PrometheusRemoteWrite(p) => {
+                prometheus::remote_write(r, &path, p);
+                tls::receiver(r, &path, p.tls.as_ref(), None, None);
+            }
         }
     }
     listeners::listeners(config, origins, r);

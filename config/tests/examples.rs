@@ -14,6 +14,42 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// What tls.yaml reads: `OUTPOST_TLS_DIR` names a directory this test fills with certificates, keys and
+/// credential files generated here (never committed), and `OUTPOST_TENANT_KEY` a header value.
+fn example_env(name: &str) -> Option<String> {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    match name {
+        "OUTPOST_TLS_DIR" => {
+            let dir = DIR.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let write =
+                    |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+                let ca_key = rcgen::KeyPair::generate().unwrap();
+                let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+                ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+                write("ca.pem", &ca.pem());
+                for (name, host) in [("server", "localhost"), ("client", "edge-1")] {
+                    let key = rcgen::KeyPair::generate().unwrap();
+                    let params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+                    write(
+                        &format!("{name}.pem"),
+                        &params.signed_by(&key, &ca).unwrap().pem(),
+                    );
+                    write(&format!("{name}.key"), &key.serialize_pem());
+                }
+                write("tokens", "token-for-app-1\n");
+                write("htpasswd", "app:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
+                write("central-token", "short-lived\n");
+                dir
+            });
+            Some(dir.path().display().to_string())
+        }
+        "OUTPOST_TENANT_KEY" => Some("tenant-42".into()),
+        _ => None,
+    }
+}
+
 #[test]
 fn every_example_loads_without_errors_or_warnings() {
     let mut seen = 0;
@@ -25,7 +61,7 @@ fn every_example_loads_without_errors_or_warnings() {
         seen += 1;
         let text = std::fs::read_to_string(&path).unwrap();
         let origin = path.display().to_string();
-        match load_str_with_env(&text, &origin, &no_env) {
+        match load_str_with_env(&text, &origin, &example_env) {
             Ok(loaded) => assert!(
                 loaded.warnings.is_empty(),
                 "{origin}:\n{:#?}",

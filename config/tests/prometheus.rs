@@ -96,7 +96,7 @@ fn mistakes_in_jobs_are_reported_at_their_keys() {
 }
 
 #[test]
-fn unknown_keys_and_tls_are_refused_by_name() {
+fn unknown_keys_are_refused_by_name_and_tls_files_checked() {
     let yaml = with_jobs(
         "        - job_name: node\n          scrape_intervall: 5s\n          static_configs: [{targets: ['a:1']}]\n",
     );
@@ -107,11 +107,19 @@ fn unknown_keys_and_tls_are_refused_by_name() {
     );
     assert!(e.message.contains("unknown field"), "{}", e.message);
     let yaml = with_jobs(
-        "        - job_name: node\n          scheme: https\n          static_configs: [{targets: ['a:1']}]\n",
+        "        - job_name: node\n          scheme: https\n          tls_config: {ca_file: /nonexistent/ca.pem}\n          \
+         static_configs: [{targets: ['a:1']}]\n",
     );
     let e = &errors(&yaml)[0];
-    assert!(e.path.ends_with("scheme"));
-    assert!(e.message.contains("no TLS"), "{}", e.message);
+    assert_eq!(
+        e.path,
+        "receivers.prometheus.config.scrape_configs[0].tls_config.ca_file"
+    );
+    assert!(
+        e.message.starts_with("cannot read '/nonexistent/ca.pem'"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]

@@ -462,22 +462,21 @@ fn otlp_endpoints_are_host_port_or_http_and_need_no_insecure_flag() {
 }
 
 #[test]
-fn https_endpoints_are_refused_because_this_build_has_no_tls() {
-    let e = error(&with_exporter(
+fn https_endpoints_are_accepted_and_contradictions_refused() {
+    ok(&with_exporter(
         "  otlp:\n    endpoint: https://central:4317",
         "traces",
     ));
-    assert!(
-        e.message
-            .starts_with("https:// needs TLS, which this build of outpost does not include"),
-        "{e}"
-    );
-    let e = error(&with_exporter(
+    ok(&with_exporter(
         "  otlphttp:\n    endpoint: https://central:4318",
         "traces",
     ));
-    assert_eq!(e.path, "exporters.otlphttp.endpoint");
-    assert!(e.message.contains("needs TLS"));
+    let e = error(&with_exporter(
+        "  otlp:\n    endpoint: https://central:4317\n    tls:\n      insecure: true",
+        "traces",
+    ));
+    assert_eq!(e.path, "exporters.otlp.tls.insecure");
+    assert!(e.message.contains("https://"), "{e}");
 }
 
 #[test]
@@ -848,4 +847,105 @@ fn spanmetrics_joins_traces_to_metrics_only_and_count_conditions_must_parse() {
         "{}",
         e.message
     );
+}
+
+// ----- tls and auth --------------------------------------------------------------------------------------
+
+/// A CA-less self-signed certificate and its key, written to `dir` as `{name}.pem` / `{name}.key`.
+fn cert_files(dir: &std::path::Path, name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c.display().to_string(), k.display().to_string())
+}
+
+fn tls_receiver(tls: &str) -> String {
+    format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        tls:\n{tls}exporters:\n  debug:\n\
+         service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [debug]\n"
+    )
+}
+
+#[test]
+fn tls_files_are_read_at_load_and_problems_reported_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = cert_files(dir.path(), "a");
+    let (_, other_key) = cert_files(dir.path(), "b");
+    ok(&tls_receiver(&format!(
+        "          cert_file: {cert}\n          key_file: {key}\n"
+    )));
+
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let yaml = tls_receiver(&format!(
+        "          cert_file: {missing}\n          key_file: {key}\n"
+    ));
+    let e = error(&yaml);
+    assert_eq!(e.path, "receivers.otlp.protocols.grpc.tls.cert_file");
+    assert_eq!(e.line, line_of(&yaml, "cert_file"));
+    assert!(
+        e.message.starts_with(&format!("cannot read '{missing}'")),
+        "{e}"
+    );
+
+    let yaml = tls_receiver(&format!(
+        "          cert_file: {cert}\n          key_file: {other_key}\n"
+    ));
+    let e = error(&yaml);
+    assert_eq!(e.path, "receivers.otlp.protocols.grpc.tls.cert_file");
+    assert!(e.message.contains("does not match the certificate"), "{e}");
+
+    // A key file holding a certificate (a common mix-up): named, content not quoted.
+    let yaml = tls_receiver(&format!(
+        "          cert_file: {cert}\n          key_file: {cert}\n"
+    ));
+    let e = error(&yaml);
+    assert_eq!(e.path, "receivers.otlp.protocols.grpc.tls.key_file");
+    assert!(e.message.contains("holds no private key"), "{e}");
+    assert!(!e.message.contains("BEGIN CERTIFICATE-----\n"), "{e}");
+
+    let errors = errors(&tls_receiver(
+        "          client_ca_file: /nonexistent/ca.pem\n",
+    ));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors[0].path, "receivers.otlp.protocols.grpc.tls");
+    assert!(errors[0].message.contains("needs cert_file and key_file"));
+    assert_eq!(
+        errors[1].path,
+        "receivers.otlp.protocols.grpc.tls.client_ca_file"
+    );
+    assert!(errors[1]
+        .message
+        .starts_with("cannot read '/nonexistent/ca.pem'"));
+}
+
+#[test]
+fn receiver_auth_needs_its_files_and_client_certificates_need_mtls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = cert_files(dir.path(), "a");
+    let yaml = tls_receiver(&format!(
+        "          cert_file: {cert}\n          key_file: {key}\n        auth:\n          \
+         bearer_token_file: /nonexistent/tokens\n          client_certificate: {{}}\n"
+    ));
+    let errors = errors(&yaml);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(
+        errors[0].path,
+        "receivers.otlp.protocols.grpc.auth.bearer_token_file"
+    );
+    assert!(errors[0]
+        .message
+        .starts_with("cannot read '/nonexistent/tokens'"));
+    assert_eq!(
+        errors[1].path,
+        "receivers.otlp.protocols.grpc.auth.client_certificate"
+    );
+    assert!(errors[1].message.contains("set tls.client_ca_file"));
 }

@@ -519,6 +519,13 @@ fn parse_series(s: &str) -> Option<(String, Vec<(String, String)>)> {
     Some((name.to_owned(), labels))
 }
 
+/// A reqwest client builder. reqwest is built without a crypto provider of its own (outpost uses ring
+/// only), so the provider is installed first; building a client without one panics.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Agent
 

@@ -79,7 +79,7 @@ impl Target {
             agent: Agent::start(&config(grpc, http)),
             grpc,
             http,
-            client: reqwest::Client::builder()
+            client: outpost_integration::http_client_builder()
                 .timeout(Duration::from_secs(30))
                 .no_proxy()
                 .build()

@@ -93,8 +93,36 @@ fn validate_accepts_the_default_example_and_exits_0() {
     );
 }
 
+/// The files config/examples/tls.yaml names (through `OUTPOST_TLS_DIR`), generated here: certificates
+/// are never committed.
+fn tls_example_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    let ca = rcgen::CertificateParams::new(Vec::<String>::new()).map(|mut p| {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p
+    });
+    let ca = rcgen::CertifiedIssuer::self_signed(ca.unwrap(), rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    write("ca.pem", &ca.pem());
+    for (name, host) in [("server", "localhost"), ("client", "edge-1")] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+        write(
+            &format!("{name}.pem"),
+            &params.signed_by(&key, &ca).unwrap().pem(),
+        );
+        write(&format!("{name}.key"), &key.serialize_pem());
+    }
+    write("tokens", "token-for-app-1\n");
+    write("htpasswd", "app:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
+    write("central-token", "short-lived\n");
+    dir
+}
+
 #[test]
 fn validate_accepts_every_shipped_example() {
+    let tls_dir = tls_example_files();
     let mut seen = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
@@ -102,7 +130,13 @@ fn validate_accepts_every_shipped_example() {
             continue;
         }
         seen += 1;
-        let out = outpost(&["validate", "--config", path.to_str().unwrap()]);
+        let out = run_with_timeout(
+            outpost_command()
+                .args(["validate", "--config", path.to_str().unwrap()])
+                .env("OUTPOST_TLS_DIR", tls_dir.path())
+                .env("OUTPOST_TENANT_KEY", "tenant-42"),
+            Duration::from_secs(30),
+        );
         assert_eq!(
             out.status.code(),
             Some(0),

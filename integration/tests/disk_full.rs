@@ -168,7 +168,10 @@ async fn disk_full(device: &str, filler_len: u64) {
             .status,
         200
     );
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = outpost_integration::http_client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let resp = client
         .post(format!("http://127.0.0.1:{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")

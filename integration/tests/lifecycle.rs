@@ -321,7 +321,10 @@ async fn memory_held_in_the_pipeline_pushes_back_to_clients() {
     );
 
     // Over HTTP while the pressure lasts: 429 with a Retry-After the client can honour.
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = outpost_integration::http_client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let resp = client
         .post(format!("http://127.0.0.1:{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")

@@ -207,7 +207,10 @@ async fn an_outage_fills_the_queue_to_its_watermark_then_it_drains_without_loss(
     );
 
     // HTTP clients are pushed back too: 429 with a Retry-After.
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = outpost_integration::http_client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let resp = client
         .post(format!("http://127.0.0.1:{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")

@@ -73,6 +73,10 @@ struct Inner {
     connector_emitted: Family<Labels, Counter>,
     connector_overflow: Family<Labels, Counter>,
     config: ConfigMetrics,
+    receiver_auth_failures: Family<Labels, Counter>,
+    receiver_rate_limited: Family<Labels, Counter>,
+    tls_certificate_expiry: Family<Labels, SecondsGauge>,
+    tls_reloads: Family<Labels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -268,6 +272,27 @@ impl Telemetry {
                 "Items a connector counted in its overflow series because aggregation_cardinality_limit was reached"
             ),
             config: ConfigMetrics::register(&mut registry),
+            receiver_auth_failures: family!(
+                "receiver_auth_failures",
+                "Connections or requests a receiver refused because the client did not authenticate (TLS \
+                 handshake without or with an untrusted client certificate, missing or wrong token or \
+                 password), by reason"
+            ),
+            receiver_rate_limited: family!(
+                "receiver_rate_limited_requests",
+                "Requests a receiver refused with RESOURCE_EXHAUSTED / 429 because one client exceeded its \
+                 per-client limit, by limit (requests or bytes)"
+            ),
+            tls_certificate_expiry: family!(
+                "tls_certificate_expiry_seconds",
+                "Seconds until the certificate in a configured TLS file expires (negative: expired), per \
+                 component and file"
+            ),
+            tls_reloads: family!(
+                "tls_reloads",
+                "Times a component re-read its TLS or credential files after they changed, by result \
+                 (ok, or failed: the previous files stay in use)"
+            ),
             registry,
         };
         Self {
@@ -715,6 +740,77 @@ impl ReceiverMetrics {
             .inner
             .receiver_requests_refused
             .get_or_create(&labels)
+            .inc();
+    }
+}
+
+impl ReceiverMetrics {
+    /// A connection or request refused for authentication; `reason` is a short stable label.
+    pub fn auth_failed(&self, reason: &str) {
+        self.telemetry
+            .inner
+            .receiver_auth_failures
+            .get_or_create(&vec![
+                ("receiver", self.receiver.clone()),
+                ("transport", self.transport.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A request refused because its client exceeded a per-client limit (`requests` or `bytes`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.telemetry
+            .inner
+            .receiver_rate_limited
+            .get_or_create(&vec![
+                ("receiver", self.receiver.clone()),
+                ("transport", self.transport.to_owned()),
+                ("limit", limit.to_owned()),
+            ])
+            .inc();
+    }
+}
+
+/// Events about the TLS and credential files one component reads.
+#[derive(Clone)]
+pub struct TlsMetrics {
+    telemetry: Telemetry,
+    component: String,
+}
+
+impl Telemetry {
+    /// `component` is the config path of the block, e.g. `receivers.otlp.protocols.grpc`.
+    pub fn tls(&self, component: &str) -> TlsMetrics {
+        TlsMetrics {
+            telemetry: self.clone(),
+            component: component.to_owned(),
+        }
+    }
+}
+
+impl TlsMetrics {
+    /// Seconds from now until the certificate in `file` expires.
+    pub fn set_expiry(&self, file: &str, seconds: f64) {
+        self.telemetry
+            .inner
+            .tls_certificate_expiry
+            .get_or_create(&vec![
+                ("component", self.component.clone()),
+                ("file", file.to_owned()),
+            ])
+            .set(seconds);
+    }
+
+    pub fn reloaded(&self, file: &str, ok: bool) {
+        self.telemetry
+            .inner
+            .tls_reloads
+            .get_or_create(&vec![
+                ("component", self.component.clone()),
+                ("file", file.to_owned()),
+                ("result", if ok { "ok" } else { "failed" }.to_owned()),
+            ])
             .inc();
     }
 }

@@ -40,6 +40,8 @@ impl HttpSender {
             .map(HeaderValue::from_static);
         (0..plan.connections.max(1))
             .map(|_| {
+                // reqwest is built without a crypto provider of its own (outpost uses ring only).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let mut builder = reqwest::Client::builder()
                     .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())

@@ -8,6 +8,7 @@
 //! breaker, paced by its bandwidth cap ([`delivery`]). An exporter is written once, generic over the
 //! signal ([`OtlpSignal`]); [`Factory`] builds it from the config and only turns a payload into a request.
 
+pub mod credentials;
 pub mod debug;
 pub mod delivery;
 pub mod file;
@@ -189,9 +190,42 @@ pub trait Exporter<T>: Send + Sync + 'static {
 pub struct Factory {
     files: HashMap<PathBuf, Arc<Mutex<file::FileWriter>>>,
     bandwidth: HashMap<ComponentId, Arc<Bandwidth>>,
+    /// Where TLS files' expiry and reloads are reported.
+    telemetry: outpost_pipelines::Telemetry,
+    /// One client TLS config (and so one watcher of its files) per exporter and protocol.
+    tls: HashMap<(ComponentId, bool), Arc<rustls::ClientConfig>>,
 }
 
 impl Factory {
+    pub fn new(telemetry: &outpost_pipelines::Telemetry) -> Self {
+        Self {
+            telemetry: telemetry.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// The client TLS config of exporter `id`; `grpc` selects the `h2` ALPN.
+    pub fn client_tls(
+        &mut self,
+        id: &ComponentId,
+        tls: &outpost_config::TlsConfig,
+        grpc: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        if let Some(c) = self.tls.get(&(id.clone(), grpc)) {
+            return Ok(c.clone());
+        }
+        let alpn: &[&[u8]] = if grpc {
+            &[b"h2"]
+        } else {
+            &[b"h2", b"http/1.1"]
+        };
+        let config =
+            crate::tls::client_config(tls, &self.telemetry.tls(&format!("exporters.{id}")), alpn)
+                .map_err(|e| format!("exporters.{id}.tls: {e}"))?;
+        self.tls.insert((id.clone(), grpc), config.clone());
+        Ok(config)
+    }
+
     /// The bandwidth budget of exporter `id`, shared by all its signals; `None` when it has no cap.
     pub fn bandwidth(&mut self, id: &ComponentId, d: &DeliveryConfig) -> Option<Arc<Bandwidth>> {
         let rate = d.max_bytes_per_second?;
@@ -217,15 +251,31 @@ impl Factory {
     ) -> Result<Box<dyn Exporter<T>>, String> {
         Ok(match cfg {
             ExporterConfig::Otlp(c) => {
-                Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c, bandwidth)?)
+                let tls = match otlp_grpc::uses_tls(c) {
+                    true => Some(self.client_tls(id, &c.tls, true)?),
+                    false => None,
+                };
+                Box::new(otlp_grpc::OtlpGrpcExporter::new(id, c, bandwidth, tls)?)
             }
             ExporterConfig::OtlpHttp(c) => {
-                Box::new(otlp_http::OtlpHttpExporter::new::<T>(id, c, bandwidth)?)
+                let tls = match c.signal_url(T::SIGNAL) {
+                    Some(url) if url.starts_with("https://") => {
+                        Some(self.client_tls(id, &c.tls, false)?)
+                    }
+                    _ => None,
+                };
+                Box::new(otlp_http::OtlpHttpExporter::new::<T>(
+                    id, c, bandwidth, tls,
+                )?)
             }
             ExporterConfig::Debug(c) => Box::new(debug::DebugExporter::new(id, c)),
             ExporterConfig::PrometheusRemoteWrite(c) => {
+                let tls = match c.endpoint.starts_with("https://") {
+                    true => Some(self.client_tls(id, &c.tls, false)?),
+                    false => None,
+                };
                 prometheus_remote_write::PrometheusRemoteWriteExporter::build::<T>(
-                    id, c, bandwidth,
+                    id, c, bandwidth, tls,
                 )?
             }
             ExporterConfig::File(c) => {

@@ -1,5 +1,8 @@
 //! Exporter `otlp`: OTLP over gRPC through one lazily connected tonic channel per exporter and signal.
 //!
+//! TLS (an `https://` endpoint, or a `tls:` block asking for it) is done by outpost's own connector with
+//! rustls, so the client certificate and its rotation work as everywhere else in outpost.
+//!
 //! With a bandwidth cap the channel's TCP connections are wrapped so every byte written (HTTP/2 frames,
 //! after gRPC compression) is debited from the cap: that is the only place the bytes on the wire are known.
 
@@ -20,6 +23,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::either::Either;
+
+use super::credentials::BearerToken;
 use super::delivery::Bandwidth;
 use super::{Delivered, ErrorClass, ExportError, Exporter, Payload};
 use crate::otlp::OtlpSignal;
@@ -28,6 +35,7 @@ pub struct OtlpGrpcExporter {
     channel: Channel,
     compression: Option<CompressionEncoding>,
     headers: MetadataMap,
+    token: Option<BearerToken>,
 }
 
 /// `host:port` becomes `http://host:port`; schemes are validated by the config loader.
@@ -39,14 +47,30 @@ fn endpoint_uri(endpoint: &str) -> String {
     }
 }
 
+/// Whether the exporter speaks TLS: an `https://` endpoint, or a bare `host:port` whose `tls:` block asks
+/// for it (see `TlsConfig::wants_tls`).
+pub fn uses_tls(cfg: &OtlpExporterConfig) -> bool {
+    cfg.endpoint.starts_with("https://") || (!cfg.endpoint.contains("://") && cfg.tls.wants_tls())
+}
+
 impl OtlpGrpcExporter {
     pub fn new(
         id: &ComponentId,
         cfg: &OtlpExporterConfig,
         bandwidth: Option<Arc<Bandwidth>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, String> {
         let uri = endpoint_uri(&cfg.endpoint);
-        let endpoint = Endpoint::from_str(&uri)
+        let parsed = http::Uri::from_str(&uri).map_err(|e| {
+            format!(
+                "exporters.{id}.endpoint: not a valid endpoint '{}': {e}",
+                cfg.endpoint
+            )
+        })?;
+        let host = parsed.host().unwrap_or("").to_owned();
+        // TLS is done by the connector below, so tonic is handed the plain-scheme URI.
+        let plain = uri.replacen("https://", "http://", 1);
+        let endpoint = Endpoint::from_str(&plain)
             .map_err(|e| {
                 format!(
                     "exporters.{id}.endpoint: not a valid endpoint '{}': {e}",
@@ -60,36 +84,55 @@ impl OtlpGrpcExporter {
         for (k, v) in &cfg.headers {
             let key = MetadataKey::from_str(&k.to_ascii_lowercase())
                 .map_err(|_| format!("exporters.{id}.headers: '{k}' is not a valid header name"))?;
-            let value = MetadataValue::from_str(v).map_err(|_| {
+            let mut value = MetadataValue::from_str(v.expose()).map_err(|_| {
                 format!("exporters.{id}.headers.{k}: the value is not a valid header value")
             })?;
+            value.set_sensitive(true);
             headers.insert(key, value);
         }
-        let channel = match bandwidth {
-            None => endpoint.connect_lazy(),
-            Some(bw) => {
-                let connect_timeout = cfg.timeout.get();
-                endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
-                    let bw = bw.clone();
-                    async move {
-                        let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
-                        let port = uri.port_u16().unwrap_or(80);
-                        let tcp = tokio::time::timeout(
-                            connect_timeout,
-                            tokio::net::TcpStream::connect((host, port)),
-                        )
+        let token = match &cfg.auth.bearer_token_file {
+            Some(path) => {
+                Some(BearerToken::new(path).map_err(|e| format!("exporters.{id}.auth: {e}"))?)
+            }
+            None => None,
+        };
+        let tls = match tls {
+            Some(config) => Some((
+                tokio_rustls::TlsConnector::from(config),
+                crate::tls::server_name(&cfg.tls, &host)
+                    .map_err(|e| format!("exporters.{id}.tls: {e}"))?,
+            )),
+            None => None,
+        };
+        let channel = if tls.is_none() && bandwidth.is_none() {
+            endpoint.connect_lazy()
+        } else {
+            let connect_timeout = cfg.timeout.get();
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+                let bw = bandwidth.clone();
+                let tls = tls.clone();
+                async move {
+                    let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+                    let port = uri.port_u16().unwrap_or(80);
+                    let connect = async {
+                        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+                        tcp.set_nodelay(true)?;
+                        let io = match tls {
+                            Some((connector, name)) => {
+                                Either::Right(connector.connect(name, tcp).await?)
+                            }
+                            None => Either::Left(tcp),
+                        };
+                        Ok::<_, std::io::Error>(io)
+                    };
+                    let io = tokio::time::timeout(connect_timeout, connect)
                         .await
                         .map_err(|_| {
                             std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                         })??;
-                        tcp.set_nodelay(true)?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Metered {
-                            inner: tcp,
-                            bw,
-                        }))
-                    }
-                }))
-            }
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Metered { inner: io, bw }))
+                }
+            }))
         };
         Ok(Self {
             channel,
@@ -99,6 +142,7 @@ impl OtlpGrpcExporter {
                 Compression::None => None,
             },
             headers,
+            token,
         })
     }
 }
@@ -130,13 +174,13 @@ fn grpc_error(status: &tonic::Status) -> ExportError {
     .with_retry_after(retry_after)
 }
 
-/// A TCP stream that debits every byte it writes from a bandwidth budget.
-struct Metered {
-    inner: tokio::net::TcpStream,
-    bw: Arc<Bandwidth>,
+/// A connection (TCP or TLS over TCP) that debits every byte it writes from a bandwidth budget, if any.
+struct Metered<S> {
+    inner: S,
+    bw: Option<Arc<Bandwidth>>,
 }
 
-impl tokio::io::AsyncRead for Metered {
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -146,15 +190,15 @@ impl tokio::io::AsyncRead for Metered {
     }
 }
 
-impl tokio::io::AsyncWrite for Metered {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            self.bw.debit(n);
+        if let (Poll::Ready(Ok(n)), Some(bw)) = (&r, &self.bw) {
+            bw.debit(*n);
         }
         r
     }
@@ -165,8 +209,8 @@ impl tokio::io::AsyncWrite for Metered {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            self.bw.debit(n);
+        if let (Poll::Ready(Ok(n)), Some(bw)) = (&r, &self.bw) {
+            bw.debit(*n);
         }
         r
     }
@@ -205,6 +249,12 @@ impl<T: OtlpSignal> Exporter<T> for OtlpGrpcExporter {
                 .map_err(|e| ExportError::retryable("connect_error", e))?;
             let mut request = tonic::Request::new(body);
             *request.metadata_mut() = self.headers.clone();
+            if let Some(token) = &self.token {
+                if let Ok(mut value) = MetadataValue::try_from(token.header().as_bytes()) {
+                    value.set_sensitive(true);
+                    request.metadata_mut().insert("authorization", value);
+                }
+            }
             let codec = EncodedCodec::<T::Response>(PhantomData);
             let path = http::uri::PathAndQuery::from_static(T::GRPC_PATH);
             match grpc.unary(request, path, codec).await {

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 
 use std::sync::Arc;
 
+use super::credentials::BearerToken;
 use super::delivery::Bandwidth;
 use super::{compress, http_error, Delivered, ExportError, Exporter, Payload};
 
@@ -21,6 +22,7 @@ pub struct OtlpHttpExporter {
     compression: Compression,
     encoding: OtlpEncoding,
     bandwidth: Option<Arc<Bandwidth>>,
+    token: Option<Arc<BearerToken>>,
 }
 
 impl OtlpHttpExporter {
@@ -28,6 +30,7 @@ impl OtlpHttpExporter {
         id: &ComponentId,
         cfg: &OtlpHttpExporterConfig,
         bandwidth: Option<Arc<Bandwidth>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, String> {
         let url = cfg.signal_url(T::SIGNAL).ok_or_else(|| {
             format!(
@@ -39,12 +42,19 @@ impl OtlpHttpExporter {
         for (k, v) in &cfg.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("exporters.{id}.headers: '{k}' is not a valid header name"))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
+            let mut value = HeaderValue::from_str(v.expose()).map_err(|_| {
                 format!("exporters.{id}.headers.{k}: the value is not a valid header value")
             })?;
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = reqwest::Client::builder()
+        let token = match &cfg.auth.bearer_token_file {
+            Some(path) => Some(Arc::new(
+                BearerToken::new(path).map_err(|e| format!("exporters.{id}.auth: {e}"))?,
+            )),
+            None => None,
+        };
+        let client = crate::tls::http_client_builder(tls)
             .timeout(cfg.timeout.get())
             .default_headers(headers)
             .build()
@@ -55,6 +65,7 @@ impl OtlpHttpExporter {
             compression: cfg.compression,
             encoding: cfg.encoding,
             bandwidth,
+            token,
         })
     }
 }
@@ -86,6 +97,9 @@ impl<T: OtlpSignal> Exporter<T> for OtlpHttpExporter {
                 .body(body);
             if let Some(ce) = content_encoding {
                 req = req.header(CONTENT_ENCODING, ce);
+            }
+            if let Some(token) = &self.token {
+                req = req.header(reqwest::header::AUTHORIZATION, token.header());
             }
             let resp = req.send().await.map_err(|e| {
                 let reason = if e.is_timeout() {

@@ -74,6 +74,7 @@ struct Progress {
 pub struct PrometheusRemoteWriteExporter {
     id: String,
     client: reqwest::Client,
+    token: Option<Arc<super::credentials::BearerToken>>,
     url: String,
     settings: Settings,
     max_bytes: usize,
@@ -91,6 +92,7 @@ impl PrometheusRemoteWriteExporter {
         id: &ComponentId,
         cfg: &PrometheusRemoteWriteExporterConfig,
         bandwidth: Option<Arc<Bandwidth>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Box<dyn Exporter<T>>, String> {
         if T::SIGNAL != Signal::Metrics {
             return Err(format!(
@@ -98,7 +100,7 @@ impl PrometheusRemoteWriteExporter {
                 T::SIGNAL
             ));
         }
-        let exporter: Box<dyn Exporter<Metrics>> = Box::new(Self::new(id, cfg, bandwidth)?);
+        let exporter: Box<dyn Exporter<Metrics>> = Box::new(Self::new(id, cfg, bandwidth, tls)?);
         // `T` is `Metrics` (checked above); the type system learns it through `Any`.
         let any: Box<dyn std::any::Any> = Box::new(exporter);
         any.downcast::<Box<dyn Exporter<T>>>()
@@ -110,24 +112,34 @@ impl PrometheusRemoteWriteExporter {
         id: &ComponentId,
         cfg: &PrometheusRemoteWriteExporterConfig,
         bandwidth: Option<Arc<Bandwidth>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         for (k, v) in &cfg.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("exporters.{id}.headers: '{k}' is not a valid header name"))?;
-            let value = HeaderValue::from_str(v).map_err(|_| {
+            let mut value = HeaderValue::from_str(v.expose()).map_err(|_| {
                 format!("exporters.{id}.headers.{k}: the value is not a valid header value")
             })?;
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client_builder(tls)
             .timeout(cfg.timeout.get())
             .default_headers(headers)
             .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("exporters.{id}: cannot build the HTTP client: {e}"))?;
+        let token = match &cfg.auth.bearer_token_file {
+            Some(path) => Some(Arc::new(
+                super::credentials::BearerToken::new(path)
+                    .map_err(|e| format!("exporters.{id}.auth: {e}"))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             id: id.to_string(),
+            token,
             client,
             url: cfg.endpoint.clone(),
             settings: Settings {
@@ -207,6 +219,15 @@ impl PrometheusRemoteWriteExporter {
         map.insert(p.payload.as_ptr() as usize, p);
     }
 
+    /// `Authorization: Bearer …` from `auth.bearer_token_file`, as the file holds it now.
+    fn auth_header(&self) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            h.insert(reqwest::header::AUTHORIZATION, token.header());
+        }
+        h
+    }
+
     async fn send(&self, body: Bytes) -> Result<(), ExportError> {
         let resp = self
             .client
@@ -214,6 +235,7 @@ impl PrometheusRemoteWriteExporter {
             .header(CONTENT_TYPE, remote_write::CONTENT_TYPE)
             .header(CONTENT_ENCODING, remote_write::CONTENT_ENCODING)
             .header(remote_write::VERSION_HEADER, remote_write::PROTOCOL_VERSION)
+            .headers(self.auth_header())
             .body(body)
             .send()
             .await

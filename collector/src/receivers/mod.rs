@@ -4,6 +4,7 @@
 //! (see `outpost_pipelines::batch`).
 
 pub mod filelog;
+pub mod gate;
 pub mod logrecord;
 pub mod offer;
 pub mod otlp;

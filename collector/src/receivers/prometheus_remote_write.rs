@@ -73,13 +73,22 @@ pub async fn start(
     let listener = crate::net::bind(cfg.endpoint, &key)
         .await
         .map_err(|e| vec![e])?;
-    let app = router(
-        cfg,
-        Arc::new(inputs),
-        telemetry.receiver(&id.to_string(), "http"),
-    );
+    let metrics = telemetry.receiver(&id.to_string(), "http");
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::net::ServerTls {
+            config: crate::tls::server_config(
+                t,
+                &telemetry.tls(&format!("receivers.{id}")),
+                &[b"h2", b"http/1.1"],
+            )
+            .map_err(|e| vec![format!("receivers.{id}.tls: {e}")])?,
+            metrics: metrics.clone(),
+        }),
+        None => None,
+    };
+    let app = router(cfg, Arc::new(inputs), metrics);
     let addr = listener.local_addr().ok();
-    let listener = LimitedListener::new(listener, cfg.max_connections);
+    let listener = LimitedListener::with_tls(listener, cfg.max_connections, tls);
     Ok(vec![tokio::spawn(async move {
         tracing::info!(?addr, "Prometheus remote-write receiver listening");
         if let Err(e) = axum::serve(listener, app)

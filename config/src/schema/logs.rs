@@ -430,6 +430,9 @@ pub struct SyslogTcpConfig {
     /// Concurrent connections; further ones wait in the accept backlog.
     #[serde(default = "crate::schema::default_max_connections")]
     pub max_connections: usize,
+    /// Syslog over TLS (RFC 5425), and mTLS with `client_ca_file`; unset: plaintext.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl SyslogTcpConfig {

@@ -165,10 +165,21 @@ pub(super) fn check_exporter(
             if let Err(message) = endpoint::check_grpc(&otlp.endpoint) {
                 r.error(&key_path(path, "endpoint"), message);
             }
+            super::tls::exporter(r, path, &otlp.tls, &otlp.auth, &[&otlp.endpoint]);
             delivery(config, r, path, &otlp.delivery());
         }
         ExporterConfig::OtlpHttp(http) => {
             delivery(config, r, path, &http.delivery());
+            let all: Vec<&str> = [
+                &http.endpoint,
+                &http.traces_endpoint,
+                &http.metrics_endpoint,
+                &http.logs_endpoint,
+            ]
+            .into_iter()
+            .filter_map(|u| u.as_deref())
+            .collect();
+            super::tls::exporter(r, path, &http.tls, &http.auth, &all);
             let urls = [
                 (&http.endpoint, "endpoint"),
                 (&http.traces_endpoint, "traces_endpoint"),
@@ -214,7 +225,10 @@ pub(super) fn check_exporter(
             }
         }
         ExporterConfig::Debug(_) => {}
-        ExporterConfig::PrometheusRemoteWrite(prw) => prometheus_remote_write(config, r, path, prw),
+        ExporterConfig::PrometheusRemoteWrite(prw) => {
+            super::tls::exporter(r, path, &prw.tls, &prw.auth, &[&prw.endpoint]);
+            prometheus_remote_write(config, r, path, prw)
+        }
     }
 }
 

@@ -80,16 +80,13 @@ fn scrape_job(r: &mut Report, path: &str, job: &ScrapeConfig, global: &PromGloba
             ),
         );
     }
-    if job.scheme == Scheme::Https || job.tls_config.is_some() {
-        let key = if job.scheme == Scheme::Https {
-            "scheme"
-        } else {
-            "tls_config"
-        };
-        r.error(
-            &key_path(path, key),
-            "this build scrapes over plain HTTP only (no TLS); use scheme: http, or put a local TLS \
-             terminator in front of the target",
+    if let Some(tls) = &job.tls_config {
+        super::tls::exporter(
+            r,
+            path,
+            &tls.to_tls(),
+            &crate::tls::ExporterAuthConfig::default(),
+            &[],
         );
     }
     if job.body_size_limit.is_some_and(|b| b.bytes() == 0) {

@@ -59,7 +59,7 @@ fn config(endpoint: &str, max_samples: usize) -> PrometheusRemoteWriteExporterCo
 
 fn exporter(endpoint: &str, max_samples: usize) -> PrometheusRemoteWriteExporter {
     let id: ComponentId = "prometheusremotewrite".parse().unwrap();
-    PrometheusRemoteWriteExporter::new(&id, &config(endpoint, max_samples), None).unwrap()
+    PrometheusRemoteWriteExporter::new(&id, &config(endpoint, max_samples), None, None).unwrap()
 }
 
 fn gauges(n: usize, delta_points: usize) -> Payload<Metrics> {
@@ -209,10 +209,11 @@ async fn server_errors_are_retryable_and_untranslatable_points_are_counted() {
 async fn the_factory_refuses_other_signals() {
     let id: ComponentId = "prometheusremotewrite".parse().unwrap();
     let cfg = config("http://127.0.0.1:1/api/v1/write", 10);
-    assert!(PrometheusRemoteWriteExporter::build::<Metrics>(&id, &cfg, None).is_ok());
-    let err = PrometheusRemoteWriteExporter::build::<outpost_pipelines::Traces>(&id, &cfg, None)
-        .err()
-        .unwrap();
+    assert!(PrometheusRemoteWriteExporter::build::<Metrics>(&id, &cfg, None, None).is_ok());
+    let err =
+        PrometheusRemoteWriteExporter::build::<outpost_pipelines::Traces>(&id, &cfg, None, None)
+            .err()
+            .unwrap();
     assert!(err.contains("only sends metrics"), "{err}");
 }
 

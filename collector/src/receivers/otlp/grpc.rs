@@ -24,21 +24,27 @@ use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::RETRY_AFTER_SECS;
-use crate::net::LimitedListener;
+use crate::net::{LimitedListener, PeerInfo, ServerTls};
 use crate::otlp::OtlpSignal;
+use crate::receivers::gate::{ClientKey, Denied, Gate};
 use crate::receivers::{admit, Inputs, InputsOf, Outcome};
 
 /// The part of a request handler every signal shares.
 struct Handler {
     inputs: Arc<Inputs>,
     metrics: ReceiverMetrics,
+    gate: Arc<Gate>,
 }
 
 impl Handler {
     async fn handle<T: OtlpSignal + InputsOf>(
         &self,
         request: Measured<T>,
+        client: Option<ClientKey>,
     ) -> Result<Response<T::Response>, Status> {
+        self.gate
+            .admit_bytes(client.as_ref(), request.bytes)
+            .map_err(denied_status)?;
         match admit(&self.inputs, &self.metrics, request.data, request.bytes).await {
             Outcome::Accepted(rejected) => Ok(Response::new(T::response(&rejected))),
             Outcome::Refused(refusal) => Err(refusal_status(refusal)),
@@ -67,6 +73,18 @@ fn refusal_status(refusal: Refusal) -> Status {
         message,
         ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
     )
+}
+
+/// A refusal at the gate: UNAUTHENTICATED, or RESOURCE_EXHAUSTED with the client's wait as RetryInfo.
+fn denied_status(denied: Denied) -> Status {
+    match denied {
+        Denied::Unauthenticated(_) => Status::unauthenticated(denied.message()),
+        Denied::Limited(wait) => Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            denied.message(),
+            ErrorDetails::with_retry_info(Some(wait.max(Duration::from_secs(1)))),
+        ),
+    }
 }
 
 /// The gRPC service name of each signal, as tonic's router needs it.
@@ -110,7 +128,8 @@ impl<T: OtlpSignal + InputsOf> UnaryService<Measured<T>> for Export<T> {
     type Future = futures::future::BoxFuture<'static, Result<Response<T::Response>, Status>>;
     fn call(&mut self, request: Request<Measured<T>>) -> Self::Future {
         let handler = self.0.clone();
-        Box::pin(async move { handler.handle::<T>(request.into_inner()).await })
+        let client = request.extensions().get::<ClientKey>().cloned();
+        Box::pin(async move { handler.handle::<T>(request.into_inner(), client).await })
     }
 }
 
@@ -123,10 +142,20 @@ impl<T: OtlpSignal + InputsOf> tower::Service<http::Request<Body>> for OtlpGrpcS
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         if req.uri().path() != T::GRPC_PATH {
             let status = Status::unimplemented(format!("unknown method {}", req.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let peer = req.extensions().get::<PeerInfo>().cloned();
+        match self.handler.gate.admit(req.headers(), peer.as_ref()) {
+            Ok(client) => {
+                req.extensions_mut().insert(client);
+            }
+            Err(denied) => {
+                let status = denied_status(denied);
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
         }
         // tonic checks the size limit on the decompressed message, so it bounds gzip and zstd bombs too.
         let mut grpc = tonic::server::Grpc::new(OtlpCodec::<T>(self.handler.clone(), PhantomData))
@@ -222,9 +251,15 @@ pub fn serve(
     cfg: &OtlpGrpcConfig,
     inputs: Arc<Inputs>,
     metrics: ReceiverMetrics,
+    guard: (Option<ServerTls>, Arc<Gate>),
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let handler = Arc::new(Handler { inputs, metrics });
+    let (tls, gate) = guard;
+    let handler = Arc::new(Handler {
+        inputs,
+        metrics,
+        gate,
+    });
     let max_message_size = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX);
     fn service<T>(handler: &Arc<Handler>, max_message_size: usize) -> OtlpGrpcService<T> {
@@ -241,7 +276,7 @@ pub fn serve(
         .add_service(service::<Logs>(&handler, max_message_size));
     drop(handler);
     let addr = listener.local_addr().ok();
-    let incoming = LimitedListener::new(listener, cfg.max_connections).into_stream();
+    let incoming = LimitedListener::with_tls(listener, cfg.max_connections, tls).into_stream();
     tokio::spawn(async move {
         tracing::info!(?addr, "OTLP/gRPC receiver listening");
         if let Err(e) = router

@@ -22,13 +22,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::RETRY_AFTER_SECS;
-use crate::net::LimitedListener;
+use crate::net::{LimitedListener, PeerInfo, ServerTls};
 use crate::otlp::OtlpSignal;
+use crate::receivers::gate::{ClientKey, Denied, Gate};
 use crate::receivers::{admit, Inputs, InputsOf, Outcome};
 
 struct HttpState {
     inputs: Arc<Inputs>,
     metrics: ReceiverMetrics,
+    gate: Arc<Gate>,
     max_body: usize,
     max_decompressed: usize,
 }
@@ -217,11 +219,42 @@ fn decode<T: OtlpSignal>(encoding: Encoding, body: &[u8]) -> Result<T, Failure> 
     }
 }
 
+/// A refusal at the gate: 401 with `WWW-Authenticate`, or 429 with the client's wait as Retry-After.
+fn denied_response(denied: Denied, encoding: Encoding) -> Response {
+    let message = denied.message();
+    match denied {
+        Denied::Unauthenticated(_) => {
+            let mut resp = Failure {
+                status: StatusCode::UNAUTHORIZED,
+                grpc_code: tonic::Code::Unauthenticated,
+                message,
+                reason: "unauthenticated",
+            }
+            .into_response(encoding);
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer, Basic realm=\"outpost\""),
+            );
+            resp
+        }
+        Denied::Limited(wait) => {
+            let mut resp = Failure::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+                .into_response(encoding);
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
+            );
+            resp
+        }
+    }
+}
+
 async fn export<T: OtlpSignal + InputsOf>(
     State(state): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let encoding = match request_encoding(&headers) {
         Ok(e) => e,
         Err(f) => {
@@ -229,7 +262,15 @@ async fn export<T: OtlpSignal + InputsOf>(
             return f.into_response(Encoding::Proto);
         }
     };
-    match export_inner::<T>(&state, &headers, body, encoding).await {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<PeerInfo>>()
+        .map(|c| &c.0);
+    let client = match state.gate.admit(&headers, peer) {
+        Ok(client) => client,
+        Err(denied) => return denied_response(denied, encoding),
+    };
+    match export_inner::<T>(&state, &headers, body, encoding, &client).await {
         Ok(resp) => resp,
         Err(f) => {
             if !matches!(
@@ -249,6 +290,7 @@ async fn export_inner<T: OtlpSignal + InputsOf>(
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
+    client: &ClientKey,
 ) -> Result<Response, Failure> {
     let raw = Limited::new(body, state.max_body)
         .collect()
@@ -268,6 +310,9 @@ async fn export_inner<T: OtlpSignal + InputsOf>(
             }
         })?
         .to_bytes();
+    if let Err(denied) = state.gate.admit_bytes(Some(client), raw.len() as u64) {
+        return Ok(denied_response(denied, encoding));
+    }
     let body = decompress(headers, raw, state.max_decompressed)?;
     let bytes = body.len() as u64;
     let data: T = decode(encoding, &body)?;
@@ -293,10 +338,16 @@ async fn export_inner<T: OtlpSignal + InputsOf>(
     }
 }
 
-pub fn router(cfg: &OtlpHttpConfig, inputs: Arc<Inputs>, metrics: ReceiverMetrics) -> Router {
+pub fn router(
+    cfg: &OtlpHttpConfig,
+    inputs: Arc<Inputs>,
+    metrics: ReceiverMetrics,
+    gate: Arc<Gate>,
+) -> Router {
     let state = Arc::new(HttpState {
         inputs,
         metrics,
+        gate,
         max_body: usize::try_from(cfg.max_request_body_size.bytes()).unwrap_or(usize::MAX),
         max_decompressed: usize::try_from(cfg.max_decompressed_body_size.bytes())
             .unwrap_or(usize::MAX),
@@ -313,16 +364,21 @@ pub fn serve(
     cfg: &OtlpHttpConfig,
     inputs: Arc<Inputs>,
     metrics: ReceiverMetrics,
+    guard: (Option<ServerTls>, Arc<Gate>),
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = router(cfg, inputs, metrics);
+    let (tls, gate) = guard;
+    let app = router(cfg, inputs, metrics, gate);
     let addr = listener.local_addr().ok();
-    let listener = LimitedListener::new(listener, cfg.max_connections);
+    let listener = LimitedListener::with_tls(listener, cfg.max_connections, tls);
     tokio::spawn(async move {
         tracing::info!(?addr, "OTLP/HTTP receiver listening");
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<PeerInfo>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
         {
             tracing::error!(error = %e, "OTLP/HTTP receiver stopped with an error");
         }

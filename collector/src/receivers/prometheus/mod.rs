@@ -55,12 +55,21 @@ pub async fn start(
         let metric_relabel = Relabeler::new(&job_cfg.metric_relabel_configs)
             .map_err(|e| format!("{key}.metric_relabel_configs: {e}"));
         let timeout = job_cfg.timeout(global);
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
-            .pool_idle_timeout(job_cfg.interval(global) * 2)
-            .build()
-            .map_err(|e| format!("{key}: cannot build the HTTP client: {e}"));
+        // `tls_config` applies to https:// targets (scheme: https, or __scheme__ set by relabelling).
+        let tls = match &job_cfg.tls_config {
+            Some(t) => crate::tls::client_config(&t.to_tls(), &telemetry.tls(&key), &[b"http/1.1"])
+                .map(Some)
+                .map_err(|e| format!("{key}.tls_config: {e}")),
+            None => Ok(None),
+        };
+        let client = tls.and_then(|tls| {
+            crate::tls::http_client_builder(tls)
+                .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
+                .timeout(timeout)
+                .pool_idle_timeout(job_cfg.interval(global) * 2)
+                .build()
+                .map_err(|e| format!("{key}: cannot build the HTTP client: {e}"))
+        });
         match (relabel, metric_relabel, client) {
             (Ok(relabel), Ok(metric_relabel), Ok(client)) => {
                 let job = Job {

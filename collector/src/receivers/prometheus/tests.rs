@@ -116,7 +116,7 @@ fn scrape_job(honor_labels: bool, metric_relabel: Vec<RelabelConfig>) -> Job {
         body_limit: 1 << 20,
         metric_relabel: relabel(metric_relabel),
         auth: Auth::None,
-        client: reqwest::Client::new(),
+        client: crate::tls::http_client_builder(None).build().unwrap(),
         inputs: Arc::new(Inputs::default()),
         receiver_metrics: telemetry.receiver("prometheus", "scrape"),
         scrape_metrics: telemetry.scrape("prometheus", "node"),

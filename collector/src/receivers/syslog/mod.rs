@@ -251,12 +251,27 @@ pub async fn start(
     }
     if let Some(tcp) = &cfg.tcp {
         let key = format!("receivers.{id}.tcp.listen_address");
-        match crate::net::bind(tcp.listen_address, &key).await {
-            Ok(listener) => {
+        let metrics = telemetry.receiver(&id.to_string(), "tcp");
+        let tls = match &tcp.tls {
+            Some(t) => {
+                crate::tls::server_config(t, &telemetry.tls(&format!("receivers.{id}.tcp")), &[])
+                    .map(|config| {
+                        Some(crate::net::ServerTls {
+                            config,
+                            metrics: metrics.clone(),
+                        })
+                    })
+                    .map_err(|e| format!("receivers.{id}.tcp.tls: {e}"))
+            }
+            None => Ok(None),
+        };
+        match (crate::net::bind(tcp.listen_address, &key).await, tls) {
+            (Err(e), _) | (_, Err(e)) => errors.push(e),
+            (Ok(listener), Ok(tls)) => {
                 let conn = Connection {
                     parser: parser.clone(),
                     inputs: inputs.clone(),
-                    metrics: telemetry.receiver(&id.to_string(), "tcp"),
+                    metrics,
                     trailer: match cfg.non_transparent_framing_trailer {
                         FramingTrailer::LF => b'\n',
                         FramingTrailer::NUL => 0,
@@ -264,12 +279,11 @@ pub async fn start(
                     max_log_size: usize::try_from(tcp.max_log_size.bytes()).unwrap_or(usize::MAX),
                 };
                 handles.push(tokio::spawn(serve_tcp(
-                    LimitedListener::new(listener, tcp.max_connections),
+                    LimitedListener::with_tls(listener, tcp.max_connections, tls),
                     Arc::new(conn),
                     shutdown.clone(),
                 )));
             }
-            Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
