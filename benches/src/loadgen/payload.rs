@@ -229,9 +229,8 @@ pub fn traces_request(batch: u32) -> ExportTraceServiceRequest {
 /// Where the trace ids of [`traces_request`]`(batch)` start in its encoding `encoded`: each is a 16-byte
 /// field 1 of a span (tag 0x0a, length 0x10) holding one of the request's ids.
 fn trace_id_offsets(encoded: &[u8], batch: u32) -> Vec<usize> {
-    let ids: std::collections::HashSet<Vec<u8>> = (0..u64::from(batch).div_ceil(8))
-        .map(trace_id)
-        .collect();
+    let ids: std::collections::HashSet<Vec<u8>> =
+        (0..u64::from(batch).div_ceil(8)).map(trace_id).collect();
     (0..encoded.len().saturating_sub(17))
         .filter(|&i| {
             encoded[i] == 0x0a && encoded[i + 1] == 0x10 && ids.contains(&encoded[i + 2..i + 18])
@@ -519,7 +518,10 @@ mod tests {
     fn fresh_trace_ids_change_every_trace_and_keep_the_traces_whole() {
         let payload = Payload::build(Signal::Traces, 512, Compression::None);
         let ids = |bytes: &[u8]| -> Vec<Vec<u8>> {
-            ExportTraceServiceRequest::decode(bytes).unwrap().resource_spans[0].scope_spans[0]
+            ExportTraceServiceRequest::decode(bytes)
+                .unwrap()
+                .resource_spans[0]
+                .scope_spans[0]
                 .spans
                 .iter()
                 .map(|s| s.trace_id.clone())

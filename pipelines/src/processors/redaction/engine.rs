@@ -334,7 +334,11 @@ impl Engine {
         }
         let gated = scratch.candidates.len() - literal_candidates;
         if let (Some(set), true) = (&self.digit_set, gated > 1) {
-            if scratch.set_cache.as_ref().is_some_and(|(id, _)| *id != self.id) {
+            if scratch
+                .set_cache
+                .as_ref()
+                .is_some_and(|(id, _)| *id != self.id)
+            {
                 scratch.set_cache = None;
             }
             let (_, cache) = scratch

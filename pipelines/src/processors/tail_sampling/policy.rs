@@ -101,7 +101,9 @@ impl Hits {
             self.first & (1 << i) != 0
         } else {
             let i = i - 64;
-            self.rest.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+            self.rest
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
         }
     }
 
@@ -525,9 +527,7 @@ impl Policy {
                 let ms = t.summary.duration_ms();
                 matched(ms >= *lower && (*upper == 0 || ms <= *upper), false)
             }
-            Kind::Matches { predicate, invert } => {
-                matched(t.summary.hits.get(*predicate), *invert)
-            }
+            Kind::Matches { predicate, invert } => matched(t.summary.hits.get(*predicate), *invert),
             Kind::Probabilistic { salt, threshold } => matched(
                 trace_hash(salt, t.trace_id) <= *threshold && *threshold > 0,
                 false,
