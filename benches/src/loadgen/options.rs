@@ -27,7 +27,8 @@ Send OTLP export requests to outpost (or any OTLP receiver) and measure it.
 
 loadgen builds ONE export request for the chosen signal up front (--batch items with realistic \
 resource, scope and attributes), encodes it once with prost and, for HTTP, compresses it once. \
-Every request then sends those same bytes, so loadgen's own CPU goes to I/O, not to encoding.
+Every request then sends those same bytes, so loadgen's own CPU goes to I/O, not to encoding \
+(with --fresh-trace-ids, a copy of them with new trace ids).
 
 It keeps --in-flight requests outstanding at once, optionally capped at --rate requests per \
 second, until --duration has passed or --count requests were sent (whichever comes first; 10s \

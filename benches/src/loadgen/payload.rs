@@ -2,7 +2,9 @@
 //!
 //! A load generator that encodes per request measures its own encoder as much as the server. So
 //! loadgen builds a single request, encodes it once with prost and compresses it once, and every
-//! request sends those same bytes ([`Bytes`] clones share one buffer).
+//! request sends those same bytes ([`Bytes`] clones share one buffer). The one exception is
+//! `--fresh-trace-ids`, for tail sampling: each request is then a copy with a counter written into its
+//! trace ids ([`Payload::with_fresh_trace_ids`]), found once in the encoding, so nothing is re-encoded.
 //!
 //! The content is meant to cost the server what real traffic costs: one resource with the usual
 //! identifying attributes, one scope, and `batch` items with about six attributes each, ids that
