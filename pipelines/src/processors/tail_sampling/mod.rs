@@ -299,10 +299,14 @@ impl TailSampling {
                         invalid += 1;
                         continue;
                     };
-                    let i = *where_.entry(id).or_insert_with(|| {
-                        by_trace.push((id, Vec::new()));
-                        by_trace.len() - 1
-                    });
+                    // A trace's spans are usually adjacent: try the previous one's before hashing.
+                    let i = match by_trace.last() {
+                        Some((last, _)) if *last == id => by_trace.len() - 1,
+                        _ => *where_.entry(id).or_insert_with(|| {
+                            by_trace.push((id, Vec::new()));
+                            by_trace.len() - 1
+                        }),
+                    };
                     by_trace[i].1.push(span);
                 }
                 let mut pass_spans = Vec::new();
