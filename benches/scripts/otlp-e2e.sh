@@ -5,12 +5,22 @@
 #
 #   benches/scripts/otlp-e2e.sh [grpc|http] [duration] [batch] [in-flight] [sync: always|never|100ms]
 #
+# FRESH_TRACE_IDS=1 makes loadgen give every request new trace ids (gRPC only). TAIL_SAMPLING=1 adds a
+# tail_sampling processor (errors, latency >= 500ms, 10% probabilistic; decision_wait 1s) before the
+# batch processor, and implies FRESH_TRACE_IDS=1, so that each request brings new traces as real
+# traffic does. Compare a TAIL_SAMPLING=1 run with a FRESH_TRACE_IDS=1 run: the same load, with and
+# without the processor.
+#
 # Builds release binaries into the usual target dir. On a 2-core machine all three processes share the
 # cores, so the figures are a floor for outpost alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 protocol="${1:-grpc}"; duration="${2:-20s}"; batch="${3:-512}"; inflight="${4:-32}"; sync="${5:-always}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
+tail_sampling="${TAIL_SAMPLING:-0}"; fresh="${FRESH_TRACE_IDS:-$tail_sampling}"
+processors="memory_limiter, batch"; fresh_flag=""
+if [ "$tail_sampling" = 1 ]; then processors="memory_limiter, tail_sampling, batch"; fi
+if [ "$fresh" = 1 ]; then fresh_flag="--fresh-trace-ids"; fi
 # The same package selection as every other build of the workspace: a narrower one resolves other features
 # for RocksDB's build-time dependencies and rebuilds its C++.
 cargo build --release -q --workspace --bins
@@ -36,6 +46,14 @@ receivers:
 processors:
   memory_limiter: { limit_mib: 512 }
   batch: { send_batch_size: 8192, send_batch_max_size: 16384, timeout: 200ms }
+  tail_sampling:
+    decision_wait: 1s
+    num_traces: 200000
+    max_memory: 256MiB
+    policies:
+      - { name: errors, type: status_code, status_code: { status_codes: [ERROR] } }
+      - { name: slow, type: latency, latency: { threshold_ms: 500 } }
+      - { name: sample-10, type: probabilistic, probabilistic: { sampling_percentage: 10 } }
 exporters:
   otlp:
     endpoint: $sink_addr
@@ -47,7 +65,7 @@ queue: { directory: $work/data, sync: $sync }
 service:
   extensions: [health_check]
   pipelines:
-    traces: { receivers: [otlp], processors: [memory_limiter, batch], exporters: [otlp] }
+    traces: { receivers: [otlp], processors: [$processors], exporters: [otlp] }
   telemetry: { logs: { level: warn } }
 YAML
 
@@ -60,13 +78,13 @@ cpu() { awk '{print $14+$15}' "/proc/$agent_pid/stat"; }
 cpu0=$(cpu)
 if [ "$protocol" = grpc ]; then endpoint="127.0.0.1:$grpc_port"; else endpoint="http://127.0.0.1:$http_port"; fi
 "$bin/loadgen" --protocol "$protocol" --endpoint "$endpoint" --batch "$batch" --in-flight "$inflight" \
-    --duration "$duration" --quiet --json > "$work/loadgen.json"
+    --duration "$duration" --quiet --json $fresh_flag > "$work/loadgen.json"
 cpu1=$(cpu)
-# Let the last batches reach the sink before reading its count.
-sleep 1
+# Let the last batches reach the sink before reading its count (and tail sampling decide the last traces).
+sleep $([ "$tail_sampling" = 1 ] && echo 3 || echo 1)
 sent=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^outpost_exporter_sent_items_total/ {s+=$2} END {print s+0}')
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent_pid/status")
-python3 - "$work/loadgen.json" "$cpu0" "$cpu1" "$ticks" "$sent" "$hwm" "$protocol" "$batch" "$inflight" "$sync" <<'PY'
+python3 - "$work/loadgen.json" "$cpu0" "$cpu1" "$ticks" "$sent" "$hwm" "$protocol" "$batch" "$inflight" "$sync" "$tail_sampling" "$fresh" <<'PY'
 import json, sys
 rep = json.load(open(sys.argv[1]))
 cpu0, cpu1, ticks, sent, hwm = map(float, sys.argv[2:7])
@@ -74,6 +92,7 @@ cpu_s = (cpu1 - cpu0) / ticks
 accepted = rep.get("items_accepted", 0)
 print(json.dumps({
     "protocol": sys.argv[7], "batch": int(sys.argv[8]), "in_flight": int(sys.argv[9]), "sync": sys.argv[10],
+    "tail_sampling": sys.argv[11] == "1", "fresh_trace_ids": sys.argv[12] == "1",
     "elapsed_s": rep.get("elapsed_secs"), "items_accepted": accepted,
     "items_per_s": round(rep.get("items_per_sec", 0)), "answers": rep.get("answers"),
     "latency": rep.get("latency"),

@@ -5,6 +5,9 @@
 //! tonic reconnects on the next call. In-flight requests share their channel's HTTP/2 connection.
 //! No retries, no deadlines sent to the server: the run's own timeout is applied by the driver.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -26,6 +29,8 @@ pub struct GrpcSender {
     message: Bytes,
     codec: PassThroughCodec,
     signal: Signal,
+    /// With --fresh-trace-ids: the payload, and the run's request counter shared by all senders.
+    fresh: Option<(Arc<Payload>, Arc<AtomicU64>)>,
 }
 
 impl GrpcSender {
@@ -40,6 +45,9 @@ impl GrpcSender {
             .connect_timeout(plan.timeout)
             .tcp_nodelay(true);
         let message = payload.encoded().clone();
+        let fresh = plan
+            .fresh_trace_ids
+            .then(|| (Arc::new(payload.clone()), Arc::new(AtomicU64::new(1))));
         let senders = (0..plan.connections.max(1))
             .map(|_| {
                 let mut grpc = Grpc::new(endpoint.connect_lazy());
@@ -52,6 +60,7 @@ impl GrpcSender {
                     message: message.clone(),
                     codec: PassThroughCodec::for_message_len(message.len()),
                     signal: payload.signal(),
+                    fresh: fresh.clone(),
                 }
             })
             .collect();
@@ -63,7 +72,13 @@ impl GrpcSender {
         if let Err(err) = self.grpc.ready().await {
             return Outcome::of(answer_for_transport_error(&err));
         }
-        let request = tonic::Request::new(self.message.clone());
+        let message = match &self.fresh {
+            Some((payload, counter)) => {
+                payload.with_fresh_trace_ids(counter.fetch_add(1, Ordering::Relaxed))
+            }
+            None => self.message.clone(),
+        };
+        let request = tonic::Request::new(message);
         match self
             .grpc
             .unary(request, self.path.clone(), self.codec)

@@ -27,7 +27,8 @@ Send OTLP export requests to outpost (or any OTLP receiver) and measure it.
 
 loadgen builds ONE export request for the chosen signal up front (--batch items with realistic \
 resource, scope and attributes), encodes it once with prost and, for HTTP, compresses it once. \
-Every request then sends those same bytes, so loadgen's own CPU goes to I/O, not to encoding.
+Every request then sends those same bytes, so loadgen's own CPU goes to I/O, not to encoding \
+(with --fresh-trace-ids, a copy of them with new trace ids).
 
 It keeps --in-flight requests outstanding at once, optionally capped at --rate requests per \
 second, until --duration has passed or --count requests were sent (whichever comes first; 10s \
@@ -136,6 +137,14 @@ pub struct Options {
     #[arg(long)]
     pub http2: bool,
 
+    /// Traces over gRPC only: give every request new trace ids
+    ///
+    /// Each request is a copy of the encoded one with a request counter written into its trace
+    /// ids, so a tail-sampling server sees new traces rather than late spans of the same ones.
+    /// Costs loadgen a copy of the request per call.
+    #[arg(long = "fresh-trace-ids")]
+    pub fresh_trace_ids: bool,
+
     /// Print the final report as one JSON object on one line of stdout, for scripts
     #[arg(long)]
     pub json: bool,
@@ -170,6 +179,7 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub timeout: Duration,
     pub http2: bool,
+    pub fresh_trace_ids: bool,
     /// Print a progress line on stderr every second.
     pub progress: bool,
 }
@@ -186,12 +196,19 @@ pub enum LoadgenError {
     },
     #[error("--protocol http: cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    #[error("--fresh-trace-ids: only with --signal traces and --protocol grpc")]
+    FreshTraceIds,
 }
 
 impl Options {
     /// Applies the defaults that depend on other flags and checks what clap could not.
     pub fn plan(&self) -> Result<Plan, LoadgenError> {
         let endpoint = resolve_endpoint(self.protocol, self.signal, self.endpoint.as_deref())?;
+        if self.fresh_trace_ids
+            && (self.signal != Signal::Traces || self.protocol != Protocol::Grpc)
+        {
+            return Err(LoadgenError::FreshTraceIds);
+        }
         let stop = match (self.duration, self.count) {
             (None, None) => Stop {
                 duration: Some(DEFAULT_DURATION),
@@ -211,6 +228,7 @@ impl Options {
             rate: self.rate,
             timeout: self.timeout,
             http2: self.http2,
+            fresh_trace_ids: self.fresh_trace_ids,
             progress: !self.quiet,
         })
     }

@@ -2,7 +2,9 @@
 //!
 //! A load generator that encodes per request measures its own encoder as much as the server. So
 //! loadgen builds a single request, encodes it once with prost and compresses it once, and every
-//! request sends those same bytes ([`Bytes`] clones share one buffer).
+//! request sends those same bytes ([`Bytes`] clones share one buffer). The one exception is
+//! `--fresh-trace-ids`, for tail sampling: each request is then a copy with a counter written into its
+//! trace ids ([`Payload::with_fresh_trace_ids`]), found once in the encoding, so nothing is re-encoded.
 //!
 //! The content is meant to cost the server what real traffic costs: one resource with the usual
 //! identifying attributes, one scope, and `batch` items with about six attributes each, ids that
@@ -39,6 +41,8 @@ pub struct Payload {
     items: u64,
     encoded: Bytes,
     compressed: Option<Bytes>,
+    /// Where the spans' trace ids start in `encoded` (traces only).
+    trace_ids: Vec<usize>,
 }
 
 impl Payload {
@@ -51,12 +55,29 @@ impl Payload {
             Signal::Logs => logs_request(batch).encode_to_vec(),
         };
         let compressed = compression.compress(&encoded);
+        let trace_ids = match signal {
+            Signal::Traces => trace_id_offsets(&encoded, batch),
+            _ => Vec::new(),
+        };
         Payload {
             signal,
             items: u64::from(batch),
             encoded: Bytes::from(encoded),
             compressed,
+            trace_ids,
         }
+    }
+
+    /// The encoded request with `n` written into the high half of every trace id (XOR), so each `n`
+    /// gives other traces with the same structure.
+    pub fn with_fresh_trace_ids(&self, n: u64) -> Bytes {
+        let mut bytes = self.encoded.to_vec();
+        for &at in &self.trace_ids {
+            for (b, x) in bytes[at..at + 8].iter_mut().zip(n.to_be_bytes()) {
+                *b ^= x;
+            }
+        }
+        Bytes::from(bytes)
     }
 
     pub fn signal(&self) -> Signal {
@@ -205,6 +226,19 @@ pub fn traces_request(batch: u32) -> ExportTraceServiceRequest {
             schema_url: SCHEMA_URL.to_owned(),
         }],
     }
+}
+
+/// Where the trace ids of [`traces_request`]`(batch)` start in its encoding `encoded`: each is a 16-byte
+/// field 1 of a span (tag 0x0a, length 0x10) holding one of the request's ids.
+fn trace_id_offsets(encoded: &[u8], batch: u32) -> Vec<usize> {
+    let ids: std::collections::HashSet<Vec<u8>> =
+        (0..u64::from(batch).div_ceil(8)).map(trace_id).collect();
+    (0..encoded.len().saturating_sub(17))
+        .filter(|&i| {
+            encoded[i] == 0x0a && encoded[i + 1] == 0x10 && ids.contains(&encoded[i + 2..i + 18])
+        })
+        .map(|i| i + 2)
+        .collect()
 }
 
 /// An export request with exactly `batch` data points: gauges and sums of four points each
@@ -481,6 +515,31 @@ mod tests {
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
     const BATCHES: [u32; 7] = [1, 3, 4, 5, 8, 512, 1001];
+
+    #[test]
+    fn fresh_trace_ids_change_every_trace_and_keep_the_traces_whole() {
+        let payload = Payload::build(Signal::Traces, 512, Compression::None);
+        let ids = |bytes: &[u8]| -> Vec<Vec<u8>> {
+            ExportTraceServiceRequest::decode(bytes)
+                .unwrap()
+                .resource_spans[0]
+                .scope_spans[0]
+                .spans
+                .iter()
+                .map(|s| s.trace_id.clone())
+                .collect()
+        };
+        let original = ids(payload.encoded());
+        let fresh = ids(&payload.with_fresh_trace_ids(7));
+        assert_eq!(fresh.len(), 512);
+        for (a, b) in original.iter().zip(&fresh) {
+            assert_ne!(a, b, "every span gets a new trace id");
+            assert_eq!(a[8..], b[8..], "only the high half changes");
+        }
+        let distinct = |v: &[Vec<u8>]| v.iter().collect::<HashSet<_>>().len();
+        assert_eq!(distinct(&fresh), distinct(&original), "traces stay whole");
+        assert_ne!(fresh, ids(&payload.with_fresh_trace_ids(8)));
+    }
 
     fn span_count(request: &ExportTraceServiceRequest) -> usize {
         request

@@ -13,6 +13,11 @@
 //!   processor and nothing is dropped for lack of room without a decision.
 //! - Held spans are stored compactly ([`store`]): interned resource/scope, no trace id, zstd with a
 //!   trained dictionary.
+//! - Policies decide on a summary of each trace taken as its spans arrive (span count, encoded size,
+//!   earliest start and latest end, and one bit per span condition the policies name: status code,
+//!   attribute values, trace state — see [`policy::Predicate`]). So a decision never decodes a held
+//!   span: a dropped trace's fragments are freed as they are, and only kept spans are decoded, once, on
+//!   their way out. This is what keeps the processor's cost per span close to the pass-through path.
 //! - A kept span carries the attribute [`POLICY_ATTRIBUTE`] naming the policy that kept its trace.
 //! - Every dropped span is counted by the chain's runner (`not_sampled`, `invalid_trace_id`).
 //!
@@ -33,7 +38,6 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use outpost_config::TailSamplingConfig;
-use prost::Message;
 
 use crate::batch::Batch;
 use crate::processor::{Emit, Processor};
@@ -41,16 +45,17 @@ use crate::signal::Traces;
 use crate::telemetry::TailSamplingMetrics;
 
 pub use policy::Verdict;
-use policy::{combine, Policy, TraceView};
+use policy::{combine, Policy, Predicate, Summary, TraceView};
 use store::{Codec, Fragment, Group, Groups};
 
 /// The span attribute naming the policy that kept the span's trace.
 pub const POLICY_ATTRIBUTE: &str = "tailsampling.policy";
 
-/// What one pending trace costs besides its fragments: its table entry, deque entries, the fragment
-/// list's allocation. Set from the tail_sampling bench's counting allocator, so that `max_memory` bounds
-/// the real heap (the bench's heap growth was 86 B/span against 64 B/span accounted with 160 here).
-const TRACE_OVERHEAD: usize = 300;
+/// What one pending trace costs besides its fragments: its table entry (with the trace's summary),
+/// deque entries, the fragment list's allocation. Set from the tail_sampling bench's counting allocator,
+/// so that `max_memory` bounds the real heap: with 300 here the bench's heap growth was 111 B/span
+/// against 91 B/span accounted, at 5.5 spans per trace, so 110 bytes a trace were missing.
+const TRACE_OVERHEAD: usize = 420;
 
 type TraceId = [u8; 16];
 
@@ -84,13 +89,15 @@ pub struct Stats {
     pub late_spans_not_sampled: u64,
     /// The most `held_bytes` ever reached after taking in a fragment and making room.
     pub peak_held_bytes: usize,
+    /// Held spans decoded again: those of kept traces only.
+    pub spans_decoded: u64,
 }
 
 struct Pending {
     gen: u64,
     frags: Vec<Fragment>,
-    spans: u64,
-    encoded: u64,
+    /// What the policies decide on, taken from the spans as they arrived.
+    summary: Summary,
     cost: usize,
     root_seen: bool,
 }
@@ -189,6 +196,8 @@ impl Kept {
 
 pub struct TailSampling {
     policies: Vec<Policy>,
+    /// The span conditions the policies name, checked on every span as it arrives.
+    predicates: Vec<Predicate>,
     decision_wait: Duration,
     after_root: Option<Duration>,
     num_traces: usize,
@@ -214,10 +223,11 @@ pub struct TailSampling {
 impl TailSampling {
     /// Builds the processor; fails only on a policy that validation would have refused.
     pub fn new(cfg: &TailSamplingConfig, metrics: TailSamplingMetrics) -> Result<Self, String> {
+        let mut predicates = Vec::new();
         let policies = cfg
             .policies
             .iter()
-            .map(policy::build)
+            .map(|p| policy::build(p, &mut predicates))
             .collect::<Result<Vec<_>, _>>()?;
         let capacity = (cfg.expected_new_traces_per_sec as usize)
             .saturating_mul(cfg.decision_wait.get().as_secs().max(1) as usize)
@@ -225,6 +235,7 @@ impl TailSampling {
             .min(1 << 20);
         Ok(Self {
             policies,
+            predicates,
             decision_wait: cfg.decision_wait.get(),
             after_root: cfg.decision_wait_after_root_received.map(|d| d.get()),
             num_traces: cfg.num_traces.max(1) as usize,
@@ -278,6 +289,8 @@ impl TailSampling {
                     scope: ss.scope.clone(),
                     scope_schema_url: ss.schema_url.clone(),
                 };
+                // Hashed only if some span of the scope is held.
+                let mut hash = None;
                 // The spans of this scope, by trace, in arrival order.
                 let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
                 let mut where_: HashMap<TraceId, usize> = HashMap::new();
@@ -286,10 +299,14 @@ impl TailSampling {
                         invalid += 1;
                         continue;
                     };
-                    let i = *where_.entry(id).or_insert_with(|| {
-                        by_trace.push((id, Vec::new()));
-                        by_trace.len() - 1
-                    });
+                    // A trace's spans are usually adjacent: try the previous one's before hashing.
+                    let i = match by_trace.last() {
+                        Some((last, _)) if *last == id => by_trace.len() - 1,
+                        _ => *where_.entry(id).or_insert_with(|| {
+                            by_trace.push((id, Vec::new()));
+                            by_trace.len() - 1
+                        }),
+                    };
                     by_trace[i].1.push(span);
                 }
                 let mut pass_spans = Vec::new();
@@ -307,7 +324,10 @@ impl TailSampling {
                             self.late(false, spans.len());
                             late_dropped += spans.len();
                         }
-                        None => self.hold(id, &group, spans, now, out),
+                        None => {
+                            let hash = *hash.get_or_insert_with(|| group.hash());
+                            self.hold(id, &group, hash, spans, now, out)
+                        }
                     }
                 }
                 if !pass_spans.is_empty() {
@@ -372,21 +392,29 @@ impl TailSampling {
         &mut self,
         id: TraceId,
         group: &Group,
-        mut spans: Vec<Span>,
+        hash: u64,
+        spans: Vec<Span>,
         now: Instant,
         out: &mut Emit<Traces>,
     ) {
-        let gid = self.groups.intern(group, spans.len() as u64);
-        let mut encoded = 0u64;
-        let mut root = false;
-        for s in &mut spans {
-            root |= s.parent_span_id.is_empty();
-            s.trace_id = Vec::new();
-            // 16 trace-id bytes and their tag and length were part of the span as sent.
-            encoded += (s.encoded_len() + 18) as u64;
+        let gid = self
+            .groups
+            .intern(group, hash, spans.len() as u64, &self.predicates);
+        let mut summary = Summary::default();
+        if let Some(hits) = self.groups.hits(gid) {
+            summary.hits.union(hits);
         }
-        let refs: Vec<(u32, &Span)> = spans.iter().map(|s| (gid, s)).collect();
-        let frag = self.codec.encode(&refs);
+        let mut root = false;
+        self.codec.begin(gid);
+        for mut s in spans {
+            root |= s.parent_span_id.is_empty();
+            s.trace_id.clear();
+            let len = self.codec.push(&s);
+            // 16 trace-id bytes with their tag and length, and the span's own tag, were part of the
+            // span as sent.
+            summary.add(&s, (len + 1 + 18) as u64, &self.predicates);
+        }
+        let frag = self.codec.finish();
         let cost = frag.cost();
         if !self.traces.contains_key(&id) {
             self.make_room_for_trace(out);
@@ -397,8 +425,7 @@ impl TailSampling {
                 State::Pending(Pending {
                     gen,
                     frags: Vec::new(),
-                    spans: 0,
-                    encoded: 0,
+                    summary: Summary::default(),
                     cost: TRACE_OVERHEAD,
                     root_seen: false,
                 }),
@@ -412,8 +439,7 @@ impl TailSampling {
             unreachable!("a trace without a decision is pending");
         };
         p.frags.push(frag);
-        p.spans += spans.len() as u64;
-        p.encoded += encoded;
+        p.summary.merge(&summary);
         p.cost += cost;
         self.held_bytes += cost;
         if root && !p.root_seen {
@@ -472,36 +498,9 @@ impl TailSampling {
         };
         self.held_bytes -= p.cost;
         self.held_traces -= 1;
-        let mut spans: Vec<(u32, Span)> = Vec::with_capacity(p.spans as usize);
-        let mut broken = 0usize;
-        for f in &p.frags {
-            if let Err(e) = self.codec.decode(f, &mut spans) {
-                // Our own encoding: only a bug gets here. Count what was lost rather than panic.
-                tracing::error!(error = %e, "tail_sampling: a held fragment did not decode");
-                broken += 1;
-            }
-        }
-        if broken > 0 {
-            out.dropped(
-                "internal_error",
-                (p.spans as usize).saturating_sub(spans.len()),
-            );
-        }
-        for (_, s) in &mut spans {
-            s.trace_id = id.to_vec();
-        }
-        let groups = &self.groups;
-        let resource_attrs = |g: u32| -> &[KeyValue] {
-            groups
-                .get(g)
-                .and_then(|g| g.resource.as_ref())
-                .map_or(&[][..], |r| r.attributes.as_slice())
-        };
         let view = TraceView {
             trace_id: &id,
-            spans: &spans,
-            resource_attrs: &resource_attrs,
-            encoded_bytes: p.encoded,
+            summary: &p.summary,
         };
         let mut verdicts = Vec::with_capacity(self.policies.len());
         for (i, pol) in self.policies.iter_mut().enumerate() {
@@ -510,11 +509,12 @@ impl TailSampling {
             verdicts.push(v);
         }
         let (keep, by_index) = combine(&verdicts);
-        let by_name = by_index
-            .map_or("", |i| self.policies[i].name.as_str())
-            .to_owned();
+        let by_name = by_index.map_or("", |i| self.policies[i].name.as_str());
         self.metrics.trace_decided(by_index, keep);
-        let entry = self.stats.by_policy.entry(by_name.clone()).or_default();
+        let entry = match self.stats.by_policy.get_mut(by_name) {
+            Some(e) => e,
+            None => self.stats.by_policy.entry(by_name.to_owned()).or_default(),
+        };
         if keep {
             self.stats.traces_sampled += 1;
             entry.0 += 1;
@@ -526,18 +526,38 @@ impl TailSampling {
             *self.stats.early.entry(reason.as_str()).or_default() += 1;
             self.metrics.early_decision(reason.as_str());
         }
-        let n = spans.len();
-        for (gid, mut span) in spans {
-            if keep {
+        if keep {
+            // Only kept spans are decoded; a dropped trace's fragments are freed as they are.
+            let mut spans: Vec<(u32, Span)> = Vec::with_capacity(p.summary.spans as usize);
+            let mut broken = 0usize;
+            for f in &p.frags {
+                if let Err(e) = self.codec.decode(f, &mut spans) {
+                    // Our own encoding: only a bug gets here. Count what was lost rather than panic.
+                    tracing::error!(error = %e, "tail_sampling: a held fragment did not decode");
+                    broken += 1;
+                }
+            }
+            self.stats.spans_decoded += spans.len() as u64;
+            if broken > 0 {
+                out.dropped(
+                    "internal_error",
+                    (p.summary.spans as usize).saturating_sub(spans.len()),
+                );
+            }
+            let by_name = by_index.map_or("", |i| self.policies[i].name.as_str());
+            for (gid, mut span) in spans {
                 if let Some(group) = self.groups.get(gid) {
-                    mark(&mut span, &by_name);
+                    span.trace_id = id.to_vec();
+                    mark(&mut span, by_name);
                     self.kept.push(gid, group, span);
                 }
             }
-            self.groups.release(gid, 1);
+        } else {
+            out.dropped("not_sampled", p.summary.spans as usize);
         }
-        if !keep {
-            out.dropped("not_sampled", n);
+        for f in &p.frags {
+            let (gid, n) = f.group();
+            self.groups.release(gid, n);
         }
         let policy = by_index.map(|i| i as u16);
         self.traces.insert(

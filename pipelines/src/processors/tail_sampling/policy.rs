@@ -10,32 +10,72 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use outpost_config::{PolicyConfig, PolicyType};
 
-/// What the policies look at: one trace's spans, each with the attributes of its resource.
-pub struct TraceView<'a> {
-    pub trace_id: &'a [u8],
-    pub spans: &'a [(u32, Span)],
-    /// Resource attributes of group `g`.
-    pub resource_attrs: &'a dyn Fn(u32) -> &'a [KeyValue],
-    /// The trace's size as OTLP-encoded spans.
-    pub encoded_bytes: u64,
+/// A condition on one span, or on the attributes of the resource it came with. A trace meets it when
+/// any of its spans (or their resources) does, so it is evaluated once per span as the span arrives and
+/// the trace keeps one bit: policies decide on that summary and a held span is never decoded to be
+/// judged.
+#[derive(Debug)]
+pub enum Predicate {
+    /// The span's status code is one of these.
+    Status(Vec<i32>),
+    /// The attribute `key` is a number in `min..=max`.
+    Numeric { key: String, min: i64, max: i64 },
+    /// The attribute `key` is a string equal to one of `exact` or matching one of `regexes`.
+    Strings {
+        key: String,
+        exact: Vec<String>,
+        regexes: Vec<regex::Regex>,
+    },
+    /// The attribute `key` is this boolean.
+    Boolean { key: String, value: bool },
+    /// The span's W3C trace state holds `key` with one of `values`.
+    TraceState { key: String, values: Vec<String> },
 }
 
-impl TraceView<'_> {
-    /// Every attribute of every span and of its resource, for attribute policies.
-    fn any_attr(&self, key: &str, mut f: impl FnMut(&Value) -> bool) -> bool {
-        let mut seen_groups: Vec<u32> = Vec::new();
-        for (g, span) in self.spans {
-            if !seen_groups.contains(g) {
-                seen_groups.push(*g);
-                if find(key, (self.resource_attrs)(*g)).is_some_and(&mut f) {
-                    return true;
-                }
+impl Predicate {
+    fn on_value(&self, v: &Value) -> bool {
+        match (self, v) {
+            (Predicate::Numeric { min, max, .. }, Value::IntValue(i)) => (*min..=*max).contains(i),
+            (Predicate::Numeric { min, max, .. }, Value::DoubleValue(d)) => {
+                *d >= *min as f64 && *d <= *max as f64
             }
-            if find(key, &span.attributes).is_some_and(&mut f) {
-                return true;
+            (Predicate::Strings { exact, regexes, .. }, Value::StringValue(s)) => {
+                exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
             }
+            (Predicate::Boolean { value, .. }, Value::BoolValue(b)) => b == value,
+            _ => false,
         }
-        false
+    }
+
+    fn key(&self) -> Option<&str> {
+        match self {
+            Predicate::Numeric { key, .. }
+            | Predicate::Strings { key, .. }
+            | Predicate::Boolean { key, .. } => Some(key),
+            Predicate::Status(_) | Predicate::TraceState { .. } => None,
+        }
+    }
+
+    /// Whether `span` meets this condition by itself.
+    pub fn on_span(&self, span: &Span) -> bool {
+        match self {
+            Predicate::Status(codes) => {
+                codes.contains(&span.status.as_ref().map_or(0, |st| st.code))
+            }
+            Predicate::TraceState { key, values } => span.trace_state.split(',').any(|kv| {
+                kv.trim()
+                    .split_once('=')
+                    .is_some_and(|(k, v)| k == key && values.iter().any(|x| x == v))
+            }),
+            _ => self.on_attributes(&span.attributes),
+        }
+    }
+
+    /// Whether a resource with these attributes meets this condition (attribute conditions only).
+    pub fn on_attributes(&self, attrs: &[KeyValue]) -> bool {
+        self.key()
+            .and_then(|key| find(key, attrs))
+            .is_some_and(|v| self.on_value(v))
     }
 }
 
@@ -45,6 +85,122 @@ fn find<'a>(key: &str, attrs: &'a [KeyValue]) -> Option<&'a Value> {
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
+}
+
+/// Which predicates a trace (or a resource) has met, one bit each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hits {
+    first: u64,
+    /// Bits 64 and up, for configurations with more than 64 predicates (empty, so unallocated, else).
+    rest: Vec<u64>,
+}
+
+impl Hits {
+    pub fn get(&self, i: usize) -> bool {
+        if i < 64 {
+            self.first & (1 << i) != 0
+        } else {
+            let i = i - 64;
+            self.rest
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        }
+    }
+
+    pub fn set(&mut self, i: usize) {
+        if i < 64 {
+            self.first |= 1 << i;
+        } else {
+            let i = i - 64;
+            if self.rest.len() <= i / 64 {
+                self.rest.resize(i / 64 + 1, 0);
+            }
+            self.rest[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    pub fn union(&mut self, other: &Hits) {
+        self.first |= other.first;
+        if self.rest.len() < other.rest.len() {
+            self.rest.resize(other.rest.len(), 0);
+        }
+        for (a, b) in self.rest.iter_mut().zip(&other.rest) {
+            *a |= b;
+        }
+    }
+
+    /// The predicates `attrs` meets as a resource's attributes.
+    pub fn of_resource(preds: &[Predicate], attrs: &[KeyValue]) -> Hits {
+        let mut h = Hits::default();
+        for (i, p) in preds.iter().enumerate() {
+            if p.on_attributes(attrs) {
+                h.set(i);
+            }
+        }
+        h
+    }
+}
+
+/// What the policies look at: a summary of one trace's spans, kept up to date as they arrive.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub spans: u64,
+    /// The trace's size as OTLP-encoded spans.
+    pub encoded_bytes: u64,
+    /// Earliest span start and latest span end (Unix ns).
+    pub start: u64,
+    pub end: u64,
+    pub hits: Hits,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Self {
+            spans: 0,
+            encoded_bytes: 0,
+            start: u64::MAX,
+            end: 0,
+            hits: Hits::default(),
+        }
+    }
+}
+
+impl Summary {
+    /// Takes `span` (of `encoded` bytes as sent) into the summary.
+    pub fn add(&mut self, span: &Span, encoded: u64, preds: &[Predicate]) {
+        self.spans += 1;
+        self.encoded_bytes += encoded;
+        self.start = self.start.min(span.start_time_unix_nano);
+        self.end = self.end.max(span.end_time_unix_nano);
+        for (i, p) in preds.iter().enumerate() {
+            if !self.hits.get(i) && p.on_span(span) {
+                self.hits.set(i);
+            }
+        }
+    }
+
+    /// Takes the summary of more spans of the same trace in.
+    pub fn merge(&mut self, other: &Summary) {
+        self.spans += other.spans;
+        self.encoded_bytes += other.encoded_bytes;
+        self.start = self.start.min(other.start);
+        self.end = self.end.max(other.end);
+        self.hits.union(&other.hits);
+    }
+
+    fn duration_ms(&self) -> u64 {
+        if self.spans == 0 {
+            0
+        } else {
+            self.end.saturating_sub(self.start) / 1_000_000
+        }
+    }
+}
+
+/// A trace as policies see it.
+pub struct TraceView<'a> {
+    pub trace_id: &'a [u8],
+    pub summary: &'a Summary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,27 +266,14 @@ enum Kind {
         lower: u64,
         upper: u64,
     },
-    Numeric {
-        key: String,
-        min: i64,
-        max: i64,
+    /// One of the span predicates: status_code, numeric/string/boolean attribute, trace_state.
+    Matches {
+        predicate: usize,
         invert: bool,
     },
     Probabilistic {
         salt: String,
         threshold: u64,
-    },
-    Status(Vec<i32>),
-    Strings {
-        key: String,
-        exact: Vec<String>,
-        regexes: Vec<regex::Regex>,
-        invert: bool,
-    },
-    Boolean {
-        key: String,
-        value: bool,
-        invert: bool,
     },
     RateLimit(PerSecond),
     BytesLimit {
@@ -142,10 +285,6 @@ enum Kind {
     SpanCount {
         min: u64,
         max: u64,
-    },
-    TraceState {
-        key: String,
-        values: Vec<String>,
     },
     And(Vec<Policy>),
     Composite {
@@ -162,9 +301,17 @@ pub struct Policy {
     kind: Kind,
 }
 
-/// Builds a policy. Config validation has already checked it, so what remains impossible (a regex that
-/// does not compile) is an error string for the topology to report.
-pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
+/// Builds a policy, adding the span predicates it needs to `preds`. Config validation has already
+/// checked it, so what remains impossible (a regex that does not compile) is an error string for the
+/// topology to report.
+pub fn build(cfg: &PolicyConfig, preds: &mut Vec<Predicate>) -> Result<Policy, String> {
+    let mut leaf = |p: Predicate, invert: bool| {
+        preds.push(p);
+        Kind::Matches {
+            predicate: preds.len() - 1,
+            invert,
+        }
+    };
     let missing = || {
         format!(
             "policy '{}': its `{:?}` block is missing",
@@ -182,12 +329,14 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
         }
         PolicyType::NumericAttribute => {
             let n = cfg.numeric_attribute.as_ref().ok_or_else(missing)?;
-            Kind::Numeric {
-                key: n.key.clone(),
-                min: n.min_value.unwrap_or(i64::MIN),
-                max: n.max_value.unwrap_or(i64::MAX),
-                invert: n.invert_match,
-            }
+            leaf(
+                Predicate::Numeric {
+                    key: n.key.clone(),
+                    min: n.min_value.unwrap_or(i64::MIN),
+                    max: n.max_value.unwrap_or(i64::MAX),
+                },
+                n.invert_match,
+            )
         }
         PolicyType::Probabilistic => {
             let p = cfg.probabilistic.as_ref().ok_or_else(missing)?;
@@ -203,7 +352,7 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
         }
         PolicyType::StatusCode => {
             let s = cfg.status_code.as_ref().ok_or_else(missing)?;
-            Kind::Status(
+            let codes = Predicate::Status(
                 s.status_codes
                     .iter()
                     .map(|c| match c.as_str() {
@@ -216,7 +365,8 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
                         )),
                     })
                     .collect::<Result<_, _>>()?,
-            )
+            );
+            leaf(codes, false)
         }
         PolicyType::StringAttribute => {
             let s = cfg.string_attribute.as_ref().ok_or_else(missing)?;
@@ -233,20 +383,24 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
             } else {
                 (s.values.clone(), Vec::new())
             };
-            Kind::Strings {
-                key: s.key.clone(),
-                exact,
-                regexes,
-                invert: s.invert_match,
-            }
+            leaf(
+                Predicate::Strings {
+                    key: s.key.clone(),
+                    exact,
+                    regexes,
+                },
+                s.invert_match,
+            )
         }
         PolicyType::BooleanAttribute => {
             let b = cfg.boolean_attribute.as_ref().ok_or_else(missing)?;
-            Kind::Boolean {
-                key: b.key.clone(),
-                value: b.value,
-                invert: b.invert_match,
-            }
+            leaf(
+                Predicate::Boolean {
+                    key: b.key.clone(),
+                    value: b.value,
+                },
+                b.invert_match,
+            )
         }
         PolicyType::RateLimiting => {
             let r = cfg.rate_limiting.as_ref().ok_or_else(missing)?;
@@ -271,10 +425,13 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
         }
         PolicyType::TraceState => {
             let t = cfg.trace_state.as_ref().ok_or_else(missing)?;
-            Kind::TraceState {
-                key: t.key.clone(),
-                values: t.values.clone(),
-            }
+            leaf(
+                Predicate::TraceState {
+                    key: t.key.clone(),
+                    values: t.values.clone(),
+                },
+                false,
+            )
         }
         PolicyType::And => Kind::And(
             cfg.and
@@ -282,7 +439,7 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
                 .ok_or_else(missing)?
                 .and_sub_policy
                 .iter()
-                .map(build)
+                .map(|p| build(p, preds))
                 .collect::<Result<_, _>>()?,
         ),
         PolicyType::Drop => Kind::Drop(
@@ -291,11 +448,12 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
                 .ok_or_else(missing)?
                 .drop_sub_policy
                 .iter()
-                .map(build)
+                .map(|p| build(p, preds))
                 .collect::<Result<_, _>>()?,
         ),
         PolicyType::Not => Kind::Not(Box::new(build(
             &cfg.not.as_ref().ok_or_else(missing)?.not_sub_policy,
+            preds,
         )?)),
         PolicyType::Composite => {
             let c = cfg.composite.as_ref().ok_or_else(missing)?;
@@ -320,7 +478,7 @@ pub fn build(cfg: &PolicyConfig) -> Result<Policy, String> {
                         .iter()
                         .find(|a| a.policy == p.name)
                         .map_or(total, |a| (total as f64 * a.percent / 100.0) as u64);
-                    Ok((build(p)?, PerSecond::new(share)))
+                    Ok((build(p, preds)?, PerSecond::new(share)))
                 })
                 .collect::<Result<_, String>>()?;
             Kind::Composite {
@@ -362,59 +520,18 @@ fn trace_hash(salt: &str, trace_id: &[u8]) -> u64 {
 impl Policy {
     /// This policy's verdict on `t` at `now` (rate limits count what they let through).
     pub fn evaluate(&mut self, t: &TraceView<'_>, now: Instant) -> Verdict {
-        let spans = t.spans.len() as u64;
+        let spans = t.summary.spans;
         match &mut self.kind {
             Kind::Always => Verdict::Sampled,
             Kind::Latency { lower, upper } => {
-                let start = t.spans.iter().map(|(_, s)| s.start_time_unix_nano).min();
-                let end = t.spans.iter().map(|(_, s)| s.end_time_unix_nano).max();
-                let ms = match (start, end) {
-                    (Some(s), Some(e)) => e.saturating_sub(s) / 1_000_000,
-                    _ => 0,
-                };
+                let ms = t.summary.duration_ms();
                 matched(ms >= *lower && (*upper == 0 || ms <= *upper), false)
             }
-            Kind::Numeric {
-                key,
-                min,
-                max,
-                invert,
-            } => {
-                let hit = t.any_attr(key, |v| match v {
-                    Value::IntValue(i) => (*min..=*max).contains(i),
-                    Value::DoubleValue(d) => *d >= *min as f64 && *d <= *max as f64,
-                    _ => false,
-                });
-                matched(hit, *invert)
-            }
+            Kind::Matches { predicate, invert } => matched(t.summary.hits.get(*predicate), *invert),
             Kind::Probabilistic { salt, threshold } => matched(
                 trace_hash(salt, t.trace_id) <= *threshold && *threshold > 0,
                 false,
             ),
-            Kind::Status(codes) => matched(
-                t.spans
-                    .iter()
-                    .any(|(_, s)| codes.contains(&s.status.as_ref().map_or(0, |st| st.code))),
-                false,
-            ),
-            Kind::Strings {
-                key,
-                exact,
-                regexes,
-                invert,
-            } => {
-                let hit = t.any_attr(key, |v| match v {
-                    Value::StringValue(s) => {
-                        exact.iter().any(|e| e == s) || regexes.iter().any(|r| r.is_match(s))
-                    }
-                    _ => false,
-                });
-                matched(hit, *invert)
-            }
-            Kind::Boolean { key, value, invert } => {
-                let hit = t.any_attr(key, |v| matches!(v, Value::BoolValue(b) if b == value));
-                matched(hit, *invert)
-            }
             Kind::RateLimit(limit) => matched(limit.take(now, spans), false),
             Kind::BytesLimit {
                 rate,
@@ -426,7 +543,7 @@ impl Policy {
                     *tokens = (*tokens + now.duration_since(l).as_secs_f64() * *rate).min(*burst);
                 }
                 *last = Some(now);
-                let need = t.encoded_bytes as f64;
+                let need = t.summary.encoded_bytes as f64;
                 if need <= *tokens {
                     *tokens -= need;
                     Verdict::Sampled
@@ -436,16 +553,6 @@ impl Policy {
             }
             Kind::SpanCount { min, max } => {
                 matched(spans >= *min && (*max == 0 || spans <= *max), false)
-            }
-            Kind::TraceState { key, values } => {
-                let hit = t.spans.iter().any(|(_, s)| {
-                    s.trace_state.split(',').any(|kv| {
-                        kv.trim()
-                            .split_once('=')
-                            .is_some_and(|(k, v)| k == key && values.iter().any(|x| x == v))
-                    })
-                });
-                matched(hit, false)
             }
             Kind::And(subs) => {
                 // Every sub-policy is evaluated so rate limits inside see every trace, as upstream.

@@ -4,11 +4,13 @@
 //! - the resource and scope it came with are interned once ([`Groups`], reference-counted) and the span
 //!   names its group by a small number;
 //! - its trace id is dropped (it is the key of the trace that holds it) and restored on release;
-//! - the spans of one trace that arrive in one request form a *fragment*: their encodings, each behind
-//!   its group number and length, compressed with zstd against a dictionary trained on the first spans
-//!   this processor saw. Span encodings share most of their bytes with other spans (attribute keys,
-//!   service and operation names, URL shapes), which the dictionary captures, so even a one-span fragment
-//!   compresses well. Until enough samples arrived to train it, fragments are stored uncompressed.
+//! - the spans of one trace that arrive under one resource and scope in one request form a *fragment*:
+//!   their encodings, each behind its length, compressed with zstd (level 1) against a dictionary
+//!   trained on the first spans this processor saw. Span encodings share most of their bytes with other
+//!   spans (attribute keys, service and operation names, URL shapes), which the dictionary captures, so
+//!   even a one-span fragment compresses well. Until enough samples arrived to train it, fragments are
+//!   stored uncompressed. A fragment names its group and span count outside the compressed bytes, so a
+//!   dropped trace is let go without decompressing anything.
 //!
 //! [`Fragment::cost`] is what a fragment occupies on the heap, the number `max_memory` is held to.
 
@@ -23,6 +25,8 @@ use prost::Message;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 use zstd::zstd_safe::{CCtx, DCtx};
 
+use super::policy::{Hits, Predicate};
+
 /// A resource and scope pair spans arrived with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
@@ -34,6 +38,8 @@ pub struct Group {
 
 struct Interned {
     group: Group,
+    /// The span predicates the resource's attributes meet, for every trace with a span in this group.
+    hits: Hits,
     hash: u64,
     /// Held spans that name this group.
     refs: u64,
@@ -53,23 +59,30 @@ fn attrs_cost(attrs: &[KeyValue]) -> usize {
     attrs.iter().map(|kv| kv.encoded_len() + 64).sum()
 }
 
-impl Groups {
-    /// The id of `group`, interning it; `spans` more held spans now name it.
-    pub fn intern(&mut self, group: &Group, spans: u64) -> u32 {
+impl Group {
+    /// A hash of the group's contents, for [`Groups::intern`]; taken once per scope of a request.
+    pub fn hash(&self) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        group
-            .resource
-            .as_ref()
-            .map(Message::encode_to_vec)
-            .hash(&mut h);
-        group.resource_schema_url.hash(&mut h);
-        group
-            .scope
-            .as_ref()
-            .map(Message::encode_to_vec)
-            .hash(&mut h);
-        group.scope_schema_url.hash(&mut h);
-        let hash = h.finish();
+        let mut buf = Vec::new();
+        if let Some(r) = &self.resource {
+            r.encode(&mut buf).expect("a Vec grows as needed");
+        }
+        buf.hash(&mut h);
+        self.resource_schema_url.hash(&mut h);
+        buf.clear();
+        if let Some(s) = &self.scope {
+            s.encode(&mut buf).expect("a Vec grows as needed");
+        }
+        buf.hash(&mut h);
+        self.scope_schema_url.hash(&mut h);
+        h.finish()
+    }
+}
+
+impl Groups {
+    /// The id of `group` (whose [`Group::hash`] is `hash`), interning it; `spans` more held spans now
+    /// name it. A new group's resource is checked against `preds` once, here.
+    pub fn intern(&mut self, group: &Group, hash: u64, spans: u64, preds: &[Predicate]) -> u32 {
         if let Some(ids) = self.by_hash.get(&hash) {
             for &id in ids {
                 if let Some(slot) = self.slots[id as usize].as_mut() {
@@ -88,8 +101,14 @@ impl Groups {
             + group.scope.as_ref().map_or(0, |s| {
                 s.name.len() + s.version.len() + attrs_cost(&s.attributes)
             });
+        let hits = group
+            .resource
+            .as_ref()
+            .map(|r| Hits::of_resource(preds, &r.attributes))
+            .unwrap_or_default();
         let entry = Interned {
             group: group.clone(),
+            hits,
             hash,
             refs: spans,
             bytes,
@@ -114,6 +133,14 @@ impl Groups {
             .get(id as usize)
             .and_then(Option::as_ref)
             .map(|i| &i.group)
+    }
+
+    /// The predicates the resource of group `id` meets.
+    pub fn hits(&self, id: u32) -> Option<&Hits> {
+        self.slots
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map(|i| &i.hits)
     }
 
     /// `spans` held spans naming `id` were let go; the group is forgotten with its last span.
@@ -144,20 +171,33 @@ impl Groups {
     }
 }
 
-/// One stored fragment: `[0][entries]` uncompressed, or `[1][varint raw length][zstd frame]`.
-pub struct Fragment(Box<[u8]>);
+/// The spans of one trace that arrived under one resource and scope (`group`) in one request. `data` is
+/// `[0][spans]` uncompressed or `[1][varint raw length][zstd frame of spans]`, each span
+/// length-delimited.
+pub struct Fragment {
+    group: u32,
+    spans: u32,
+    data: Box<[u8]>,
+}
 
 impl Fragment {
-    /// Heap bytes of this fragment, with the allocator's rounding and the pointer that holds it.
+    /// Heap bytes of this fragment, with the allocator's rounding and the struct that holds it.
     pub fn cost(&self) -> usize {
-        self.0.len().next_multiple_of(16) + std::mem::size_of::<Self>()
+        self.data.len().next_multiple_of(16) + std::mem::size_of::<Self>()
+    }
+
+    /// The group its spans name, and how many they are: what to release when it is let go.
+    pub fn group(&self) -> (u32, u64) {
+        (self.group, u64::from(self.spans))
     }
 }
 
 /// Samples gathered before the dictionary is trained.
 const TRAIN_SAMPLES_BYTES: usize = 256 << 10;
 const DICT_BYTES: usize = 16 << 10;
-const LEVEL: i32 = 3;
+/// zstd's fastest regular level: with the dictionary it still stores spans at about a quarter of their
+/// OTLP size, and it is several times faster than level 3, which costs throughput on every span.
+const LEVEL: i32 = 1;
 
 /// Encodes fragments and decodes them, with the shared dictionary once it exists.
 pub struct Codec {
@@ -169,6 +209,8 @@ pub struct Codec {
     dctx: DCtx<'static>,
     scratch: Vec<u8>,
     raw: Vec<u8>,
+    group: u32,
+    spans: u32,
 }
 
 impl Default for Codec {
@@ -182,6 +224,8 @@ impl Default for Codec {
             dctx: DCtx::create(),
             scratch: Vec::new(),
             raw: Vec::new(),
+            group: 0,
+            spans: 0,
         }
     }
 }
@@ -192,20 +236,30 @@ impl Codec {
         self.dict.is_some()
     }
 
-    /// Encodes `spans` (group id, span) as one fragment. Trace ids are left out: the caller has cleared
-    /// them.
-    pub fn encode(&mut self, spans: &[(u32, &Span)]) -> Fragment {
+    /// Starts a new fragment of spans of group `group`: [`Codec::push`] them, then [`Codec::finish`].
+    pub fn begin(&mut self, group: u32) {
         self.raw.clear();
-        for (group, span) in spans {
-            let start = self.raw.len();
-            encode_varint(u64::from(*group), &mut self.raw);
-            encode_varint(span.encoded_len() as u64, &mut self.raw);
-            span.encode(&mut self.raw).expect("a Vec grows as needed");
-            if self.dict.is_none() && !self.train_failed {
-                self.samples.extend_from_slice(&self.raw[start..]);
-                self.sample_sizes.push(self.raw.len() - start);
-            }
+        self.group = group;
+        self.spans = 0;
+    }
+
+    /// Adds `span` to the fragment being built, and returns the bytes its encoding took (with its
+    /// length). The caller has cleared its trace id.
+    pub fn push(&mut self, span: &Span) -> usize {
+        let start = self.raw.len();
+        // One walk for the length and one for the bytes; `encode` would take the length twice.
+        span.encode_length_delimited(&mut self.raw)
+            .expect("a Vec grows as needed");
+        self.spans += 1;
+        if self.dict.is_none() && !self.train_failed {
+            self.samples.extend_from_slice(&self.raw[start..]);
+            self.sample_sizes.push(self.raw.len() - start);
         }
+        self.raw.len() - start
+    }
+
+    /// The fragment of the spans pushed since [`Codec::begin`], compressed once the dictionary exists.
+    pub fn finish(&mut self) -> Fragment {
         if self.dict.is_none() && !self.train_failed && self.samples.len() >= TRAIN_SAMPLES_BYTES {
             self.train();
         }
@@ -224,13 +278,21 @@ impl Codec {
                 out.push(1);
                 encode_varint(self.raw.len() as u64, &mut out);
                 out.extend_from_slice(&self.scratch);
-                return Fragment(out.into_boxed_slice());
+                return self.fragment(out);
             }
         }
         let mut out = Vec::with_capacity(self.raw.len() + 1);
         out.push(0);
         out.extend_from_slice(&self.raw);
-        Fragment(out.into_boxed_slice())
+        self.fragment(out)
+    }
+
+    fn fragment(&self, data: Vec<u8>) -> Fragment {
+        Fragment {
+            group: self.group,
+            spans: self.spans,
+            data: data.into_boxed_slice(),
+        }
     }
 
     fn train(&mut self) {
@@ -264,7 +326,7 @@ impl Codec {
 
     /// Decodes a fragment back into (group id, span) pairs, appending to `out`.
     pub fn decode(&mut self, f: &Fragment, out: &mut Vec<(u32, Span)>) -> Result<(), String> {
-        let bytes: &[u8] = &f.0;
+        let bytes: &[u8] = &f.data;
         let body: &[u8] = match bytes.first() {
             Some(0) => &bytes[1..],
             Some(1) => {
@@ -284,14 +346,13 @@ impl Codec {
         };
         let mut rest = body;
         while !rest.is_empty() {
-            let group = decode_varint(&mut rest).map_err(|e| e.to_string())? as u32;
             let len = decode_varint(&mut rest).map_err(|e| e.to_string())? as usize;
             if len > rest.len() {
                 return Err("truncated span".into());
             }
             let span = Span::decode(&rest[..len]).map_err(|e| e.to_string())?;
             rest = &rest[len..];
-            out.push((group, span));
+            out.push((f.group, span));
         }
         Ok(())
     }

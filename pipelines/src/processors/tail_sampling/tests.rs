@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use prost::Message;
+
 use super::gen::{GenTrace, TraceGen, TraceKind};
 use super::*;
 use crate::batch::Admission;
@@ -171,6 +173,11 @@ fn every_error_and_slow_trace_is_kept_and_the_rest_at_the_configured_rate() {
         s.early.is_empty(),
         "no early decisions without pressure: {:?}",
         s.early
+    );
+    assert_eq!(
+        s.spans_decoded as usize,
+        sink.total(),
+        "policies decide on the summary: only kept spans are decoded"
     );
 }
 
