@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use outpost_config::{
     ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy, PipelineId,
-    ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
+    CardinalityLimitConfig, ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
 };
 use outpost_pipelines::connectors::count::Count;
 use outpost_pipelines::connectors::spanmetrics::SpanMetrics;
 use outpost_pipelines::connectors::Summarizer;
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
+use outpost_pipelines::processors::cardinality::CardinalityLimit;
 use outpost_pipelines::processors::memory_limiter::{self, MemoryLimiterStage};
 use outpost_pipelines::processors::redaction::{Redact, Redaction};
 use outpost_pipelines::processors::tail_sampling::TailSampling;
@@ -394,6 +395,15 @@ impl<T: OtlpSignal + InputsOf + Redact + Transformable> SignalBuild<T> {
                             }
                         }
                     }
+                    ProcessorConfig::CardinalityLimit(c) => {
+                        match cardinality_limit::<T>(c, ctx, &pname, &proc_id.to_string()) {
+                            Ok(stage) => stage,
+                            Err(e) => {
+                                errors.push(format!("processors.{proc_id}: {e}"));
+                                continue;
+                            }
+                        }
+                    }
                     ProcessorConfig::TailSampling(c) => {
                         match tail_sampling::<T>(c, ctx.telemetry, &pname, &proc_id.to_string()) {
                             Ok(stage) => stage,
@@ -752,6 +762,27 @@ fn tail_sampling<T: OtlpSignal>(
     any.downcast::<Box<dyn Processor<T>>>()
         .map(|b| *b)
         .map_err(|_| "tail_sampling works on traces pipelines only".to_string())
+}
+
+/// Builds `cardinality_limit` for a pipeline of signal `T`, which validation has checked is metrics. Its
+/// admitted series live in the queue's state store, under the pipeline's and the processor's names.
+fn cardinality_limit<T: OtlpSignal>(
+    cfg: &CardinalityLimitConfig,
+    ctx: &BuildContext<'_>,
+    pipeline: &str,
+    id: &str,
+) -> Result<Box<dyn Processor<T>>, String> {
+    let metrics = ctx.telemetry.cardinality(pipeline, id);
+    let stage: Box<dyn Processor<Metrics>> = Box::new(CardinalityLimit::new(
+        cfg,
+        metrics,
+        (pipeline, id),
+        Some(ctx.queue.state()),
+    )?);
+    let any: Box<dyn std::any::Any> = Box::new(stage);
+    any.downcast::<Box<dyn Processor<T>>>()
+        .map(|b| *b)
+        .map_err(|_| "cardinality_limit works on metrics pipelines only".to_string())
 }
 
 /// The signals a config uses, for logging at start.

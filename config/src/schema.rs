@@ -18,8 +18,10 @@ pub use crate::prometheus::*;
 use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
+mod cardinality;
 mod logs;
 mod sampling;
+pub use cardinality::*;
 pub use logs::*;
 pub use sampling::*;
 
@@ -274,6 +276,7 @@ pub enum ProcessorConfig {
     Redaction(Box<RedactionProcessorConfig>),
     Transform(TransformProcessorConfig),
     TailSampling(TailSamplingConfig),
+    CardinalityLimit(Box<CardinalityLimitConfig>),
 }
 
 impl ProcessorConfig {
@@ -285,6 +288,7 @@ impl ProcessorConfig {
         "redaction",
         "transform",
         "tail_sampling",
+        "cardinality_limit",
     ];
 
     /// The signals this processor can run on; validation refuses it in pipelines of other signals.
@@ -292,6 +296,7 @@ impl ProcessorConfig {
         match self {
             ProcessorConfig::Transform(_) => &[Signal::Traces, Signal::Logs],
             ProcessorConfig::TailSampling(_) => &[Signal::Traces],
+            ProcessorConfig::CardinalityLimit(_) => &[Signal::Metrics],
             _ => &Signal::ALL,
         }
     }
