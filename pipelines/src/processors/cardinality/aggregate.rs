@@ -570,10 +570,6 @@ impl<A: Acc> Running<A> {
         self.originals.retain(|_, l| l.seen >= cutoff);
         self.seen >= cutoff
     }
-
-    pub(super) fn originals(&self) -> usize {
-        self.originals.len()
-    }
 }
 
 /// One point headed for a combined series.

@@ -224,13 +224,6 @@ impl Series {
             }
         }
     }
-
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Series::Exact(map) => map.len(),
-            Series::Probabilistic { .. } => 0,
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
