@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_config::{
-    ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy, PipelineId,
-    CardinalityLimitConfig, ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
+    CardinalityLimitConfig, ComponentId, Config, ConnectorConfig, ExporterConfig, OverflowPolicy,
+    PipelineId, ProcessorConfig, ReceiverConfig, Signal, TailSamplingConfig,
 };
 use outpost_pipelines::connectors::count::Count;
 use outpost_pipelines::connectors::spanmetrics::SpanMetrics;

@@ -183,11 +183,23 @@ fn an_exploding_label_is_trimmed_to_budget_and_the_same_series_survive_a_restart
         r#"outpost_cardinality_trimmed_items_total{metric="shop_logins",action="overflow"}"#,
     );
     assert_eq!(trimmed, (USERS as usize - (BUDGET - 1)) as f64);
-    let debug = http_get(agent.admin_addr(), "/debug/cardinality").unwrap();
-    assert_eq!(debug.status, 200);
-    let report: serde_json::Value = serde_json::from_str(&debug.body).unwrap();
+    // The report is refreshed every second.
+    let report = wait_for(
+        Duration::from_secs(10),
+        "/debug/cardinality to show the metric",
+        || {
+            let debug = http_get(agent.admin_addr(), "/debug/cardinality").ok()?;
+            assert_eq!(debug.status, 200);
+            let report: serde_json::Value = serde_json::from_str(&debug.body).unwrap();
+            (report["processors"][0]["worst_metrics"][0]["metric"] == "shop_logins")
+                .then_some(report)
+        },
+        || agent.log(),
+    );
     let p = &report["processors"][0];
+    assert_eq!(p["worst_labels"][0]["metric"], "shop_logins", "{report:#}");
     assert_eq!(p["worst_labels"][0]["label"], "user_id", "{report:#}");
+    assert_eq!(p["worst_labels"][0]["distinct_values"], USERS, "{report:#}");
     assert_eq!(p["worst_metrics"][0]["tracked_series"], BUDGET as u64 - 1);
 
     // Restart on the same data directory; the users now come in the opposite order, so without the

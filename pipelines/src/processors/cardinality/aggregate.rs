@@ -23,12 +23,12 @@
 
 use std::collections::HashMap;
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
 };
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 /// A value that can be combined: the part of a data point that aggregation acts on.
 pub(super) trait Acc: Clone {
@@ -337,7 +337,10 @@ pub(super) struct Exp {
 impl Exp {
     /// Both sides at the coarser of the two scales.
     fn aligned(&self, other: &Exp) -> (Exp, Exp) {
-        let (a, b) = (self.scale.unwrap_or(i32::MAX), other.scale.unwrap_or(i32::MAX));
+        let (a, b) = (
+            self.scale.unwrap_or(i32::MAX),
+            other.scale.unwrap_or(i32::MAX),
+        );
         let s = a.min(b);
         (self.at_scale(s), other.at_scale(s))
     }

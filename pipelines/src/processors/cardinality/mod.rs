@@ -61,7 +61,7 @@ use crate::queue::StateStore;
 use crate::signal::{Metrics, SignalData};
 use crate::telemetry::CardinalityMetrics;
 
-use aggregate::{combine, CountSum, Contribution, Exp, Hist, Num, Point, Rule, Running};
+use aggregate::{combine, Contribution, CountSum, Exp, Hist, Num, Point, Rule, Running};
 use persist::Store;
 use track::{kv_hash, mix, set_hash, str_hash, Bloom, Series, Touch, Values};
 
@@ -415,7 +415,8 @@ impl CardinalityLimit {
 
     fn has_room(&self, mid: u32) -> bool {
         let m = &self.metrics[mid as usize];
-        m.limit.is_none_or(|l| m.series < l) && (self.max_series == 0 || self.global < self.max_series)
+        m.limit.is_none_or(|l| m.series < l)
+            && (self.max_series == 0 || self.global < self.max_series)
     }
 
     /// [`Processor::process`] at a given time (tests and benches drive the clock).
@@ -541,7 +542,8 @@ impl CardinalityLimit {
             !remove[i - 1]
         });
         let n = contributions.len();
-        let (combined, mismatched) = combine(contributions, rule, P::running(&mut self.runners), now);
+        let (combined, mismatched) =
+            combine(contributions, rule, P::running(&mut self.runners), now);
         tally.mismatched += mismatched;
         tally.merged += n - mismatched - combined.len();
         points.extend(combined);
@@ -572,7 +574,9 @@ impl CardinalityLimit {
                 self.global += 1;
             }
             Touch::Unknown if routed => {}
-            Touch::Unknown => return (fp, self.admit_or_trim(mid, ctx, attrs, fp, sum, now, tally)),
+            Touch::Unknown => {
+                return (fp, self.admit_or_trim(mid, ctx, attrs, fp, sum, now, tally))
+            }
         }
         if routed {
             self.targets.insert(fp, now);
@@ -622,6 +626,8 @@ impl CardinalityLimit {
             }
             l.new_values.total += 1;
             let Some(limit) = l.limit else {
+                // Unlimited: remembered at first sight (capped), only to report how the label grows.
+                l.values.insert(h, now);
                 continue;
             };
             if l.values.len() < limit {
@@ -651,9 +657,15 @@ impl CardinalityLimit {
         let (kept, kept_hashes, fp) = if dropped_labels.is_empty() {
             (attrs.to_vec(), hashes.clone(), fp)
         } else {
-            let removed: u64 = dropped_labels.iter().map(|&j| hashes[j]).fold(0, u64::wrapping_add);
+            let removed: u64 = dropped_labels
+                .iter()
+                .map(|&j| hashes[j])
+                .fold(0, u64::wrapping_add);
             let keep = |j: &usize| !dropped_labels.contains(j);
-            let kept: Vec<KeyValue> = (0..attrs.len()).filter(keep).map(|j| attrs[j].clone()).collect();
+            let kept: Vec<KeyValue> = (0..attrs.len())
+                .filter(keep)
+                .map(|j| attrs[j].clone())
+                .collect();
             let kept_hashes: Vec<u64> = (0..attrs.len()).filter(keep).map(|j| hashes[j]).collect();
             (kept, kept_hashes, mix(ctx, sum.wrapping_sub(removed)))
         };

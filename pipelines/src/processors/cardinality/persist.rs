@@ -165,10 +165,10 @@ impl Store {
             return Ok(());
         };
         let n = current.bytes();
-        let restored = v.get(..n).and_then(|b| current.decode_same_size(b)).zip(
-            v.get(n..2 * n)
-                .and_then(|b| previous.decode_same_size(b)),
-        );
+        let restored = v
+            .get(..n)
+            .and_then(|b| current.decode_same_size(b))
+            .zip(v.get(n..2 * n).and_then(|b| previous.decode_same_size(b)));
         let Some((cur, prev)) = restored else {
             tracing::warn!(
                 "cardinality_limit: the saved series filter has another size (max_memory changed); starting empty"

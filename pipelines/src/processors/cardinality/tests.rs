@@ -73,15 +73,16 @@ fn counter(name: &str, temporality: i32, points: Vec<(Vec<KeyValue>, i64)>) -> M
 
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumValue;
 
-fn run(p: &mut CardinalityLimit, data: Metrics, now: Instant) -> (Metrics, Vec<(&'static str, usize)>) {
+fn run(
+    p: &mut CardinalityLimit,
+    data: Metrics,
+    now: Instant,
+) -> (Metrics, Vec<(&'static str, usize)>) {
     let mut out = Emit::default();
     p.process_at(Batch::new(data), now, &mut out);
     let dropped = out.take_dropped();
     let mut batches = out.take_batches();
-    let data = batches
-        .pop()
-        .map(|b| b.into_parts().0)
-        .unwrap_or_default();
+    let data = batches.pop().map(|b| b.into_parts().0).unwrap_or_default();
     (data, dropped)
 }
 
@@ -132,7 +133,11 @@ fn a_series_budget_overflows_into_one_series_that_keeps_the_total() {
     let points: Vec<_> = (0..10)
         .map(|u| (attrs(&[("user_id", &format!("u{u}"))]), 10 + u as i64))
         .collect();
-    let (out, dropped) = run(&mut p, wrap(vec![counter("requests", CUMULATIVE, points)]), t0);
+    let (out, dropped) = run(
+        &mut p,
+        wrap(vec![counter("requests", CUMULATIVE, points)]),
+        t0,
+    );
     let got = sum_points(&out, "requests");
     // 3 admitted + the overflow series: the overflow series is one of the metric's 4.
     assert_eq!(got.len(), 4, "{got:?}");
@@ -245,7 +250,10 @@ fn exclusions_leave_metrics_and_labels_alone() {
     };
     let (out, dropped) = run(
         &mut p,
-        wrap(vec![many("debug_queue", "user_id"), many("requests", "region")]),
+        wrap(vec![
+            many("debug_queue", "user_id"),
+            many("requests", "region"),
+        ]),
         t0,
     );
     assert!(dropped.is_empty(), "{dropped:?}");
@@ -257,9 +265,17 @@ fn exclusions_leave_metrics_and_labels_alone() {
 #[test]
 fn series_ttl_frees_the_budget() {
     let t0 = Instant::now();
-    let cfg = config(json!({"max_series": 2, "series_ttl": "10s", "persist_interval": "1s", "action": "drop_datapoint"}));
+    let cfg = config(
+        json!({"max_series": 2, "series_ttl": "10s", "persist_interval": "1s", "action": "drop_datapoint"}),
+    );
     let mut p = processor(&cfg, t0);
-    let one = |u: &str| wrap(vec![counter("requests", DELTA, vec![(attrs(&[("user_id", u)]), 1)])]);
+    let one = |u: &str| {
+        wrap(vec![counter(
+            "requests",
+            DELTA,
+            vec![(attrs(&[("user_id", u)]), 1)],
+        )])
+    };
     run(&mut p, one("a"), t0);
     run(&mut p, one("b"), t0 + Duration::from_secs(5));
     let (_, dropped) = run(&mut p, one("c"), t0 + Duration::from_secs(6));
@@ -299,7 +315,10 @@ fn histograms_merge_bucket_by_bucket() {
     };
     let (out, _) = run(
         &mut p,
-        wrap(vec![metric(vec![hist("a", vec![1, 2, 3]), hist("b", vec![4, 0, 1])])]),
+        wrap(vec![metric(vec![
+            hist("a", vec![1, 2, 3]),
+            hist("b", vec![4, 0, 1]),
+        ])]),
         t0,
     );
     let h = match &out.resource_metrics[0].scope_metrics[0].metrics[0].data {
@@ -333,17 +352,18 @@ fn exponential_histograms_merge_at_the_coarser_scale() {
     let t0 = Instant::now();
     let cfg = config(json!({"metrics": [{"name": "size", "max_series": 1}]}));
     let mut p = processor(&cfg, t0);
-    let point = |u: &str, scale: i32, offset: i32, counts: Vec<u64>| ExponentialHistogramDataPoint {
-        attributes: attrs(&[("user_id", u)]),
-        time_unix_nano: 10,
-        scale,
-        count: counts.iter().sum(),
-        positive: Some(Buckets {
-            offset,
-            bucket_counts: counts,
-        }),
-        ..Default::default()
-    };
+    let point =
+        |u: &str, scale: i32, offset: i32, counts: Vec<u64>| ExponentialHistogramDataPoint {
+            attributes: attrs(&[("user_id", u)]),
+            time_unix_nano: 10,
+            scale,
+            count: counts.iter().sum(),
+            positive: Some(Buckets {
+                offset,
+                bucket_counts: counts,
+            }),
+            ..Default::default()
+        };
     let metric = Metric {
         name: "size".into(),
         data: Some(Data::ExponentialHistogram(ExponentialHistogram {
@@ -457,7 +477,10 @@ fn the_report_names_the_label_that_grows() {
     let points: Vec<_> = (0..50)
         .map(|u| {
             (
-                attrs(&[("user_id", &format!("u{u}")), ("method", if u % 2 == 0 { "GET" } else { "POST" })]),
+                attrs(&[
+                    ("user_id", &format!("u{u}")),
+                    ("method", if u % 2 == 0 { "GET" } else { "POST" }),
+                ]),
                 1,
             )
         })
@@ -474,7 +497,9 @@ fn the_report_names_the_label_that_grows() {
 #[test]
 fn probabilistic_mode_enforces_the_budget_in_fixed_memory() {
     let t0 = Instant::now();
-    let cfg = config(json!({"mode": "probabilistic", "max_memory": "64KiB", "metrics": [{"name": "requests", "max_series": 100}]}));
+    let cfg = config(
+        json!({"mode": "probabilistic", "max_memory": "64KiB", "metrics": [{"name": "requests", "max_series": 100}]}),
+    );
     let mut p = processor(&cfg, t0);
     let points: Vec<_> = (0..1000)
         .map(|u| (attrs(&[("user_id", &format!("u{u}"))]), 1))
@@ -496,8 +521,11 @@ struct Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    prop::collection::vec((0u8..12, 0u8..3, 0u8..5, prop::array::uniform3(0u8..4)), 1..20)
-        .prop_map(|reports| Step { reports })
+    prop::collection::vec(
+        (0u8..12, 0u8..3, 0u8..5, prop::array::uniform3(0u8..4)),
+        1..20,
+    )
+    .prop_map(|reports| Step { reports })
 }
 
 fn action() -> impl Strategy<Value = &'static str> {
