@@ -673,7 +673,7 @@ impl CardinalityLimit {
         let relabelled = !dropped_labels.is_empty();
         if relabelled && (self.series.is_known(fp) || self.targets.contains_key(&fp)) {
             self.series.touch(fp, now);
-            return self.to_target(fp, kept, now);
+            return self.combine_into(fp, kept, now);
         }
 
         // 2. Series budgets.
@@ -695,7 +695,7 @@ impl CardinalityLimit {
                             let fp = mix(ctx, set_hash(&kept_hashes).wrapping_sub(kept_hashes[j]));
                             if self.series.is_known(fp) || self.targets.contains_key(&fp) {
                                 self.series.touch(fp, now);
-                                self.to_target(fp, rest, now)
+                                self.combine_into(fp, rest, now)
                             } else {
                                 // The reduced series would be new too, and there is no room for it.
                                 self.overflow(ctx, now)
@@ -725,7 +725,7 @@ impl CardinalityLimit {
             }
         }
         if relabelled {
-            self.to_target(fp, kept, now)
+            self.combine_into(fp, kept, now)
         } else {
             Verdict::Pass
         }
@@ -745,7 +745,7 @@ impl CardinalityLimit {
             .map(|(j, _)| j)
     }
 
-    fn to_target(&mut self, target: u64, attrs: Vec<KeyValue>, now: u32) -> Verdict {
+    fn combine_into(&mut self, target: u64, attrs: Vec<KeyValue>, now: u32) -> Verdict {
         self.targets.insert(target, now);
         Verdict::To { target, attrs }
     }
@@ -753,7 +753,7 @@ impl CardinalityLimit {
     fn overflow(&mut self, ctx: u64, now: u32) -> Verdict {
         let kv = overflow_attribute();
         let target = mix(ctx, set_hash(&[kv_hash(&kv)]));
-        self.to_target(target, vec![kv], now)
+        self.combine_into(target, vec![kv], now)
     }
 
     /// Housekeeping: expiry, persistence, the report. Called on every deadline.
