@@ -910,8 +910,8 @@ fn cardinality_limit_refuses_limits_that_admit_nothing_and_unknown_actions() {
     assert_eq!(
         paths,
         vec![
+            "processors.cardinality_limit.labels.user_id.value_limit",
             "processors.cardinality_limit.series_ttl",
-            "processors.cardinality_limit.labels.user_id.value_limit"
         ],
         "{errors:#?}"
     );
