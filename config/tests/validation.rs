@@ -866,10 +866,8 @@ fn cardinality_limit_metric_entries_name_their_metric_one_way_with_a_valid_regex
         "metrics",
     );
     let errors = errors(&yaml);
-    let found: Vec<(&str, Option<usize>)> = errors
-        .iter()
-        .map(|e| (e.path.as_str(), e.line))
-        .collect();
+    let found: Vec<(&str, Option<usize>)> =
+        errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
     assert_eq!(
         found,
         vec![
@@ -888,7 +886,9 @@ fn cardinality_limit_metric_entries_name_their_metric_one_way_with_a_valid_regex
         ],
         "{errors:#?}"
     );
-    assert!(errors[0].message.starts_with("not a valid regular expression"));
+    assert!(errors[0]
+        .message
+        .starts_with("not a valid regular expression"));
     assert_eq!(
         errors[1].message,
         "a metrics entry needs name (an exact metric name) or name_regex"
