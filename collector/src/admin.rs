@@ -1,7 +1,7 @@
 //! The admin HTTP endpoint: `/healthz` (the process is alive), `/readyz` (every pipeline is running,
 //! 503 with the reason otherwise; 200 with the reason when degraded), `/metrics` (outpost's own metrics,
 //! Prometheus text / OpenMetrics) and `POST /-/reload` (reload the config file, answered with the
-//! result).
+//! result). `/debug/cardinality` shows what the cardinality_limit processors see (JSON).
 //! It is served on every address the config names (health_check extensions and
 //! `service.telemetry.metrics.address`), by default 127.0.0.1:13133.
 
@@ -111,6 +111,16 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// `/debug/cardinality`: each cardinality_limit processor's budgets, tracked series and worst offenders
+/// (the labels and metrics whose distinct values grow fastest), as JSON.
+async fn debug_cardinality(State(s): State<AdminState>) -> impl IntoResponse {
+    let body = serde_json::json!({ "processors": s.telemetry.cardinality_reports() });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string_pretty(&body).unwrap_or_default(),
+    )
+}
+
 pub fn router(
     telemetry: Telemetry,
     readiness: Readiness,
@@ -121,7 +131,8 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/-/reload", post(reload));
+        .route("/-/reload", post(reload))
+        .route("/debug/cardinality", get(debug_cardinality));
     for p in extra_health_paths {
         if p.starts_with('/') && !["/healthz", "/readyz", "/metrics"].contains(&p.as_str()) {
             r = r.route(p, get(healthz));

@@ -7,16 +7,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use outpost_config::{ComponentId, Config, ConnectorConfig, ProcessorConfig, Signal};
+use outpost_config::{
+    CardinalityLimitConfig, ComponentId, Config, ConnectorConfig, ProcessorConfig, Signal,
+};
 use outpost_pipelines::connectors::count::Count;
 use outpost_pipelines::connectors::spanmetrics::SpanMetrics;
 use outpost_pipelines::connectors::Summarizer;
 use outpost_pipelines::processors::attributes::{AttributesProcessor, Target};
 use outpost_pipelines::processors::batch::BatchProcessor;
+use outpost_pipelines::processors::cardinality::CardinalityLimit;
 use outpost_pipelines::processors::memory_limiter::MemoryLimiterStage;
 use outpost_pipelines::processors::redaction::{Redact, Redaction};
 use outpost_pipelines::processors::tail_sampling::TailSampling;
 use outpost_pipelines::processors::transform::{TransformProcessor, Transformable};
+use outpost_pipelines::queue::StateStore;
 use outpost_pipelines::{Logs, Metrics, Processor, Telemetry, Traces};
 
 use crate::otlp::OtlpSignal;
@@ -49,6 +53,7 @@ pub fn processor<T: OtlpSignal + Redact + Transformable>(
     pipeline: &str,
     telemetry: &Telemetry,
     redactions: &HashMap<ComponentId, Redaction>,
+    state: Option<StateStore>,
 ) -> Result<Option<Box<dyn Processor<T>>>, String> {
     let stage: Box<dyn Processor<T>> = match cfg {
         ProcessorConfig::Batch(c) => Box::new(BatchProcessor::new(c)),
@@ -73,8 +78,31 @@ pub fn processor<T: OtlpSignal + Redact + Transformable>(
             tail_sampling::<T>(c, telemetry, pipeline, &proc_id.to_string())
                 .map_err(|e| format!("processors.{proc_id}: {e}"))?
         }
+        ProcessorConfig::CardinalityLimit(c) => {
+            cardinality_limit::<T>(c, telemetry, pipeline, &proc_id.to_string(), state)
+                .map_err(|e| format!("processors.{proc_id}: {e}"))?
+        }
     };
     Ok(Some(stage))
+}
+
+/// Builds `cardinality_limit` for a pipeline of signal `T`, which validation has checked is metrics. Its
+/// admitted series live in `state` (the queue's state store) under the pipeline's and the processor's
+/// names; without one (`outpost test`) they are kept in memory only.
+fn cardinality_limit<T: OtlpSignal>(
+    cfg: &CardinalityLimitConfig,
+    telemetry: &Telemetry,
+    pipeline: &str,
+    id: &str,
+    state: Option<StateStore>,
+) -> Result<Box<dyn Processor<T>>, String> {
+    let metrics = telemetry.cardinality(pipeline, id);
+    let stage: Box<dyn Processor<Metrics>> =
+        Box::new(CardinalityLimit::new(cfg, metrics, (pipeline, id), state)?);
+    let any: Box<dyn std::any::Any> = Box::new(stage);
+    any.downcast::<Box<dyn Processor<T>>>()
+        .map(|b| *b)
+        .map_err(|_| "cardinality_limit works on metrics pipelines only".to_string())
 }
 
 /// Builds `tail_sampling` for a pipeline of signal `T`, which validation has checked is traces.

@@ -780,16 +780,24 @@ fn build_pipeline<T: OtlpSignal + Redact + Transformable>(
         if let ProcessorConfig::MemoryLimiter(_) = cfg {
             budget = ctx.budgets.get(proc_id).map(|(_, b)| b.clone());
         }
-        let stage =
-            match stages::processor::<T>(proc_id, cfg, &pname, ctx.telemetry, ctx.redactions) {
-                Ok(Some(stage)) => stage,
-                // Its build error is already reported.
-                Ok(None) => continue,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
+        // Admitted series persist in the state store, so a restart keeps the same ones.
+        let state = matches!(cfg, ProcessorConfig::CardinalityLimit(_)).then(|| ctx.queue.state());
+        let stage = match stages::processor::<T>(
+            proc_id,
+            cfg,
+            &pname,
+            ctx.telemetry,
+            ctx.redactions,
+            state,
+        ) {
+            Ok(Some(stage)) => stage,
+            // Its build error is already reported.
+            Ok(None) => continue,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         chain.push(stage, ctx.telemetry.processor(&pname, &proc_id.to_string()));
     }
     if !errors.is_empty() {

@@ -288,6 +288,9 @@ fn processor(r: &mut Report, kind: &str, path: &str, body: Value) -> Option<Proc
         "redaction" => typed(r, path, body).map(|c| ProcessorConfig::Redaction(Box::new(c))),
         "transform" => typed(r, path, body).map(ProcessorConfig::Transform),
         "tail_sampling" => typed(r, path, body).map(ProcessorConfig::TailSampling),
+        "cardinality_limit" => {
+            typed(r, path, body).map(|c| ProcessorConfig::CardinalityLimit(Box::new(c)))
+        }
         _ => None,
     }
 }

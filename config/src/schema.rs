@@ -19,8 +19,10 @@ pub use crate::tls::*;
 use crate::units::{ByteSize, HumanDuration};
 use crate::Signal;
 
+mod cardinality;
 mod logs;
 mod sampling;
+pub use cardinality::*;
 pub use logs::*;
 pub use sampling::*;
 
@@ -295,6 +297,7 @@ pub enum ProcessorConfig {
     Redaction(Box<RedactionProcessorConfig>),
     Transform(TransformProcessorConfig),
     TailSampling(TailSamplingConfig),
+    CardinalityLimit(Box<CardinalityLimitConfig>),
 }
 
 impl ProcessorConfig {
@@ -306,6 +309,7 @@ impl ProcessorConfig {
         "redaction",
         "transform",
         "tail_sampling",
+        "cardinality_limit",
     ];
 
     /// The signals this processor can run on; validation refuses it in pipelines of other signals.
@@ -313,6 +317,7 @@ impl ProcessorConfig {
         match self {
             ProcessorConfig::Transform(_) => &[Signal::Traces, Signal::Logs],
             ProcessorConfig::TailSampling(_) => &[Signal::Traces],
+            ProcessorConfig::CardinalityLimit(_) => &[Signal::Metrics],
             _ => &Signal::ALL,
         }
     }

@@ -7,6 +7,7 @@
 //! component never also shows up as "not defined" elsewhere. Unused components and extensions are
 //! warnings: they do no harm, but usually mean a pipeline forgot them.
 
+mod cardinality;
 mod components;
 mod endpoint;
 mod listeners;

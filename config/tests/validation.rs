@@ -949,3 +949,80 @@ fn receiver_auth_needs_its_files_and_client_certificates_need_mtls() {
     );
     assert!(errors[1].message.contains("set tls.client_ca_file"));
 }
+
+// ----- cardinality_limit ---------------------------------------------------------------------------------
+
+fn cardinality(body: &str, signal: &str) -> String {
+    format!(
+        "{OTLP_IN}processors:\n  cardinality_limit:\n{body}exporters:\n  debug:\nservice:\n  pipelines:\n    \
+         {signal}:\n      receivers: [otlp]\n      processors: [cardinality_limit]\n      exporters: [debug]\n"
+    )
+}
+
+#[test]
+fn cardinality_limit_metric_entries_name_their_metric_one_way_with_a_valid_regex() {
+    let yaml = cardinality(
+        "    metrics:\n      - name_regex: \"http_(\"\n      - max_series: 10\n      - name: a\n        name_regex: b\n",
+        "metrics",
+    );
+    let errors = errors(&yaml);
+    let found: Vec<(&str, Option<usize>)> =
+        errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "processors.cardinality_limit.metrics[0].name_regex",
+                line_of(&yaml, "http_(")
+            ),
+            (
+                "processors.cardinality_limit.metrics[1]",
+                line_of(&yaml, "max_series: 10")
+            ),
+            (
+                "processors.cardinality_limit.metrics[2].name_regex",
+                line_of(&yaml, "name_regex: b")
+            ),
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[0]
+        .message
+        .starts_with("not a valid regular expression"));
+    assert_eq!(
+        errors[1].message,
+        "a metrics entry needs name (an exact metric name) or name_regex"
+    );
+    ok(&cardinality(
+        "    metrics:\n      - name_regex: \"http_.*\"\n        max_series: 10\n",
+        "metrics",
+    ));
+}
+
+#[test]
+fn cardinality_limit_refuses_limits_that_admit_nothing_and_unknown_actions() {
+    let yaml = cardinality(
+        "    labels:\n      user_id: {value_limit: 0}\n    series_ttl: 0s\n",
+        "metrics",
+    );
+    let errors = errors(&yaml);
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "processors.cardinality_limit.labels.user_id.value_limit",
+            "processors.cardinality_limit.series_ttl",
+        ],
+        "{errors:#?}"
+    );
+    let e = error(&cardinality("    action: drop_series\n", "metrics"));
+    assert_eq!(e.path, "processors.cardinality_limit.action");
+    assert!(e.message.contains("drop_label"), "{}", e.message);
+}
+
+#[test]
+fn cardinality_limit_is_for_metrics_pipelines_only() {
+    let e = error(&cardinality("", "traces"));
+    assert!(e.message.contains("cardinality_limit"), "{e:#?}");
+    assert!(e.message.contains("metrics"), "{e:#?}");
+}

@@ -7,7 +7,7 @@
 //! are resolved per event because drops are the rare path.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -77,6 +77,10 @@ struct Inner {
     receiver_rate_limited: Family<Labels, Counter>,
     tls_certificate_expiry: Family<Labels, SecondsGauge>,
     tls_reloads: Family<Labels, Counter>,
+    cardinality_tracked: Family<Labels, Gauge>,
+    cardinality_trimmed: Family<Labels, Counter>,
+    /// What each cardinality_limit processor last published for `/debug/cardinality`.
+    cardinality_reports: Mutex<Vec<Arc<Mutex<serde_json::Value>>>>,
 }
 
 impl Default for Telemetry {
@@ -293,6 +297,16 @@ impl Telemetry {
                 "Times a component re-read its TLS or credential files after they changed, by result \
                  (ok, or failed: the previous files stay in use)"
             ),
+            cardinality_tracked: family!(
+                "cardinality_tracked_series",
+                "Series a cardinality_limit processor has admitted and tracks, per metric"
+            ),
+            cardinality_trimmed: family!(
+                "cardinality_trimmed_items",
+                "Data points a cardinality_limit processor trimmed, by metric, label (empty: a series \
+                 budget, not a label's value_limit) and action (overflow, drop_label, drop_datapoint)"
+            ),
+            cardinality_reports: Mutex::new(Vec::new()),
             registry,
         };
         Self {
@@ -543,6 +557,77 @@ impl TailSamplingMetrics {
     pub fn set_held(&self, bytes: usize, traces: usize) {
         self.held_bytes.set(bytes as i64);
         self.held_traces.set(traces as i64);
+    }
+}
+
+/// Events of one cardinality_limit processor in one pipeline, and the report it publishes for the admin
+/// endpoint's `/debug/cardinality`.
+#[derive(Clone)]
+pub struct CardinalityMetrics {
+    telemetry: Telemetry,
+    labels: Labels,
+    report: Arc<Mutex<serde_json::Value>>,
+}
+
+impl Telemetry {
+    pub fn cardinality(&self, pipeline: &str, processor: &str) -> CardinalityMetrics {
+        let report = Arc::new(Mutex::new(serde_json::Value::Null));
+        self.inner
+            .cardinality_reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(report.clone());
+        CardinalityMetrics {
+            telemetry: self.clone(),
+            labels: vec![
+                ("pipeline", pipeline.to_owned()),
+                ("processor", processor.to_owned()),
+            ],
+            report,
+        }
+    }
+
+    /// Every cardinality_limit processor's last published report (JSON objects), for `/debug/cardinality`.
+    pub fn cardinality_reports(&self) -> Vec<serde_json::Value> {
+        self.inner
+            .cardinality_reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .filter(|v| !v.is_null())
+            .collect()
+    }
+}
+
+impl CardinalityMetrics {
+    /// The gauge of series tracked for `metric` (resolved once per metric by the processor).
+    pub fn tracked_series(&self, metric: &str) -> Gauge {
+        let mut labels = self.labels.clone();
+        labels.push(("metric", metric.to_owned()));
+        self.telemetry
+            .inner
+            .cardinality_tracked
+            .get_or_create_owned(&labels)
+    }
+
+    /// `points` of `metric` were trimmed by `action` because of `label`'s value_limit (`""`: a series
+    /// budget).
+    pub fn trimmed(&self, metric: &str, label: &str, action: &str, points: u64) {
+        let mut labels = self.labels.clone();
+        labels.push(("metric", metric.to_owned()));
+        labels.push(("label", label.to_owned()));
+        labels.push(("action", action.to_owned()));
+        self.telemetry
+            .inner
+            .cardinality_trimmed
+            .get_or_create(&labels)
+            .inc_by(points);
+    }
+
+    /// Replaces this processor's report for `/debug/cardinality`.
+    pub fn publish(&self, report: serde_json::Value) {
+        *self.report.lock().unwrap_or_else(|e| e.into_inner()) = report;
     }
 }
 

@@ -113,9 +113,14 @@ impl<'a> Harness<'a> {
             let cfg = config.processors.get(proc_id).ok_or_else(|| {
                 format!("service.pipelines.{pid}.processors: '{proc_id}' is not defined")
             })?;
-            if let Some(stage) =
-                stages::processor::<T>(proc_id, cfg, &pname, &self.telemetry, self.redactions)?
-            {
+            if let Some(stage) = stages::processor::<T>(
+                proc_id,
+                cfg,
+                &pname,
+                &self.telemetry,
+                self.redactions,
+                None,
+            )? {
                 chain.push(
                     stage,
                     self.telemetry.processor(&pname, &proc_id.to_string()),

@@ -14,6 +14,7 @@ pub(super) fn check_processor(r: &mut Report, path: &str, processor: &ProcessorC
     match processor {
         ProcessorConfig::MemoryLimiter(m) => memory_limiter(r, path, m),
         ProcessorConfig::TailSampling(c) => super::sampling::tail_sampling(r, path, c),
+        ProcessorConfig::CardinalityLimit(c) => super::cardinality::check(r, path, c),
         ProcessorConfig::Batch(b) => {
             if b.send_batch_max_size > 0 && b.send_batch_max_size < b.send_batch_size {
                 r.error(

@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod batch;
+pub mod cardinality;
 pub mod memory_limiter;
 pub mod redaction;
 pub mod tail_sampling;

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use rocksdb::{Direction, IteratorMode, WriteOptions};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::format::CF_STATE;
 use super::shared::{cf, map_db_error, Core};
@@ -59,6 +59,24 @@ impl StateStore {
     pub fn delete(&self, key: &[u8]) -> Result<(), QueueError> {
         let db = self.core.db()?;
         db.delete_cf(cf(&db, CF_STATE)?, key).map_err(map_db_error)
+    }
+
+    /// Applies `puts` and `deletes` as one atomic RocksDB write: one WAL append however many keys, for
+    /// components that remember many small things (cardinality allowlists) and flush them periodically.
+    pub fn write_batch(&self, puts: &[StateEntry], deletes: &[Vec<u8>]) -> Result<(), QueueError> {
+        if puts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        let db = self.core.db()?;
+        let cf = cf(&db, CF_STATE)?;
+        let mut batch = WriteBatch::default();
+        for (k, v) in puts {
+            batch.put_cf(cf, k, v);
+        }
+        for k in deletes {
+            batch.delete_cf(cf, k);
+        }
+        db.write(batch).map_err(map_db_error)
     }
 
     /// Every entry whose key starts with `prefix`, in key order.
