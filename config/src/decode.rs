@@ -352,6 +352,7 @@ pub(crate) fn body_schema(
         (Section::Processors, "redaction") => of(g, ProcessorConfig::Redaction),
         (Section::Processors, "transform") => of(g, ProcessorConfig::Transform),
         (Section::Processors, "tail_sampling") => of(g, ProcessorConfig::TailSampling),
+        (Section::Processors, "cardinality_limit") => of(g, ProcessorConfig::CardinalityLimit),
         (Section::Exporters, "otlp") => of(g, ExporterConfig::Otlp),
         (Section::Exporters, "otlphttp") => of(g, ExporterConfig::OtlpHttp),
         (Section::Exporters, "debug") => of(g, ExporterConfig::Debug),

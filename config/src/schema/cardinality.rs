@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::{ByteSize, HumanDuration};
 
 /// `processors.cardinality_limit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardinalityLimitConfig {
     /// Series admitted across every metric of the pipeline. 0: no global budget.
@@ -93,7 +93,9 @@ impl Default for CardinalityLimitConfig {
 }
 
 /// What `cardinality_limit` does with a data point that a budget has no room for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CardinalityAction {
     /// As the OpenTelemetry SDK: the point's attributes are replaced by `otel.metric.overflow="true"`
@@ -116,7 +118,9 @@ impl CardinalityAction {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackingMode {
     #[default]
@@ -125,7 +129,7 @@ pub enum TrackingMode {
 }
 
 /// One label's settings (under `labels:` or under a metric entry's `labels:`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelLimitConfig {
     /// Distinct values this label may take per metric.
@@ -140,7 +144,7 @@ pub struct LabelLimitConfig {
 }
 
 /// One entry of `metrics:`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricLimitConfig {
     /// The metric's exact name.
