@@ -128,8 +128,7 @@ struct ReaderStop {
 
 struct ReaderSlot {
     spec: ReaderSpec,
-    finish: CancellationToken,
-    abandon: CancellationToken,
+    stop: ReaderStop,
     handles: Vec<JoinHandle<()>>,
     /// A connector's downstream pipelines, replaced on reload.
     targets: Option<Inputs>,
@@ -279,8 +278,8 @@ impl Running {
             if wanted.get(id) == Some(&slot.spec) {
                 true
             } else {
-                slot.abandon.cancel();
-                slot.finish.cancel();
+                slot.stop.abandon.cancel();
+                slot.stop.finish.cancel();
                 stopping.append(&mut slot.handles);
                 changes.readers_replaced += 1;
                 false
@@ -341,8 +340,10 @@ impl Running {
             }
             let slot = ReaderSlot {
                 spec,
-                finish: self.finish_readers.child_token(),
-                abandon: CancellationToken::new(),
+                stop: ReaderStop {
+                    finish: self.finish_readers.child_token(),
+                    abandon: CancellationToken::new(),
+                },
                 handles: Vec::new(),
                 targets: config
                     .connectors
@@ -490,10 +491,7 @@ impl Running {
             .map_err(|e| {
                 format!("service.pipelines.{pid}.exporters: cannot open the queue cursor of '{eid}': {e}")
             })?;
-        let stop = ReaderStop {
-            finish: slot.finish.clone(),
-            abandon: slot.abandon.clone(),
-        };
+        let stop = slot.stop.clone();
         if let Some(connector) = config.connectors.get(eid) {
             let targets = slot.targets.clone().unwrap_or_default();
             return match connector {
