@@ -84,13 +84,29 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
             ReceiverConfig::Syslog(c) => {
                 logs::syslog(r, &path, c);
                 if let Some(tcp) = &c.tcp {
-                    tls::receiver(r, &key_path(&path, "tcp"), tcp.tls.as_ref(), None, None);
+                    let tcp_path = key_path(&path, "tcp");
+                    tls::receiver(
+                        r,
+                        &tcp_path,
+                        tcp.tls.as_ref(),
+                        tcp.auth.as_ref(),
+                        tcp.rate_limit.as_ref(),
+                    );
+                    if let Some(auth) = &tcp.auth {
+                        tls::headerless(r, &key_path(&tcp_path, "auth"), auth);
+                    }
                 }
             }
             ReceiverConfig::Prometheus(p) => prometheus::scrape(r, &path, p),
             ReceiverConfig::PrometheusRemoteWrite(p) => {
                 prometheus::remote_write(r, &path, p);
-                tls::receiver(r, &path, p.tls.as_ref(), None, None);
+                tls::receiver(
+                    r,
+                    &path,
+                    p.tls.as_ref(),
+                    p.auth.as_ref(),
+                    p.rate_limit.as_ref(),
+                );
             }
         }
     }
