@@ -448,34 +448,28 @@ async fn read_connection(
         };
         let eof = n == 0;
         framer.push(&buf[..n]);
-        let mut frames = Vec::new();
-        let mut messages = 0u64;
-        while let Some(frame) = framer.next_frame() {
-            frames.push(frame);
-            messages += 1;
-            if frames.len() >= BATCH
-                && !offer_until_taken(&conn, std::mem::take(&mut frames), &shutdown).await
-            {
-                return;
-            }
-        }
+        let mut frames: Vec<Frame> = std::iter::from_fn(|| framer.next_frame()).collect();
         if eof {
             frames.extend(framer.finish());
         }
-        if !frames.is_empty() && !offer_until_taken(&conn, frames, &shutdown).await {
-            return;
+        // Over its budget, what was just read is held (at most one read buffer) and the client is not
+        // read until the debt is paid: its writes back up in the kernel's buffers, then block.
+        let pause = conn.gate.throttle(&client, frames.len() as u64, n as u64);
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        while !frames.is_empty() {
+            let rest = frames.split_off(frames.len().min(BATCH));
+            if !offer_until_taken(&conn, frames, &shutdown).await {
+                return;
+            }
+            frames = rest;
         }
         if eof {
             return;
-        }
-        // Over its budget, the client is not read until the debt is paid: its writes back up in the
-        // kernel's buffers, then block.
-        let pause = conn.gate.throttle(&client, messages, n as u64);
-        if !pause.is_zero() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
-            }
         }
     }
 }
