@@ -989,7 +989,10 @@ fn syslog_auth_is_the_certificate_only_and_remote_write_takes_auth_and_limits() 
         ],
         "{errors:#?}"
     );
-    assert!(errors[0].message.contains("no Authorization header"), "{errors:#?}");
+    assert!(
+        errors[0].message.contains("no Authorization header"),
+        "{errors:#?}"
+    );
     ok(&syslog(
         "      auth:\n        client_certificate: {allowed_names: [edge-1]}\n      \
          rate_limit: {requests_per_second: 100, bytes_per_second: 64KiB}\n",
@@ -1002,7 +1005,8 @@ fn syslog_auth_is_the_certificate_only_and_remote_write_takes_auth_and_limits() 
              exporters: [debug]\n"
         )
     };
-    let yaml = remote_write("    auth:\n      htpasswd_file: /nonexistent/htpasswd\n    rate_limit: {}\n");
+    let yaml =
+        remote_write("    auth:\n      htpasswd_file: /nonexistent/htpasswd\n    rate_limit: {}\n");
     let found = self::errors(&yaml);
     let paths: Vec<&str> = found.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(

@@ -194,10 +194,9 @@ async fn grpc_export(
     spans: usize,
 ) -> Result<(), tonic::Status> {
     let mut request = tonic::Request::new(gen::traces(spans, "rate-limited", 7));
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().unwrap(),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     client.export(request).await.map(|_| ())
 }
 
@@ -298,10 +297,7 @@ receivers:
     });
     let (a, b) = statuses;
     let refused: Vec<_> = a.iter().filter(|(s, _)| *s == 429).collect();
-    assert!(
-        a.iter().all(|(s, _)| *s == 200 || *s == 429),
-        "{a:?}"
-    );
+    assert!(a.iter().all(|(s, _)| *s == 200 || *s == 429), "{a:?}");
     assert!((3..=4).contains(&refused.len()), "{a:?}");
     assert!(
         refused.iter().all(|(_, r)| r.is_some_and(|r| r >= 1)),
@@ -410,9 +406,16 @@ receivers:
     let status: Vec<u16> = results.iter().map(|r| r.0).collect();
     // No credentials, then the two users (alice twice, within her own budget), then a wrong password,
     // an unknown user and an unknown token.
-    assert_eq!(&status[..7], &[401, 204, 204, 204, 401, 401, 401], "{results:?}");
+    assert_eq!(
+        &status[..7],
+        &[401, 204, 204, 204, 401, 401, 401],
+        "{results:?}"
+    );
     assert!(
-        results[0].1.as_deref().is_some_and(|v| v.contains("Bearer")),
+        results[0]
+            .1
+            .as_deref()
+            .is_some_and(|v| v.contains("Bearer")),
         "{results:?}"
     );
     // Token a: two pass, then the budget is spent (three more, sent within milliseconds).
@@ -420,11 +423,17 @@ receivers:
     let refused = a.iter().filter(|r| r.0 == 429).count();
     assert!((2..=3).contains(&refused), "{results:?}");
     assert!(
-        a.iter()
-            .all(|r| r.0 == 204 || (r.0 == 429 && r.2.as_deref().is_some_and(|v| v.parse::<u64>().unwrap() >= 1))),
+        a.iter().all(|r| r.0 == 204
+            || (r.0 == 429
+                && r.2
+                    .as_deref()
+                    .is_some_and(|v| v.parse::<u64>().unwrap() >= 1))),
         "{results:?}"
     );
-    assert_eq!(results[12].0, 204, "token b has its own budget: {results:?}");
+    assert_eq!(
+        results[12].0, 204,
+        "token b has its own budget: {results:?}"
+    );
 
     let failures = |reason: &str| {
         agent.metric(&format!(
@@ -443,7 +452,8 @@ receivers:
     );
     // Nothing about the refused requests counts as accepted data or a malformed body.
     assert_eq!(
-        agent.metric(r#"outpost_receiver_refused_requests_total{receiver="prometheusremotewrite"}"#),
+        agent
+            .metric(r#"outpost_receiver_refused_requests_total{receiver="prometheusremotewrite"}"#),
         0.0
     );
 }
@@ -538,7 +548,11 @@ service:
     let requests = otlp_json::read_requests(&sink.dir().join("metrics.jsonl"));
     let mut values: Vec<i64> = otlp_json::items(Signal::Metrics, &requests)
         .iter()
-        .filter(|p| p.metric.as_ref().is_some_and(|m| m.name == "outpost_test_gauge"))
+        .filter(|p| {
+            p.metric
+                .as_ref()
+                .is_some_and(|m| m.name == "outpost_test_gauge")
+        })
         .map(|p| p.value["asDouble"].as_f64().unwrap() as i64)
         .collect();
     values.sort();
@@ -637,10 +651,17 @@ service:
     stop.store(true, Ordering::SeqCst);
     sender.join().unwrap();
     let total = sent.load(Ordering::SeqCst);
-    assert!(total > withdrawn, "nothing was sent after the old token was withdrawn");
+    assert!(
+        total > withdrawn,
+        "nothing was sent after the old token was withdrawn"
+    );
     wait_count(&sink, Signal::Traces, total);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(count(&sink, Signal::Traces), total, "nothing lost, nothing twice");
+    assert_eq!(
+        count(&sink, Signal::Traces),
+        total,
+        "nothing lost, nothing twice"
+    );
     assert_eq!(
         sink.metric("outpost_receiver_auth_failures_total"),
         0.0,
@@ -669,10 +690,12 @@ impl TlsTarget {
         for c in CertificateDer::pem_file_iter(pki.dir.join("ca.pem")).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
         let (certs, key) = pki.pair("server");
         let config = Arc::new(
             rustls::ServerConfig::builder_with_provider(provider())
@@ -742,10 +765,7 @@ fn serve_one(stream: TcpStream, config: Arc<rustls::ServerConfig>, body: &str) {
 fn scrape_targets_over_tls_are_up_and_a_wrong_ca_is_down_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    let target = TlsTarget::start(
-        &pki,
-        "# TYPE tls_target_value gauge\ntls_target_value 42\n",
-    );
+    let target = TlsTarget::start(&pki, "# TYPE tls_target_value gauge\ntls_target_value 42\n");
     let port = target.port;
     let agent = Agent::start(&format!(
         r#"
@@ -771,7 +791,9 @@ receivers:
         other = pki.path("other-ca.pem"),
         cert = pki.path("edge-1.pem"),
         key = pki.path("edge-1.key"),
-        rest = sink_tail("    metrics:\n      receivers: [prometheus]\n      exporters: [file/metrics]\n"),
+        rest = sink_tail(
+            "    metrics:\n      receivers: [prometheus]\n      exporters: [file/metrics]\n"
+        ),
     ));
     let points = |job: &str, name: &str| -> Vec<f64> {
         let requests = otlp_json::read_requests(&agent.dir().join("metrics.jsonl"));
@@ -796,7 +818,9 @@ receivers:
         || agent.log(),
     );
     assert!(points("good", "up").iter().all(|v| *v == 1.0));
-    assert!(points("good", "tls_target_value").iter().all(|v| *v == 42.0));
+    assert!(points("good", "tls_target_value")
+        .iter()
+        .all(|v| *v == 42.0));
     assert!(points("wrong-ca", "up").iter().all(|v| *v == 0.0));
     assert!(
         points("wrong-ca", "tls_target_value").is_empty(),
@@ -821,18 +845,21 @@ receivers:
 /// the number of lines written before the connection failed.
 fn syslog_over_tls(pki: &Pki, port: u16, client: &str, count: usize) -> usize {
     let config = Arc::new(pki.client_tls(Some(client)));
-    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap())
-        .unwrap();
+    let conn =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_write_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, stream);
     for i in 0..count {
-        let line = format!(
-            "<14>1 2026-11-22T00:00:00Z host {client} 1 - - message {i} from {client}\n"
-        );
-        if tls.write_all(line.as_bytes()).and_then(|_| tls.flush()).is_err() {
+        let line =
+            format!("<14>1 2026-11-22T00:00:00Z host {client} 1 - - message {i} from {client}\n");
+        if tls
+            .write_all(line.as_bytes())
+            .and_then(|_| tls.flush())
+            .is_err()
+        {
             return i;
         }
     }

@@ -91,16 +91,21 @@ impl Gate {
 
     /// Who the client is: its authenticated identity, or its IP address without `auth`. A failure is
     /// counted by reason. Nothing is charged.
-    pub fn identify(&self, headers: &HeaderMap, peer: Option<&PeerInfo>) -> Result<ClientKey, Denied> {
+    pub fn identify(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&PeerInfo>,
+    ) -> Result<ClientKey, Denied> {
         match &self.auth {
             Some(auth) => auth.authenticate(headers, peer).inspect_err(|d| {
                 if let Denied::Unauthenticated(reason) = d {
                     self.metrics.auth_failed(reason);
                 }
             }),
-            None => Ok(ClientKey(
-                peer.map_or_else(|| "unknown".into(), |p| p.addr.ip().to_string().into()),
-            )),
+            None => Ok(ClientKey(peer.map_or_else(
+                || "unknown".into(),
+                |p| p.addr.ip().to_string().into(),
+            ))),
         }
     }
 
@@ -401,7 +406,12 @@ impl RateLimiter {
     /// Takes `requests` and `bytes` from `key`'s buckets even when that leaves them in debt, and returns
     /// the time until the debt is paid back, with the limit that set it. Data already read cannot be
     /// refused, only paid for by waiting; the client's long-run rate is the configured one either way.
-    fn charge_debt(&self, key: &ClientKey, requests: f64, bytes: f64) -> (Duration, Option<&'static str>) {
+    fn charge_debt(
+        &self,
+        key: &ClientKey,
+        requests: f64,
+        bytes: f64,
+    ) -> (Duration, Option<&'static str>) {
         let now = Instant::now();
         let cap_r = self.requests_per_second.map(|r| r * self.burst_seconds);
         let cap_b = self.bytes_per_second.map(|b| b * self.burst_seconds);

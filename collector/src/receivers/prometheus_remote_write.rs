@@ -48,12 +48,12 @@ use tokio_util::sync::CancellationToken;
 use super::otlp::RETRY_AFTER_SECS;
 use super::{admit, Inputs, Outcome};
 use crate::net::{LimitedListener, PeerInfo};
-use crate::receivers::gate::{Denied, Gate};
 use crate::prom::remote_write::{self, MetricType, WriteRequest};
 use crate::prom::to_otlp::{
     self, attributes, double_point, resource_attributes, stale_point, string_kv, Labels,
     INSTANCE_LABEL, JOB_LABEL, NAME_LABEL,
 };
+use crate::receivers::gate::{Denied, Gate};
 
 /// Metric families whose type is remembered from metadata requests; past it the oldest knowledge is
 /// forgotten (those series are gauges until the sender's next metadata round, at most a minute).
@@ -96,9 +96,12 @@ pub async fn start(
     let listener = LimitedListener::with_tls(listener, cfg.max_connections, tls);
     Ok(vec![tokio::spawn(async move {
         tracing::info!(?addr, "Prometheus remote-write receiver listening");
-        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<PeerInfo>())
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<PeerInfo>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
         {
             tracing::error!(error = %e, "Prometheus remote-write receiver stopped with an error");
         }

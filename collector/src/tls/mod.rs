@@ -292,11 +292,7 @@ pub fn client_config(
             .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
     } else {
         let roots = match &cfg.ca_file {
-            Some(ca) => Roots::File(watched_server_ca(
-                ca,
-                cfg.reload_interval.get(),
-                metrics,
-            )?),
+            Some(ca) => Roots::File(watched_server_ca(ca, cfg.reload_interval.get(), metrics)?),
             None => Roots::System(webpki_verifier(system_roots()?)?),
         };
         // HTTP clients verify against the URL's host; the override is applied here instead.
@@ -403,8 +399,8 @@ fn watched_server_ca(
         move || {
             let certs = load_certs(&path)?;
             let expiry = certs.iter().filter_map(seconds_to_expiry).reduce(f64::min);
-            let verifier =
-                webpki_verifier(roots(certs, &path)?).map_err(|e| format!("'{}': {e}", path.display()))?;
+            let verifier = webpki_verifier(roots(certs, &path)?)
+                .map_err(|e| format!("'{}': {e}", path.display()))?;
             Ok((verifier, expiry))
         },
     )?
@@ -574,7 +570,10 @@ mod tests {
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             params.distinguished_name.push(DnType::CommonName, name);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
         }
 
@@ -614,7 +613,10 @@ mod tests {
         let name = ServerName::try_from("localhost").unwrap();
         let client = async {
             use tokio::io::AsyncReadExt;
-            let mut c = connector.connect(name, a).await.map_err(|e| e.to_string())?;
+            let mut c = connector
+                .connect(name, a)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 2];
             c.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(())
@@ -631,7 +633,8 @@ mod tests {
     #[tokio::test]
     async fn exporter_ca_file_and_client_certificate_are_reloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let (server_ca, client_ca, other) = (Ca::new("server CA"), Ca::new("client CA"), Ca::new("other"));
+        let (server_ca, client_ca, other) =
+            (Ca::new("server CA"), Ca::new("client CA"), Ca::new("other"));
         let (cert, key) = server_ca.leaf("localhost");
         let server_cfg = TlsConfig {
             cert_file: Some(put(dir.path(), "server.pem", &cert)),

@@ -424,7 +424,10 @@ async fn read_connection(
     shutdown: CancellationToken,
 ) {
     // An unauthenticated client is refused (and counted by the gate) before anything it sent is read.
-    let client: ClientKey = match conn.gate.identify(&http::HeaderMap::new(), Some(stream.peer())) {
+    let client: ClientKey = match conn
+        .gate
+        .identify(&http::HeaderMap::new(), Some(stream.peer()))
+    {
         Ok(client) => client,
         Err(denied) => {
             tracing::debug!(%peer, reason = %denied.message(), "syslog TCP connection refused");
