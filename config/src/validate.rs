@@ -110,6 +110,27 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
             }
         }
     }
+    let metrics = &config.service.telemetry.metrics;
+    if let Some(t) = &metrics.tls {
+        let path = "service.telemetry.metrics";
+        tls::receiver(r, path, Some(t), None, None);
+        if metrics.address.is_none() {
+            r.error(
+                &key_path(path, "tls"),
+                "tls applies to service.telemetry.metrics.address, which is not set; set the address \
+                 to serve the admin endpoint over TLS there",
+            );
+        } else if config.service.extensions.iter().any(|id| {
+            matches!(config.extensions.get(id), Some(ExtensionConfig::HealthCheck(h))
+                if Some(h.endpoint) == metrics.address)
+        }) {
+            r.error(
+                &key_path(path, "address"),
+                "this address is also a health_check endpoint, which is plaintext; give the TLS \
+                 metrics address a port of its own",
+            );
+        }
+    }
     listeners::listeners(config, origins, r);
     components::queue(config, origins, r);
     unused(config, origins, r);

@@ -1024,6 +1024,28 @@ fn syslog_auth_is_the_certificate_only_and_remote_write_takes_auth_and_limits() 
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
+/// `service.telemetry.metrics.tls` needs the metrics address, on a port of its own.
+#[test]
+fn admin_tls_needs_its_own_metrics_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = cert_files(dir.path(), "a");
+    let config = |metrics: &str| {
+        format!(
+            "{OTLP_IN}exporters:\n  debug:\nextensions:\n  health_check:\n    endpoint: 127.0.0.1:13133\n\
+             service:\n  extensions: [health_check]\n  telemetry:\n    metrics:\n{metrics}      \
+             tls: {{cert_file: {cert}, key_file: {key}}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      \
+             exporters: [debug]\n"
+        )
+    };
+    let e = error(&config(""));
+    assert_eq!(e.path, "service.telemetry.metrics.tls");
+    assert!(e.message.contains("address"), "{e}");
+    let e = error(&config("      address: 127.0.0.1:13133\n"));
+    assert_eq!(e.path, "service.telemetry.metrics.address");
+    assert!(e.message.contains("health_check"), "{e}");
+    ok(&config("      address: 127.0.0.1:9464\n"));
+}
+
 // ----- cardinality_limit ---------------------------------------------------------------------------------
 
 fn cardinality(body: &str, signal: &str) -> String {

@@ -936,3 +936,128 @@ receivers:
         0.0
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The admin endpoint over TLS
+
+/// `service.telemetry.metrics.tls` puts the node's own /metrics behind mTLS on its own address, while the
+/// health_check endpoint stays plaintext: a second outpost scrapes it with its client certificate (`up` 1,
+/// the first node's metrics arrive), a client without a certificate is refused and counted.
+#[test]
+fn admin_metrics_over_mtls_are_scraped_by_a_second_outpost() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let (grpc, metrics_port) = (free_port(), free_port());
+    let node = Agent::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+exporters:
+  file:
+    path: "@DIR@/traces.jsonl"
+    flush_interval: 100ms
+extensions:
+  health_check:
+    endpoint: "@ADMIN@"
+queue:
+  directory: "@DATA_DIR@"
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics_port}
+      tls: {{cert_file: {cert}, key_file: {key}, client_ca_file: {ca}}}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file]
+"#,
+        cert = pki.path("server.pem"),
+        key = pki.path("server.key"),
+        ca = pki.path("ca.pem"),
+    ));
+    let scraper = Agent::start(&format!(
+        r#"
+receivers:
+  prometheus:
+    config:
+      global:
+        scrape_interval: 500ms
+        scrape_timeout: 400ms
+      scrape_configs:
+        - job_name: edge-node
+          scheme: https
+          tls_config: {{ca_file: {ca}, cert_file: {cert}, key_file: {key}}}
+          static_configs:
+            - targets: ["127.0.0.1:{metrics_port}"]
+{rest}"#,
+        ca = pki.path("ca.pem"),
+        cert = pki.path("edge-1.pem"),
+        key = pki.path("edge-1.key"),
+        rest = sink_tail(
+            "    metrics:\n      receivers: [prometheus]\n      exporters: [file/metrics]\n"
+        ),
+    ));
+    let names = || -> Vec<(String, f64)> {
+        let requests = otlp_json::read_requests(&scraper.dir().join("metrics.jsonl"));
+        otlp_json::items(Signal::Metrics, &requests)
+            .iter()
+            .filter_map(|p| {
+                let m = p.metric.as_ref()?;
+                let v = p.value["asDouble"]
+                    .as_f64()
+                    .or_else(|| p.int_field("asInt").map(|i| i as f64))?;
+                Some((m.name.clone(), v))
+            })
+            .collect()
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the node's own metrics scraped over mTLS",
+        || {
+            let n = names();
+            (n.iter().any(|(name, _)| name == "up")
+                && n.iter().any(|(name, _)| name.starts_with("outpost_")))
+            .then_some(())
+        },
+        || scraper.log(),
+    );
+    assert!(names()
+        .iter()
+        .filter(|(n, _)| n == "up")
+        .all(|(_, v)| *v == 1.0));
+
+    // Without a client certificate: refused at the handshake, counted (read on the plaintext endpoint).
+    let refused = runtime().block_on(async {
+        https(&pki, None)
+            .get(format!("https://127.0.0.1:{metrics_port}/metrics"))
+            .send()
+            .await
+    });
+    assert!(refused.is_err(), "{refused:?}");
+    wait_for(
+        Duration::from_secs(10),
+        "the refused handshake counted",
+        || {
+            (node.metric(
+                r#"outpost_receiver_auth_failures_total{receiver="admin",reason="no_client_certificate"}"#,
+            ) >= 1.0)
+                .then_some(())
+        },
+        || node.metrics_text(),
+    );
+    // With one: served.
+    let ok = runtime().block_on(async {
+        https(&pki, Some("edge-1"))
+            .get(format!("https://127.0.0.1:{metrics_port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(ok, 200);
+}
