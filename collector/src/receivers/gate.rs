@@ -9,7 +9,10 @@
 //!
 //! A client, for the limits, is its authenticated identity when it has one (so clients behind one NAT
 //! address with their own tokens get their own budgets), else its IP address. Budgets are token buckets;
-//! the map of clients is bounded (`max_clients`), the least recently seen forgotten first.
+//! the map of clients is bounded (`max_clients`), the least recently seen forgotten first. Requests are
+//! refused when their bucket is short ([`Gate::admit`]); a stream that has no request to refuse (syslog
+//! over TCP) is charged for what it already sent, may go into debt, and waits until the debt is paid
+//! ([`Gate::throttle`]), which holds it to the same long-run rate.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
