@@ -3,7 +3,10 @@
 //! Prometheus text / OpenMetrics) and `POST /-/reload` (reload the config file, answered with the
 //! result). `/debug/cardinality` shows what the cardinality_limit processors see (JSON).
 //! It is served on every address the config names (health_check extensions and
-//! `service.telemetry.metrics.address`), by default 127.0.0.1:13133.
+//! `service.telemetry.metrics.address`), by default 127.0.0.1:13133. With
+//! `service.telemetry.metrics.tls`, the metrics address speaks TLS (mTLS with `client_ca_file`, failed
+//! handshakes counted under `receiver="admin"`), with the certificate reloaded like every receiver's; the
+//! health_check endpoints stay plaintext for local liveness probes.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -145,9 +148,14 @@ pub fn router(
     })
 }
 
-/// Binds every admin address (all bind errors reported) and serves until `shutdown`.
+/// Connections one admin address serves at once; more wait in the accept backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Binds every admin address (all bind errors reported) and serves until `shutdown`; `tls` is the
+/// address that speaks TLS and its server config.
 pub async fn serve(
     addrs: &[SocketAddr],
+    tls: Option<(SocketAddr, crate::net::ServerTls)>,
     app: Router,
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, Vec<String>> {
@@ -158,12 +166,34 @@ pub async fn serve(
             Ok(listener) => {
                 let app = app.clone();
                 let token = shutdown.clone();
-                tracing::info!(addr = %addr, "admin endpoint listening (/healthz, /readyz, /metrics)");
+                let tls = tls
+                    .as_ref()
+                    .filter(|(a, _)| a == addr)
+                    .map(|(_, t)| t.clone());
+                tracing::info!(
+                    addr = %addr,
+                    tls = tls.is_some(),
+                    "admin endpoint listening (/healthz, /readyz, /metrics)"
+                );
                 handles.push(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(token.cancelled_owned())
-                        .await
-                    {
+                    let served = match tls {
+                        Some(tls) => {
+                            let listener = crate::net::LimitedListener::with_tls(
+                                listener,
+                                MAX_CONNECTIONS,
+                                Some(tls),
+                            );
+                            axum::serve(listener, app)
+                                .with_graceful_shutdown(token.cancelled_owned())
+                                .await
+                        }
+                        None => {
+                            axum::serve(listener, app)
+                                .with_graceful_shutdown(token.cancelled_owned())
+                                .await
+                        }
+                    };
+                    if let Err(e) = served {
                         tracing::error!(error = %e, "admin endpoint stopped with an error");
                     }
                 }));

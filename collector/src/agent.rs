@@ -149,9 +149,30 @@ pub async fn run(
         &health_paths,
         source.path.is_some().then_some(reload_tx),
     );
-    let admin_tasks = admin::serve(&config.admin_endpoints(), app, admin_stop.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+    let metrics_cfg = &config.service.telemetry.metrics;
+    let admin_tls = match (&metrics_cfg.tls, metrics_cfg.address) {
+        (Some(t), Some(addr)) => {
+            let path = "service.telemetry.metrics";
+            let config = crate::tls::server_config(t, &telemetry.tls(path), &[b"h2", b"http/1.1"])
+                .map_err(|e| anyhow::anyhow!("{path}.tls: {e}"))?;
+            Some((
+                addr,
+                crate::net::ServerTls {
+                    config,
+                    metrics: telemetry.receiver("admin", "https"),
+                },
+            ))
+        }
+        _ => None,
+    };
+    let admin_tasks = admin::serve(
+        &config.admin_endpoints(),
+        admin_tls,
+        app,
+        admin_stop.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.join("\n")))?;
 
     let running = match topology::start(&config, &telemetry).await {
         Ok(r) => r,
@@ -318,7 +339,9 @@ impl Reloader {
         if config.queue != self.current.queue || config.data_dir() != self.current.data_dir() {
             restart_only.push("queue");
         }
-        if config.admin_endpoints() != self.current.admin_endpoints() {
+        if config.admin_endpoints() != self.current.admin_endpoints()
+            || config.service.telemetry.metrics.tls != self.current.service.telemetry.metrics.tls
+        {
             restart_only
                 .push("admin endpoints (extensions.health_check, service.telemetry.metrics)");
         }

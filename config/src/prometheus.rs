@@ -354,6 +354,12 @@ pub struct PrometheusRemoteWriteReceiverConfig {
     /// plaintext.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Who may send: bearer tokens, htpasswd users, mTLS certificate names. Refused: 401, counted.
+    #[serde(default)]
+    pub auth: Option<crate::tls::ReceiverAuthConfig>,
+    /// Per-sender request and byte budgets. Over budget: 429 with Retry-After, counted.
+    #[serde(default)]
+    pub rate_limit: Option<crate::tls::RateLimitConfig>,
 }
 
 impl PrometheusRemoteWriteReceiverConfig {
@@ -380,6 +386,8 @@ impl Default for PrometheusRemoteWriteReceiverConfig {
             max_decompressed_body_size: Self::default_max_decompressed_body_size(),
             max_connections: crate::schema::default_max_connections(),
             tls: None,
+            auth: None,
+            rate_limit: None,
         }
     }
 }

@@ -1640,4 +1640,8 @@ pub struct TelemetryMetricsConfig {
     /// An additional address for the admin endpoint (the OTel Collector serves its metrics here).
     #[serde(default, deserialize_with = "crate::units::option_socket_addr")]
     pub address: Option<SocketAddr>,
+    /// TLS (and mTLS with `client_ca_file`) on `address`, so a central Prometheus scrapes the node's
+    /// own metrics over https; the `health_check` endpoint stays plaintext for local probes.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
 }

@@ -84,14 +84,51 @@ pub(crate) fn validate(config: &Config, origins: &Origins, r: &mut Report) {
             ReceiverConfig::Syslog(c) => {
                 logs::syslog(r, &path, c);
                 if let Some(tcp) = &c.tcp {
-                    tls::receiver(r, &key_path(&path, "tcp"), tcp.tls.as_ref(), None, None);
+                    let tcp_path = key_path(&path, "tcp");
+                    tls::receiver(
+                        r,
+                        &tcp_path,
+                        tcp.tls.as_ref(),
+                        tcp.auth.as_ref(),
+                        tcp.rate_limit.as_ref(),
+                    );
+                    if let Some(auth) = &tcp.auth {
+                        tls::headerless(r, &key_path(&tcp_path, "auth"), auth);
+                    }
                 }
             }
             ReceiverConfig::Prometheus(p) => prometheus::scrape(r, &path, p),
             ReceiverConfig::PrometheusRemoteWrite(p) => {
                 prometheus::remote_write(r, &path, p);
-                tls::receiver(r, &path, p.tls.as_ref(), None, None);
+                tls::receiver(
+                    r,
+                    &path,
+                    p.tls.as_ref(),
+                    p.auth.as_ref(),
+                    p.rate_limit.as_ref(),
+                );
             }
+        }
+    }
+    let metrics = &config.service.telemetry.metrics;
+    if let Some(t) = &metrics.tls {
+        let path = "service.telemetry.metrics";
+        tls::receiver(r, path, Some(t), None, None);
+        if metrics.address.is_none() {
+            r.error(
+                &key_path(path, "tls"),
+                "tls applies to service.telemetry.metrics.address, which is not set; set the address \
+                 to serve the admin endpoint over TLS there",
+            );
+        } else if config.service.extensions.iter().any(|id| {
+            matches!(config.extensions.get(id), Some(ExtensionConfig::HealthCheck(h))
+                if Some(h.endpoint) == metrics.address)
+        }) {
+            r.error(
+                &key_path(path, "address"),
+                "this address is also a health_check endpoint, which is plaintext; give the TLS \
+                 metrics address a port of its own",
+            );
         }
     }
     listeners::listeners(config, origins, r);

@@ -950,6 +950,102 @@ fn receiver_auth_needs_its_files_and_client_certificates_need_mtls() {
     assert!(errors[1].message.contains("set tls.client_ca_file"));
 }
 
+/// Syslog over TCP has no headers: tokens and passwords cannot apply there and are refused by key, and
+/// its rate limit is checked like any other; the remote-write receiver takes auth and rate_limit as the
+/// OTLP receivers do.
+#[test]
+fn syslog_auth_is_the_certificate_only_and_remote_write_takes_auth_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = cert_files(dir.path(), "a");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "t1\n").unwrap();
+    let tokens = tokens.display();
+    let syslog = |extra: &str| {
+        format!(
+            "receivers:\n  syslog:\n    protocol: rfc5424\n    tcp:\n      listen_address: 127.0.0.1:5514\n      \
+             tls:\n        cert_file: {cert}\n        key_file: {key}\n        client_ca_file: {cert}\n{extra}\
+             exporters:\n  debug:\nservice:\n  pipelines:\n    logs:\n      receivers: [syslog]\n      \
+             exporters: [debug]\n"
+        )
+    };
+    let yaml = syslog(&format!(
+        "      auth:\n        bearer_token_file: {tokens}\n        client_certificate: {{allowed_names: [edge-1]}}\n      \
+         rate_limit:\n        requests_per_second: 0\n"
+    ));
+    let errors = errors(&yaml);
+    let found: Vec<(&str, Option<usize>)> =
+        errors.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "receivers.syslog.tcp.auth.bearer_token_file",
+                line_of(&yaml, "bearer_token_file")
+            ),
+            (
+                "receivers.syslog.tcp.rate_limit.requests_per_second",
+                line_of(&yaml, "requests_per_second")
+            ),
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors[0].message.contains("no Authorization header"),
+        "{errors:#?}"
+    );
+    ok(&syslog(
+        "      auth:\n        client_certificate: {allowed_names: [edge-1]}\n      \
+         rate_limit: {requests_per_second: 100, bytes_per_second: 64KiB}\n",
+    ));
+
+    let remote_write = |extra: &str| {
+        format!(
+            "receivers:\n  prometheusremotewrite:\n    endpoint: 127.0.0.1:9091\n{extra}exporters:\n  debug:\n\
+             service:\n  pipelines:\n    metrics:\n      receivers: [prometheusremotewrite]\n      \
+             exporters: [debug]\n"
+        )
+    };
+    let yaml =
+        remote_write("    auth:\n      htpasswd_file: /nonexistent/htpasswd\n    rate_limit: {}\n");
+    let found = self::errors(&yaml);
+    let paths: Vec<&str> = found.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "receivers.prometheusremotewrite.auth.htpasswd_file",
+            "receivers.prometheusremotewrite.rate_limit"
+        ],
+        "{found:#?}"
+    );
+    let loaded = ok(&remote_write(&format!(
+        "    tls: {{cert_file: {cert}, key_file: {key}}}\n    auth: {{bearer_token_file: {tokens}}}\n    \
+         rate_limit: {{requests_per_second: 5, bytes_per_second: 1MiB}}\n"
+    )));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+/// `service.telemetry.metrics.tls` needs the metrics address, on a port of its own.
+#[test]
+fn admin_tls_needs_its_own_metrics_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = cert_files(dir.path(), "a");
+    let config = |metrics: &str| {
+        format!(
+            "{OTLP_IN}exporters:\n  debug:\nextensions:\n  health_check:\n    endpoint: 127.0.0.1:13133\n\
+             service:\n  extensions: [health_check]\n  telemetry:\n    metrics:\n{metrics}      \
+             tls: {{cert_file: {cert}, key_file: {key}}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      \
+             exporters: [debug]\n"
+        )
+    };
+    let e = error(&config(""));
+    assert_eq!(e.path, "service.telemetry.metrics.tls");
+    assert!(e.message.contains("address"), "{e}");
+    let e = error(&config("      address: 127.0.0.1:13133\n"));
+    assert_eq!(e.path, "service.telemetry.metrics.address");
+    assert!(e.message.contains("health_check"), "{e}");
+    ok(&config("      address: 127.0.0.1:9464\n"));
+}
+
 // ----- cardinality_limit ---------------------------------------------------------------------------------
 
 fn cardinality(body: &str, signal: &str) -> String {

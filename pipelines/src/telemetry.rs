@@ -285,7 +285,8 @@ impl Telemetry {
             receiver_rate_limited: family!(
                 "receiver_rate_limited_requests",
                 "Requests a receiver refused with RESOURCE_EXHAUSTED / 429 because one client exceeded its \
-                 per-client limit, by limit (requests or bytes)"
+                 per-client limit, by limit (requests or bytes); on syslog TCP, the times a client's \
+                 connection was paused (not read) until it was back within its budget (messages or bytes)"
             ),
             tls_certificate_expiry: family!(
                 "tls_certificate_expiry_seconds",

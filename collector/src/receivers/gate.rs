@@ -9,7 +9,10 @@
 //!
 //! A client, for the limits, is its authenticated identity when it has one (so clients behind one NAT
 //! address with their own tokens get their own budgets), else its IP address. Budgets are token buckets;
-//! the map of clients is bounded (`max_clients`), the least recently seen forgotten first.
+//! the map of clients is bounded (`max_clients`), the least recently seen forgotten first. Requests are
+//! refused when their bucket is short ([`Gate::admit`]); a stream that has no request to refuse (syslog
+//! over TCP) is charged for what it already sent, may go into debt, and waits until the debt is paid
+//! ([`Gate::throttle`]), which holds it to the same long-run rate.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,21 +84,47 @@ impl Gate {
 
     /// Authenticates a request and charges it one request; counts every refusal.
     pub fn admit(&self, headers: &HeaderMap, peer: Option<&PeerInfo>) -> Result<ClientKey, Denied> {
-        let key = match &self.auth {
-            Some(auth) => auth.authenticate(headers, peer).inspect_err(|d| {
-                if let Denied::Unauthenticated(reason) = d {
-                    self.metrics.auth_failed(reason);
-                }
-            })?,
-            None => {
-                ClientKey(peer.map_or_else(|| "unknown".into(), |p| p.addr.ip().to_string().into()))
-            }
-        };
+        let key = self.identify(headers, peer)?;
         if let Some(l) = &self.limiter {
             l.charge(&key, 1.0, 0.0)
                 .inspect_err(|_| self.metrics.rate_limited("requests"))?;
         }
         Ok(key)
+    }
+
+    /// Who the client is: its authenticated identity, or its IP address without `auth`. A failure is
+    /// counted by reason. Nothing is charged.
+    pub fn identify(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&PeerInfo>,
+    ) -> Result<ClientKey, Denied> {
+        match &self.auth {
+            Some(auth) => auth.authenticate(headers, peer).inspect_err(|d| {
+                if let Denied::Unauthenticated(reason) = d {
+                    self.metrics.auth_failed(reason);
+                }
+            }),
+            None => Ok(ClientKey(peer.map_or_else(
+                || "unknown".into(),
+                |p| p.addr.ip().to_string().into(),
+            ))),
+        }
+    }
+
+    /// For a stream that can be slowed instead of refused (syslog over TCP): charges `items` and
+    /// `bytes` already read to `key` and returns how long the reader should pause before reading more
+    /// so the client stays within its budget on average. Each pause is counted by the limit that
+    /// caused it.
+    pub fn throttle(&self, key: &ClientKey, items: u64, bytes: u64) -> Duration {
+        let Some(l) = &self.limiter else {
+            return Duration::ZERO;
+        };
+        let (wait, limit) = l.charge_debt(key, items as f64, bytes as f64);
+        if let Some(limit) = limit {
+            self.metrics.rate_limited(limit);
+        }
+        wait
     }
 
     /// Charges `bytes` of request body to `key`'s byte budget.
@@ -338,16 +367,7 @@ impl RateLimiter {
         let cap_r = self.requests_per_second.map(|r| r * self.burst_seconds);
         let cap_b = self.bytes_per_second.map(|b| b * self.burst_seconds);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if !clients.contains_key(key) && clients.len() >= self.max_clients {
-            // Forget the client seen longest ago: it has the fullest bucket anyway.
-            if let Some(oldest) = clients
-                .iter()
-                .min_by_key(|(_, b)| b.at)
-                .map(|(k, _)| k.clone())
-            {
-                clients.remove(&oldest);
-            }
-        }
+        self.make_room(&mut clients, key);
         let b = clients.entry(key.clone()).or_insert(Bucket {
             requests: cap_r.unwrap_or(0.0),
             bytes: cap_b.unwrap_or(0.0),
@@ -385,10 +405,86 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Takes `requests` and `bytes` from `key`'s buckets even when that leaves them in debt, and returns
+    /// the time until the debt is paid back, with the limit that set it. Data already read cannot be
+    /// refused, only paid for by waiting; the client's long-run rate is the configured one either way.
+    fn charge_debt(
+        &self,
+        key: &ClientKey,
+        requests: f64,
+        bytes: f64,
+    ) -> (Duration, Option<&'static str>) {
+        let now = Instant::now();
+        let cap_r = self.requests_per_second.map(|r| r * self.burst_seconds);
+        let cap_b = self.bytes_per_second.map(|b| b * self.burst_seconds);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        self.make_room(&mut clients, key);
+        let b = clients.entry(key.clone()).or_insert(Bucket {
+            requests: cap_r.unwrap_or(0.0),
+            bytes: cap_b.unwrap_or(0.0),
+            at: now,
+        });
+        let elapsed = now.duration_since(b.at).as_secs_f64();
+        b.at = now;
+        let (mut wait, mut limit) = (0.0_f64, None);
+        if let (Some(rate), Some(cap)) = (self.requests_per_second, cap_r) {
+            b.requests = (b.requests + elapsed * rate).min(cap) - requests;
+            if b.requests < 0.0 {
+                (wait, limit) = (-b.requests / rate, Some("messages"));
+            }
+        }
+        if let (Some(rate), Some(cap)) = (self.bytes_per_second, cap_b) {
+            b.bytes = (b.bytes + elapsed * rate).min(cap) - bytes;
+            if b.bytes < 0.0 && -b.bytes / rate > wait {
+                (wait, limit) = (-b.bytes / rate, Some("bytes"));
+            }
+        }
+        (Duration::from_secs_f64(wait.min(3600.0)), limit)
+    }
+
+    /// Forgets the client seen longest ago when `key` is new and the map is full: it has the fullest
+    /// bucket anyway.
+    fn make_room(&self, clients: &mut HashMap<ClientKey, Bucket>, key: &ClientKey) {
+        if !clients.contains_key(key) && clients.len() >= self.max_clients {
+            if let Some(oldest) = clients
+                .iter()
+                .min_by_key(|(_, b)| b.at)
+                .map(|(k, _)| k.clone())
+            {
+                clients.remove(&oldest);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use outpost_config::ByteSize;
+
+    #[test]
+    fn a_stream_over_budget_pauses_for_its_debt() {
+        let l = limiter(Some(100.0), Some(1000));
+        let a = ClientKey("a".into());
+        // Within the burst: no pause.
+        assert_eq!(l.charge_debt(&a, 50.0, 500.0), (Duration::ZERO, None));
+        // 150 messages past the remaining 50: a debt of 100 messages, a second at 100/s.
+        let (wait, limit) = l.charge_debt(&a, 150.0, 100.0);
+        assert_eq!(limit, Some("messages"));
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        // Bytes dominate when their debt is longer: 3000 bytes over at 1000/s.
+        let b = ClientKey("b".into());
+        let (wait, limit) = l.charge_debt(&b, 1.0, 4000.0);
+        assert_eq!(limit, Some("bytes"));
+        assert!(wait > Duration::from_millis(2900), "{wait:?}");
+        // Another client is not affected.
+        l.clients.lock().unwrap().clear();
+        assert_eq!(l.charge_debt(&b, 1.0, 10.0), (Duration::ZERO, None));
+    }
 
     fn limiter(rps: Option<f64>, bps: Option<u64>) -> RateLimiter {
         RateLimiter::new(&RateLimitConfig {

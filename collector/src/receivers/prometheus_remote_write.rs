@@ -7,6 +7,11 @@
 //! included); 429 with `Retry-After` when the pipelines push back, 503 with `Retry-After` while shutting
 //! down (the sender retries both).
 //!
+//! `tls`, `auth` and `rate_limit` work as on the OTLP receivers (the same [`Gate`]): a sender that does
+//! not authenticate gets 401 with `WWW-Authenticate`, one over its own budget 429 with the `Retry-After`
+//! its budget needs; both are counted (`outpost_receiver_auth_failures_total`,
+//! `outpost_receiver_rate_limited_requests_total`) under this receiver's name.
+//!
 //! Conversion (shared rules in [`crate::prom::to_otlp`]): `job` / `instance` become the resource
 //! (`service.name` / `service.instance.id`), other labels the point's attributes, the metric name is kept
 //! as sent, and a staleness marker becomes a point with the `NoRecordedValue` flag. Remote-write 1.0
@@ -42,12 +47,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::otlp::RETRY_AFTER_SECS;
 use super::{admit, Inputs, Outcome};
-use crate::net::LimitedListener;
+use crate::net::{LimitedListener, PeerInfo};
 use crate::prom::remote_write::{self, MetricType, WriteRequest};
 use crate::prom::to_otlp::{
     self, attributes, double_point, resource_attributes, stale_point, string_kv, Labels,
     INSTANCE_LABEL, JOB_LABEL, NAME_LABEL,
 };
+use crate::receivers::gate::{Denied, Gate};
 
 /// Metric families whose type is remembered from metadata requests; past it the oldest knowledge is
 /// forgotten (those series are gauges until the sender's next metadata round, at most a minute).
@@ -56,6 +62,7 @@ pub const METADATA_CAPACITY: usize = 100_000;
 struct RwState {
     inputs: Arc<Inputs>,
     metrics: ReceiverMetrics,
+    gate: Arc<Gate>,
     max_body: usize,
     max_decompressed: usize,
     types: Mutex<HashMap<String, MetricType>>,
@@ -74,26 +81,27 @@ pub async fn start(
         .await
         .map_err(|e| vec![e])?;
     let metrics = telemetry.receiver(&id.to_string(), "http");
-    let tls = match &cfg.tls {
-        Some(t) => Some(crate::net::ServerTls {
-            config: crate::tls::server_config(
-                t,
-                &telemetry.tls(&format!("receivers.{id}")),
-                &[b"h2", b"http/1.1"],
-            )
-            .map_err(|e| vec![format!("receivers.{id}.tls: {e}")])?,
-            metrics: metrics.clone(),
-        }),
-        None => None,
-    };
-    let app = router(cfg, Arc::new(inputs), metrics);
+    let (tls, gate) = super::otlp::guard(
+        &format!("receivers.{id}"),
+        cfg.tls.as_ref(),
+        cfg.auth.as_ref(),
+        cfg.rate_limit.as_ref(),
+        &metrics,
+        telemetry,
+        &[b"h2", b"http/1.1"],
+    )
+    .map_err(|e| vec![e])?;
+    let app = router(cfg, Arc::new(inputs), metrics, gate);
     let addr = listener.local_addr().ok();
     let listener = LimitedListener::with_tls(listener, cfg.max_connections, tls);
     Ok(vec![tokio::spawn(async move {
         tracing::info!(?addr, "Prometheus remote-write receiver listening");
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<PeerInfo>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
         {
             tracing::error!(error = %e, "Prometheus remote-write receiver stopped with an error");
         }
@@ -104,10 +112,12 @@ pub fn router(
     cfg: &PrometheusRemoteWriteReceiverConfig,
     inputs: Arc<Inputs>,
     metrics: ReceiverMetrics,
+    gate: Arc<Gate>,
 ) -> Router {
     let state = Arc::new(RwState {
         inputs,
         metrics,
+        gate,
         max_body: usize::try_from(cfg.max_request_body_size.bytes()).unwrap_or(usize::MAX),
         max_decompressed: usize::try_from(cfg.max_decompressed_body_size.bytes())
             .unwrap_or(usize::MAX),
@@ -134,6 +144,19 @@ impl Failure {
     }
 }
 
+/// Why a request was not taken: by the pipelines or the decoder ([`Failure`]), or by the gate (the
+/// client's byte budget).
+enum Refused {
+    Failure(Failure),
+    Gate(Denied),
+}
+
+impl From<Failure> for Refused {
+    fn from(f: Failure) -> Self {
+        Refused::Failure(f)
+    }
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let mut resp = (
@@ -153,10 +176,47 @@ impl IntoResponse for Failure {
     }
 }
 
-async fn write(State(state): State<Arc<RwState>>, headers: HeaderMap, body: Body) -> Response {
-    match write_inner(&state, &headers, body).await {
+/// A refusal at the gate: 401 with `WWW-Authenticate`, or 429 with the client's wait as Retry-After.
+/// Counted by the gate, not again as a refused request.
+fn denied_response(denied: Denied) -> Response {
+    let message = format!("{}\n", denied.message());
+    let plain = (header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    match denied {
+        Denied::Unauthenticated(_) => (
+            StatusCode::UNAUTHORIZED,
+            [
+                plain,
+                (header::WWW_AUTHENTICATE, "Bearer, Basic realm=\"outpost\""),
+            ],
+            message,
+        )
+            .into_response(),
+        Denied::Limited(wait) => {
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, [plain], message).into_response();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64),
+            );
+            resp
+        }
+    }
+}
+
+async fn write(State(state): State<Arc<RwState>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<PeerInfo>>()
+        .map(|c| &c.0);
+    let client = match state.gate.admit(&headers, peer) {
+        Ok(client) => client,
+        Err(denied) => return denied_response(denied),
+    };
+    match write_inner(&state, &headers, body, &client).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(f) => {
+        Err(Refused::Gate(denied)) => denied_response(denied),
+        Err(Refused::Failure(f)) => {
             if !matches!(
                 f.status,
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
@@ -217,7 +277,12 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn write_inner(state: &RwState, headers: &HeaderMap, body: Body) -> Result<(), Failure> {
+async fn write_inner(
+    state: &RwState,
+    headers: &HeaderMap,
+    body: Body,
+    client: &crate::receivers::gate::ClientKey,
+) -> Result<(), Refused> {
     check_headers(headers)?;
     let raw = Limited::new(body, state.max_body)
         .collect()
@@ -242,6 +307,9 @@ async fn write_inner(state: &RwState, headers: &HeaderMap, body: Body) -> Result
             }
         })?
         .to_bytes();
+    if let Err(denied) = state.gate.admit_bytes(Some(client), raw.len() as u64) {
+        return Err(Refused::Gate(denied));
+    }
     let request =
         WriteRequest::decode_snappy(&raw, state.max_decompressed).map_err(|e| match e {
             remote_write::DecodeError::TooLarge { .. } => Failure::new(
@@ -277,21 +345,28 @@ async fn write_inner(state: &RwState, headers: &HeaderMap, body: Body) -> Result
     }
     match admit(&state.inputs, &state.metrics, converted.metrics, bytes).await {
         Outcome::Accepted(_) => Ok(()),
-        Outcome::Refused(Refusal::Pressure(reason)) => Err(Failure::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "pressure",
-            format!("outpost is under pressure ({reason}); retry later"),
-        )),
-        Outcome::Refused(Refusal::Unavailable(reason)) => Err(Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("outpost is not accepting data ({reason}); retry later"),
-        )),
+        Outcome::Refused(r) => Err(refusal(r).into()),
         Outcome::NotEnabled => Err(Failure::new(
             StatusCode::NOT_FOUND,
             "signal_not_enabled",
             "this receiver feeds no metrics pipeline",
-        )),
+        )
+        .into()),
+    }
+}
+
+fn refusal(r: Refusal) -> Failure {
+    match r {
+        Refusal::Pressure(reason) => Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "pressure",
+            format!("outpost is under pressure ({reason}); retry later"),
+        ),
+        Refusal::Unavailable(reason) => Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("outpost is not accepting data ({reason}); retry later"),
+        ),
     }
 }
 
@@ -589,10 +664,13 @@ mod tests {
     async fn post(body: Vec<u8>, content_type: &str) -> (StatusCode, String) {
         use tower::ServiceExt;
         let telemetry = Telemetry::new();
+        let metrics = telemetry.receiver("prometheusremotewrite", "http");
+        let gate = Gate::new(None, None, None, metrics.clone()).unwrap();
         let app = router(
             &PrometheusRemoteWriteReceiverConfig::default(),
             Arc::new(Inputs::default()),
-            telemetry.receiver("prometheusremotewrite", "http"),
+            metrics,
+            Arc::new(gate),
         );
         let req = http::Request::post("/api/v1/write")
             .header(header::CONTENT_TYPE, content_type)

@@ -1,7 +1,8 @@
 //! TLS for receivers and exporters: rustls with the `ring` provider, configured from the `tls:` block
 //! ([`outpost_config::TlsConfig`]).
 //!
-//! Certificates, keys and the client CA are [`Reloading`]: a rotated file is used from the next handshake
+//! Certificates, keys and CA bundles (a receiver's `client_ca_file`, an exporter's `ca_file`) are
+//! [`Reloading`]: a rotated file is used from the next handshake
 //! on (checked at most every `reload_interval`), connections already open keep the certificate they were
 //! made with, and a broken replacement leaves the previous files in use. Each configured certificate's
 //! time to expiry is a gauge (`outpost_tls_certificate_expiry_seconds{component,file}`), refreshed every
@@ -290,32 +291,18 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
     } else {
-        let store = match &cfg.ca_file {
-            Some(ca) => {
-                let certs = load_certs(ca)?;
-                if let Some(s) = certs.iter().filter_map(seconds_to_expiry).reduce(f64::min) {
-                    metrics.set_expiry(&ca.display().to_string(), s);
-                }
-                roots(certs, ca)?
-            }
-            None => system_roots()?,
+        let roots = match &cfg.ca_file {
+            Some(ca) => Roots::File(watched_server_ca(ca, cfg.reload_interval.get(), metrics)?),
+            None => Roots::System(webpki_verifier(system_roots()?)?),
         };
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(store),
-            provider(),
-        )
-        .build()
-        .map_err(|e| e.to_string())?;
-        match &cfg.server_name_override {
-            // HTTP clients verify against the URL's host; the override is applied here instead.
-            Some(name) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NameOverride {
-                    inner: webpki,
-                    name: server_name(cfg, name)?,
-                })),
-            None => builder.with_webpki_verifier(webpki),
-        }
+        // HTTP clients verify against the URL's host; the override is applied here instead.
+        let name = match &cfg.server_name_override {
+            Some(name) => Some(server_name(cfg, name)?),
+            None => None,
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ServerVerifier { roots, name }))
     };
     let mut config = match (&cfg.cert_file, &cfg.key_file) {
         (Some(cert), Some(key)) => {
@@ -324,6 +311,13 @@ pub fn client_config(
         }
         _ => builder.with_no_client_auth(),
     };
+    if cfg.ca_file.is_some() || cfg.cert_file.is_some() {
+        // A resumed session skips certificate verification and reuses the client identity it was
+        // made with: a CA taken out of `ca_file`, or a rotated client certificate, would still be in
+        // use on every reconnect for the ticket's lifetime. Exporters keep their connections open, so
+        // the full handshake on a reconnect costs little.
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -377,25 +371,92 @@ impl ResolvesClientCert for ClientResolver {
     }
 }
 
-/// Verifies the server's certificate as usual, but for `server_name_override` instead of the host
-/// the client connected to.
-#[derive(Debug)]
-struct NameOverride {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
+fn webpki_verifier(
+    store: RootCertStore,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, String> {
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
-impl ServerCertVerifier for NameOverride {
+/// The verifier built from an exporter's CA file, and the CA's time to expiry for the gauge.
+type ServerCa = (Arc<rustls::client::WebPkiServerVerifier>, Option<f64>);
+
+/// An exporter's `ca_file`, reloaded on change like every other TLS file: a destination that moves to
+/// a new CA is trusted from the next handshake once the file names that CA, without a restart.
+fn watched_server_ca(
+    ca: &Path,
+    interval: Duration,
+    metrics: &TlsMetrics,
+) -> Result<Arc<Reloading<ServerCa>>, String> {
+    let path = ca.to_path_buf();
+    let file = ca.display().to_string();
+    let (m, m2, file2) = (metrics.clone(), metrics.clone(), file.clone());
+    let r = Reloading::new(
+        format!("CA {}", ca.display()),
+        vec![path.clone()],
+        interval,
+        move || {
+            let certs = load_certs(&path)?;
+            let expiry = certs.iter().filter_map(seconds_to_expiry).reduce(f64::min);
+            let verifier = webpki_verifier(roots(certs, &path)?)
+                .map_err(|e| format!("'{}': {e}", path.display()))?;
+            Ok((verifier, expiry))
+        },
+    )?
+    .observe(move |(_, expiry)| {
+        if let Some(s) = expiry {
+            m.set_expiry(&file, *s);
+        }
+    })
+    .on_reload(move |ok| m2.reloaded(&file2, ok));
+    let r = Arc::new(r);
+    refresh_expiry(Arc::downgrade(&r));
+    Ok(r)
+}
+
+/// Where an exporter's trusted roots come from.
+enum Roots {
+    /// The system's, read once.
+    System(Arc<rustls::client::WebPkiServerVerifier>),
+    /// `ca_file`, reloaded on change.
+    File(Arc<Reloading<ServerCa>>),
+}
+
+/// Verifies the server's certificate against the current roots, for `server_name_override` when set
+/// instead of the host the client connected to.
+struct ServerVerifier {
+    roots: Roots,
+    name: Option<ServerName<'static>>,
+}
+
+impl ServerVerifier {
+    fn current(&self) -> Arc<rustls::client::WebPkiServerVerifier> {
+        match &self.roots {
+            Roots::System(v) => v.clone(),
+            Roots::File(r) => r.current().0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerVerifier")
+    }
+}
+
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+        let name = self.name.as_ref().unwrap_or(server_name);
+        self.current()
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
     }
     fn verify_tls12_signature(
         &self,
@@ -403,7 +464,7 @@ impl ServerCertVerifier for NameOverride {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.current().verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -411,10 +472,10 @@ impl ServerCertVerifier for NameOverride {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.current().verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.current().supported_verify_schemes()
     }
 }
 
@@ -489,5 +550,139 @@ pub fn http_client_builder(tls: Option<Arc<rustls::ClientConfig>>) -> reqwest::C
     match tls {
         Some(config) => builder.use_preconfigured_tls((*config).clone()),
         None => builder,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_pipelines::Telemetry;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    use std::path::PathBuf;
+
+    struct Ca(CertifiedIssuer<'static, KeyPair>);
+
+    impl Ca {
+        fn new(name: &str) -> Ca {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
+        }
+
+        /// (certificate PEM, key PEM) for `name`.
+        fn leaf(&self, name: &str) -> (String, String) {
+            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &self.0).unwrap();
+            (cert.pem(), key.serialize_pem())
+        }
+    }
+
+    fn put(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        // Written beside and renamed over, as rotation tools do: never a half-written file.
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    /// One handshake over a socket pair; the client's error if it fails on either side.
+    async fn handshake(
+        server: Arc<rustls::ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> Result<(), String> {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let connector = tokio_rustls::TlsConnector::from(client);
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut s = acceptor.accept(b).await.map_err(|e| e.to_string())?;
+            s.write_all(b"ok").await.map_err(|e| e.to_string())?;
+            s.flush().await.map_err(|e| e.to_string())
+        });
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = async {
+            use tokio::io::AsyncReadExt;
+            let mut c = connector
+                .connect(name, a)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 2];
+            c.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        }
+        .await;
+        let server = server.await.unwrap();
+        client.and(server)
+    }
+
+    /// An exporter's `ca_file` and client certificate are read again when they change: a destination
+    /// whose CA the exporter does not trust yet, and that asks for a client certificate from a CA the
+    /// exporter's current certificate is not from, is reached once both files are rewritten, without a
+    /// new client config.
+    #[tokio::test]
+    async fn exporter_ca_file_and_client_certificate_are_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server_ca, client_ca, other) =
+            (Ca::new("server CA"), Ca::new("client CA"), Ca::new("other"));
+        let (cert, key) = server_ca.leaf("localhost");
+        let server_cfg = TlsConfig {
+            cert_file: Some(put(dir.path(), "server.pem", &cert)),
+            key_file: Some(put(dir.path(), "server.key", &key)),
+            client_ca_file: Some(put(dir.path(), "client-ca.pem", &client_ca.0.pem())),
+            ..Default::default()
+        };
+        // The exporter starts with the wrong CA and a client certificate from the wrong CA.
+        let (ccert, ckey) = other.leaf("edge-1");
+        let client_cfg = TlsConfig {
+            ca_file: Some(put(dir.path(), "ca.pem", &other.0.pem())),
+            cert_file: Some(put(dir.path(), "client.pem", &ccert)),
+            key_file: Some(put(dir.path(), "client.key", &ckey)),
+            reload_interval: outpost_config::HumanDuration(Duration::ZERO),
+            ..Default::default()
+        };
+        let telemetry = Telemetry::new();
+        let server = server_config(&server_cfg, &telemetry.tls("receiver"), &[]).unwrap();
+        let client = client_config(&client_cfg, &telemetry.tls("exporter"), &[]).unwrap();
+
+        let e = handshake(server.clone(), client.clone()).await.unwrap_err();
+        assert!(e.contains("invalid peer certificate"), "{e}");
+
+        // The destination's CA arrives: the server is trusted, but it refuses our certificate.
+        put(dir.path(), "ca.pem", &server_ca.0.pem());
+        let e = handshake(server.clone(), client.clone()).await.unwrap_err();
+        assert!(
+            !e.contains("invalid peer certificate") && e.contains("alert"),
+            "{e}"
+        );
+
+        // A client certificate from the CA the destination trusts: the handshake completes.
+        let (ccert, ckey) = client_ca.leaf("edge-1");
+        put(dir.path(), "client.key", &ckey);
+        put(dir.path(), "client.pem", &ccert);
+        handshake(server.clone(), client.clone())
+            .await
+            .expect("both files reloaded");
+
+        // Back to a CA that did not sign the server: refused again. The new file is what counts, not a
+        // session resumed from the handshake that succeeded.
+        put(dir.path(), "ca.pem", &other.0.pem());
+        let e = handshake(server, client).await.unwrap_err();
+        assert!(e.contains("invalid peer certificate"), "{e}");
+        let text = telemetry.encode();
+        assert!(
+            text.contains(r#"outpost_tls_reloads_total{component="exporter""#),
+            "{text}"
+        );
     }
 }

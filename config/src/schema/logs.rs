@@ -433,6 +433,16 @@ pub struct SyslogTcpConfig {
     /// Syslog over TLS (RFC 5425), and mTLS with `client_ca_file`; unset: plaintext.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Which clients may connect. Syslog has no headers, so only `client_certificate` applies (the mTLS
+    /// identity, with `tls.client_ca_file`); a connection whose certificate names none of
+    /// `allowed_names` is closed before anything is read, and counted.
+    #[serde(default)]
+    pub auth: Option<crate::tls::ReceiverAuthConfig>,
+    /// Per-client budgets (a client is its certificate name with `auth`, else its IP address):
+    /// `requests_per_second` counts messages, `bytes_per_second` bytes as received. Over budget the
+    /// connection is not read for a while, so the sender is slowed by TCP; nothing is dropped.
+    #[serde(default)]
+    pub rate_limit: Option<crate::tls::RateLimitConfig>,
 }
 
 impl SyslogTcpConfig {

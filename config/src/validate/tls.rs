@@ -143,6 +143,25 @@ pub(super) fn receiver(
     }
 }
 
+/// `auth:` of a receiver whose protocol has no headers (syslog over TCP): only the mTLS identity can
+/// be checked, so tokens and passwords are refused instead of being silently ignored.
+pub(super) fn headerless(r: &mut Report, auth_path: &str, auth: &ReceiverAuthConfig) {
+    for (key, set) in [
+        ("bearer_token_file", auth.bearer_token_file.is_some()),
+        ("htpasswd_file", auth.htpasswd_file.is_some()),
+    ] {
+        if set {
+            r.error(
+                &key_path(auth_path, key),
+                format!(
+                    "{key} cannot apply here: syslog carries no Authorization header; use \
+                     client_certificate (mTLS, with tls.client_ca_file) to say which clients may send"
+                ),
+            );
+        }
+    }
+}
+
 /// `tls:` and `auth:` of an exporter at `path` whose endpoint(s) are `urls`.
 pub(super) fn exporter(
     r: &mut Report,

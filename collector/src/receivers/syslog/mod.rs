@@ -19,6 +19,16 @@
 //!   limit) is dropped and counted in `outpost_receiver_dropped_items_total` with the refusal's reason.
 //! - TCP pushes back: a connection whose batch is refused stops reading its socket until a pipeline
 //!   takes the batch, so the sender's writes block in the kernel instead of data being dropped.
+//!
+//! # Who may send, and how much (TCP)
+//!
+//! Syslog has no headers, so `tcp.auth` can only check the mTLS identity: a connection whose client
+//! certificate names none of `client_certificate.allowed_names` is closed before a byte is read and
+//! counted in `outpost_receiver_auth_failures_total`. `tcp.rate_limit` gives each client (its certificate
+//! name with `auth`, else its IP address) a budget of messages (`requests_per_second`) and bytes per
+//! second: what was read is charged, and a client over its budget is not read again until the debt is
+//! paid, so TCP slows the sender down; nothing is dropped. Each pause is counted in
+//! `outpost_receiver_rate_limited_requests_total{limit="messages"|"bytes"}`.
 
 pub mod framing;
 pub mod rfc3164;
@@ -43,6 +53,7 @@ use super::logrecord::{self, PARSE_ERROR_ATTRIBUTE};
 use super::offer::Offer;
 use super::Inputs;
 use crate::net::LimitedListener;
+use crate::receivers::gate::{ClientKey, Gate};
 
 /// Messages per batch handed to the pipelines.
 const BATCH: usize = 1024;
@@ -252,26 +263,23 @@ pub async fn start(
     if let Some(tcp) = &cfg.tcp {
         let key = format!("receivers.{id}.tcp.listen_address");
         let metrics = telemetry.receiver(&id.to_string(), "tcp");
-        let tls = match &tcp.tls {
-            Some(t) => {
-                crate::tls::server_config(t, &telemetry.tls(&format!("receivers.{id}.tcp")), &[])
-                    .map(|config| {
-                        Some(crate::net::ServerTls {
-                            config,
-                            metrics: metrics.clone(),
-                        })
-                    })
-                    .map_err(|e| format!("receivers.{id}.tcp.tls: {e}"))
-            }
-            None => Ok(None),
-        };
-        match (crate::net::bind(tcp.listen_address, &key).await, tls) {
+        let guard = super::otlp::guard(
+            &format!("receivers.{id}.tcp"),
+            tcp.tls.as_ref(),
+            tcp.auth.as_ref(),
+            tcp.rate_limit.as_ref(),
+            &metrics,
+            telemetry,
+            &[],
+        );
+        match (crate::net::bind(tcp.listen_address, &key).await, guard) {
             (Err(e), _) | (_, Err(e)) => errors.push(e),
-            (Ok(listener), Ok(tls)) => {
+            (Ok(listener), Ok((tls, gate))) => {
                 let conn = Connection {
                     parser: parser.clone(),
                     inputs: inputs.clone(),
                     metrics,
+                    gate,
                     trailer: match cfg.non_transparent_framing_trailer {
                         FramingTrailer::LF => b'\n',
                         FramingTrailer::NUL => 0,
@@ -385,6 +393,7 @@ struct Connection {
     parser: Arc<Parser>,
     inputs: Inputs,
     metrics: ReceiverMetrics,
+    gate: Arc<Gate>,
     trailer: u8,
     max_log_size: usize,
 }
@@ -414,6 +423,18 @@ async fn read_connection(
     conn: Arc<Connection>,
     shutdown: CancellationToken,
 ) {
+    // An unauthenticated client is refused (and counted by the gate) before anything it sent is read.
+    let client: ClientKey = match conn
+        .gate
+        .identify(&http::HeaderMap::new(), Some(stream.peer()))
+    {
+        Ok(client) => client,
+        Err(denied) => {
+            tracing::debug!(%peer, reason = %denied.message(), "syslog TCP connection refused");
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            return;
+        }
+    };
     let mut framer = Framer::new(conn.trailer, conn.max_log_size);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -430,20 +451,25 @@ async fn read_connection(
         };
         let eof = n == 0;
         framer.push(&buf[..n]);
-        let mut frames = Vec::new();
-        while let Some(frame) = framer.next_frame() {
-            frames.push(frame);
-            if frames.len() >= BATCH
-                && !offer_until_taken(&conn, std::mem::take(&mut frames), &shutdown).await
-            {
-                return;
-            }
-        }
+        let mut frames: Vec<Frame> = std::iter::from_fn(|| framer.next_frame()).collect();
         if eof {
             frames.extend(framer.finish());
         }
-        if !frames.is_empty() && !offer_until_taken(&conn, frames, &shutdown).await {
-            return;
+        // Over its budget, what was just read is held (at most one read buffer) and the client is not
+        // read until the debt is paid: its writes back up in the kernel's buffers, then block.
+        let pause = conn.gate.throttle(&client, frames.len() as u64, n as u64);
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        while !frames.is_empty() {
+            let rest = frames.split_off(frames.len().min(BATCH));
+            if !offer_until_taken(&conn, frames, &shutdown).await {
+                return;
+            }
+            frames = rest;
         }
         if eof {
             return;
