@@ -314,12 +314,14 @@ async fn pump(
         if rate > 0 {
             tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
+        // Counted before the write: once the peer has the bytes it may read the counters at once, and
+        // must find them there.
         shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
         if upstream {
             shared.upstream_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
     let _ = to.shutdown().await;
