@@ -53,8 +53,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use outpost_pipelines::Metrics;
-use rustc_hash::FxHashMap;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3DefaultBuilder};
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::parse::{self, FamilyMeta, FamilyType, ParseError, RawSample};
 use crate::prom::to_otlp::{
@@ -443,7 +443,9 @@ impl SeriesCache {
 
     /// The slot of a series, created if new.
     fn slot(&mut self, group: Group, attrs: Labels) -> u32 {
-        let key = Xxh3DefaultBuilder.hash_one(SeriesId {
+        // Fx hashing, as the series state always had: the keys come from the operator's own targets,
+        // and only a series text the line cache does not know gets here.
+        let key = FxBuildHasher.hash_one(SeriesId {
             group: &group,
             attrs: &attrs,
         });
@@ -549,29 +551,22 @@ impl SeriesCache {
                 }
             };
             let families = &self.families;
-            let help = || {
-                families
-                    .get(&group.family)
-                    .or_else(|| {
-                        group
-                            .family
-                            .strip_suffix("_total")
-                            .and_then(|base| families.get(base))
-                    })
-                    .and_then(|m| m.help.as_deref())
-            };
             let state = match group.kind {
                 Kind::Counter => {
                     let start_ns = start(p.value, p.time_ns);
-                    out.sum(g, group, help(), &slot.attrs, start_ns, p.time_ns, p.value);
+                    out.sum(
+                        g,
+                        group,
+                        families,
+                        &slot.attrs,
+                        start_ns,
+                        p.time_ns,
+                        p.value,
+                    );
                     (start_ns, p.value)
                 }
                 Kind::Gauge => {
-                    let ptype = families
-                        .get(&group.family)
-                        .and_then(|m| m.kind)
-                        .map_or("unknown", type_name);
-                    out.gauge(g, group, help(), ptype, &slot.attrs, p.time_ns, p.value);
+                    out.gauge(g, group, Some(families), &slot.attrs, p.time_ns, p.value);
                     (0, p.value)
                 }
                 Kind::Histogram => {
@@ -596,7 +591,7 @@ impl SeriesCache {
                     out.histogram(
                         g,
                         group,
-                        help(),
+                        families,
                         HistogramDataPoint {
                             attributes: slot.attrs.clone(),
                             start_time_unix_nano: start_ns,
@@ -628,7 +623,7 @@ impl SeriesCache {
                     out.summary(
                         g,
                         group,
-                        help(),
+                        families,
                         SummaryDataPoint {
                             attributes: slot.attrs.clone(),
                             start_time_unix_nano: start_ns,
@@ -674,15 +669,7 @@ impl SeriesCache {
                 let i = self.slot(group, Vec::new()) as usize;
                 let slot = &mut self.slots[i];
                 let g = slot.group as usize;
-                out.gauge(
-                    g,
-                    &self.groups[g],
-                    None,
-                    "gauge",
-                    &slot.attrs,
-                    now_ns,
-                    value,
-                );
+                out.gauge(g, &self.groups[g], None, &slot.attrs, now_ns, value);
                 slot.point_scrape = scrape;
                 slot.pending = Cumulative {
                     start_ns: 0,
@@ -882,6 +869,21 @@ fn as_count(v: f64) -> u64 {
     }
 }
 
+type Families = FxHashMap<String, FamilyMeta>;
+
+/// The HELP of a group's family (for a counter named `x_total`, also that of `x`).
+fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f str> {
+    families
+        .get(&group.family)
+        .or_else(|| {
+            group
+                .family
+                .strip_suffix("_total")
+                .and_then(|base| families.get(base))
+        })
+        .and_then(|m| m.help.as_deref())
+}
+
 fn type_name(t: FamilyType) -> &'static str {
     match t {
         FamilyType::Counter => "counter",
@@ -969,20 +971,26 @@ impl<'t> Builder<'t> {
         &mut metrics[mi]
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `families` is `None` for the synthetic series.
     fn gauge(
         &mut self,
         g: usize,
         group: &Group,
-        help: Option<&str>,
-        ptype: &str,
+        families: Option<&Families>,
         attrs: &[KeyValue],
         time_ns: u64,
         value: f64,
     ) {
         self.points += 1;
-        let m = self.metric(g, group, || {
-            new_metric(group, help, ptype, empty_data(Kind::Gauge))
+        let m = self.metric(g, group, || match families {
+            Some(f) => {
+                let ptype = f
+                    .get(&group.family)
+                    .and_then(|m| m.kind)
+                    .map_or("unknown", type_name);
+                new_metric(group, help(f, group), ptype, empty_data(Kind::Gauge))
+            }
+            None => new_metric(group, None, "gauge", empty_data(Kind::Gauge)),
         });
         if let Some(metric::Data::Gauge(g)) = &mut m.data {
             g.data_points
@@ -995,7 +1003,7 @@ impl<'t> Builder<'t> {
         &mut self,
         g: usize,
         group: &Group,
-        help: Option<&str>,
+        families: &Families,
         attrs: &[KeyValue],
         start_ns: u64,
         time_ns: u64,
@@ -1003,7 +1011,12 @@ impl<'t> Builder<'t> {
     ) {
         self.points += 1;
         let m = self.metric(g, group, || {
-            new_metric(group, help, "counter", empty_data(Kind::Counter))
+            new_metric(
+                group,
+                help(families, group),
+                "counter",
+                empty_data(Kind::Counter),
+            )
         });
         if let Some(metric::Data::Sum(s)) = &mut m.data {
             s.data_points
@@ -1015,22 +1028,32 @@ impl<'t> Builder<'t> {
         &mut self,
         g: usize,
         group: &Group,
-        help: Option<&str>,
+        families: &Families,
         point: HistogramDataPoint,
     ) {
         self.points += 1;
         let m = self.metric(g, group, || {
-            new_metric(group, help, "histogram", empty_data(Kind::Histogram))
+            new_metric(
+                group,
+                help(families, group),
+                "histogram",
+                empty_data(Kind::Histogram),
+            )
         });
         if let Some(metric::Data::Histogram(h)) = &mut m.data {
             h.data_points.push(point);
         }
     }
 
-    fn summary(&mut self, g: usize, group: &Group, help: Option<&str>, point: SummaryDataPoint) {
+    fn summary(&mut self, g: usize, group: &Group, families: &Families, point: SummaryDataPoint) {
         self.points += 1;
         let m = self.metric(g, group, || {
-            new_metric(group, help, "summary", empty_data(Kind::Summary))
+            new_metric(
+                group,
+                help(families, group),
+                "summary",
+                empty_data(Kind::Summary),
+            )
         });
         if let Some(metric::Data::Summary(s)) = &mut m.data {
             s.data_points.push(point);

@@ -313,7 +313,14 @@ fn a_refused_scrape_leaves_the_state_alone() {
     scrape(&mut cache, "a 1\nb 1\n", 10);
     // This scrape loses `b` but is never committed (the pipeline refused it)...
     let p = parse::parse("a 1\n").unwrap();
-    let refused = convert(&target(), &mut cache, p.samples, &p.families, None, 20 * SEC);
+    let refused = convert(
+        &target(),
+        &mut cache,
+        p.samples,
+        &p.families,
+        None,
+        20 * SEC,
+    );
     assert!(refused.points > 0);
     drop(refused);
     // ...so the next one still marks `b` stale.
@@ -450,7 +457,11 @@ fn the_line_cache_gives_the_same_requests_as_a_full_parse() {
         let a = cached_scrape(&mut cached, page, t, "secret").unwrap();
         let b = uncached_scrape(&mut uncached, page, t, "secret");
         assert_eq!(a.request, b.request, "page {i}");
-        assert_eq!((a.points, a.series_added), (b.points, b.series_added), "page {i}");
+        assert_eq!(
+            (a.points, a.series_added),
+            (b.points, b.series_added),
+            "page {i}"
+        );
         assert_eq!(a.dropped, b.dropped, "page {i}");
     }
     // Every line of the last page is known, and the dropped series text was remembered too.
@@ -475,7 +486,11 @@ fn a_known_series_with_a_bad_value_still_fails_the_page_with_its_line() {
     // A failed page leaves nothing behind: the next good scrape sees `b` as it was.
     cache.begin(&target(), 40 * SEC);
     let c = cache.finish(&target(), None);
-    assert_eq!(c.points, 2 + 5, "a, b and the synthetic series are still live");
+    assert_eq!(
+        c.points,
+        2 + 5,
+        "a, b and the synthetic series are still live"
+    );
 }
 
 #[test]
