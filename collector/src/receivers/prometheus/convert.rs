@@ -306,6 +306,15 @@ impl SeriesCache {
                     continue;
                 }
             };
+            // The split from the end is only a guess: it is the series text when it found the value and
+            // timestamp the full parser found (with a timestamp, both took the last two tokens; a guess
+            // without one where the parser found one differs in the timestamp). Otherwise the line is
+            // read in full every time.
+            let split = split.filter(|(_, _, ts)| match (ts, timestamp_ms) {
+                (None, None) => true,
+                (Some(t), Some(ms)) => parse::parse_timestamp(t) == Some(ms),
+                _ => false,
+            });
             let remember = |cache: &mut Self, line: Option<LineRef>| {
                 if let Some((series, _, _)) = split {
                     cache.lines.insert(

@@ -494,6 +494,21 @@ fn a_known_series_with_a_bad_value_still_fails_the_page_with_its_line() {
 }
 
 #[test]
+fn a_value_glued_to_the_labels_is_never_taken_for_part_of_the_series() {
+    // The split from the end guesses `x{a="1"}5` as the series and `6` as the value; the full parser
+    // reads value 5 at 6 ms. The guess must not be remembered.
+    let mut cache = SeriesCache::default();
+    for t in [10, 20] {
+        let c = cached_scrape(&mut cache, "x{a=\"1\"}5 6\n", t, "").unwrap();
+        let Some(metric::Data::Gauge(g)) = &metric(&c.request, "x").data else {
+            panic!()
+        };
+        assert_eq!(value(&g.data_points[0]), Some(5.0), "scrape at {t}");
+        assert_eq!(g.data_points[0].time_unix_nano, 6_000_000);
+    }
+}
+
+#[test]
 fn series_unseen_for_a_while_are_forgotten() {
     let mut cache = SeriesCache::default();
     cached_scrape(&mut cache, "a 1\ngone 1\n", 1, "").unwrap();
