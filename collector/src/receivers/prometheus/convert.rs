@@ -709,7 +709,7 @@ impl SeriesCache {
 
     /// Forgets slots and lines not seen for [`EVICT_AFTER`] scrapes.
     fn evict(&mut self) {
-        if self.scrape % EVICT_AFTER != 0 {
+        if !self.scrape.is_multiple_of(EVICT_AFTER) {
             return;
         }
         let cutoff = self.scrape.saturating_sub(EVICT_AFTER);
