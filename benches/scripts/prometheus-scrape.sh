@@ -68,6 +68,9 @@ sleep 1
 target_list=$(printf '"%s", ' "${addrs[@]}"); target_list="[${target_list%, }]"
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# The machine's 1-minute load average: CPU seconds of a process are inflated when others compete for
+# the cores (cache and frequency effects), so every figure is printed with the load it was taken under.
+loadavg() { cut -d' ' -f1 /proc/loadavg; }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 metric_sum() { curl -sf "$1" | awk -v m="$2" 'index($0, m) == 1 && $0 !~ /^#/ {s += $NF} END {printf "%d\n", s}'; }
 interval_s=$(python3 -c "import re,sys; v='$interval'; u={'ms':0.001,'s':1,'m':60}; m=re.fullmatch(r'(\d+)(ms|s|m)', v); print(int(m.group(1))*u[m.group(2)])")
@@ -114,10 +117,11 @@ YAML
 opid=$!; pids+=($opid)
 sleep "$warmup"
 m="http://127.0.0.1:$admin/metrics"; q='outpost_receiver_scrapes_total{receiver="prometheus",job="bench",result="ok"}'
-s0=$(metric_sum "$m" "$q"); c0=$(cpu_ticks $opid)
+s0=$(metric_sum "$m" "$q"); c0=$(cpu_ticks $opid); l0=$(loadavg)
 sleep "$window"
 s1=$(metric_sum "$m" "$q"); c1=$(cpu_ticks $opid)
 report outpost $opid "$s0" "$s1" "$c0" "$c1"
+echo "  load average (1 min) at the window's start and end: $l0, $(loadavg)"
 failed=$(metric_sum "$m" 'outpost_receiver_scrapes_total{receiver="prometheus",job="bench",result="failed"}')
 skipped=$(metric_sum "$m" 'outpost_receiver_skipped_scrapes_total')
 echo "  failed scrapes: $failed, skipped: $skipped"
@@ -136,7 +140,8 @@ prometheus --enable-feature=agent --config.file="$work/prometheus.yml" --storage
 ppid=$!; pids+=($ppid)
 sleep "$warmup"
 m="http://127.0.0.1:$pport/metrics"; q='prometheus_target_interval_length_seconds_count'
-s0=$(metric_sum "$m" "$q"); c0=$(cpu_ticks $ppid)
+s0=$(metric_sum "$m" "$q"); c0=$(cpu_ticks $ppid); l0=$(loadavg)
 sleep "$window"
 s1=$(metric_sum "$m" "$q"); c1=$(cpu_ticks $ppid)
 report "prometheus agent" $ppid "$s0" "$s1" "$c0" "$c1"
+echo "  load average (1 min) at the window's start and end: $l0, $(loadavg)"

@@ -19,12 +19,32 @@
 //!   scrape failed; every series and the synthetic ones, when the target goes away) gets a point with the
 //!   `NoRecordedValue` flag.
 //!
-//! The per-series state ([`SeriesCache`]) is read while converting and replaced only by [`commit`], so a
-//! scrape the pipeline refused leaves the state as of the last scrape that was queued: the next scrape
-//! still marks what disappeared in between.
+//! # The scrape cache
+//!
+//! A target exposes the same series scrape after scrape, so [`SeriesCache`] prepares each series once
+//! (Prometheus's scrape cache, kept per target the same way):
+//!
+//! - a *slot* per series holds everything about it that does not change between scrapes: its metric
+//!   (resource, scope, family, kind: a *group*), its OTLP attributes, and its cumulative state;
+//! - a *line* entry maps the raw series text of a sample line (`name{labels}`, the bytes before the
+//!   value, hashed once with xxh3 and compared in full) to what the line contributes: its slot, its role
+//!   in the family (value, bucket, sum, count, created) and its bucket bound or quantile; or to "dropped
+//!   by `metric_relabel_configs`".
+//!
+//! A known line then costs a hash, a lookup, and parsing its value (and timestamp): no label parsing, no
+//! relabeling, no allocation. A line the cache does not know is parsed in full, relabeled and resolved
+//! (and remembered). Line entries are only right for the families' TYPEs they were resolved under: when
+//! the page's comment lines change, the families are re-read, and if a TYPE changed every line entry is
+//! forgotten. The relabel rules, `honor_labels` and the target's labels are fixed for the life of a
+//! scrape loop, which owns its cache, so they never invalidate it. Slots and lines not seen for
+//! [`EVICT_AFTER`] scrapes (and no longer waiting for a staleness marker) are dropped, which bounds the
+//! cache by the series of the last few scrapes.
+//!
+//! The cumulative state of a slot is read while converting and replaced only by [`commit`], so a scrape
+//! the pipeline refused leaves the state as of the last scrape that was queued: the next scrape still
+//! marks what disappeared in between.
 
-use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -34,12 +54,17 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use outpost_pipelines::Metrics;
 use rustc_hash::{FxBuildHasher, FxHashMap};
+use xxhash_rust::xxh3::xxh3_64;
 
-use super::parse::{FamilyMeta, FamilyType, RawSample};
+use super::parse::{self, FamilyMeta, FamilyType, ParseError, RawSample};
 use crate::prom::to_otlp::{
-    self, attributes, double_point, resource_attributes, stale_point, string_kv, Endpoint, Labels,
+    self, double_point, resource_attributes, stale_point, string_kv, Endpoint, Labels,
     INSTANCE_LABEL, JOB_LABEL, NAME_LABEL, NO_RECORDED_VALUE,
 };
+
+/// Scrapes after which a series (or a series text) that has not been seen is forgotten, once its
+/// staleness marker has been queued.
+pub const EVICT_AFTER: u64 = 10;
 
 /// The OTLP shape a series takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,41 +86,666 @@ pub struct Target {
     pub honor_timestamps: bool,
 }
 
-/// What identifies one OTLP series.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct SeriesId {
+/// The metric a series belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Group {
     /// `(job, instance)` when the series names its own (honor_labels), else the target's.
     resource: Option<(String, String)>,
     scope: Option<(String, String)>,
     family: String,
     kind: Kind,
-    attrs: Labels,
 }
 
-/// What is remembered about one series between scrapes.
-#[derive(Debug, Clone)]
-pub struct Series {
-    id: Arc<SeriesId>,
+/// What identifies one OTLP series.
+#[derive(Hash)]
+struct SeriesId<'a> {
+    group: &'a Group,
+    attrs: &'a Labels,
+}
+
+/// The cumulative state of a series after one scrape.
+#[derive(Debug, Clone, Copy)]
+struct Cumulative {
     start_ns: u64,
-    /// The value (counter) or count (histogram, summary) last seen, for reset detection.
+    /// The value (counter) or count (histogram, summary), for reset detection.
     last: f64,
     last_ns: u64,
 }
 
-/// The series of one target as of its last queued scrape.
+/// One series, prepared once.
+#[derive(Debug)]
+struct Slot {
+    key: u64,
+    group: u32,
+    attrs: Vec<KeyValue>,
+    /// As of the last queued scrape; `Some` means the series is live and will be marked stale when it
+    /// goes missing.
+    committed: Option<Cumulative>,
+    /// As of the scrape `pending_scrape`, for [`commit`].
+    pending: Cumulative,
+    pending_scrape: u64,
+    /// The scrape in which `point` indexes this series' point; also when it was last seen.
+    point_scrape: u64,
+    point: u32,
+}
+
+/// What one sample line contributes to its series.
+#[derive(Debug, Clone, Copy)]
+struct LineRef {
+    slot: u32,
+    role: Role,
+    /// The bucket bound or quantile.
+    part: f64,
+}
+
+#[derive(Debug)]
+struct LineEntry {
+    text: Box<str>,
+    /// `None`: dropped by `metric_relabel_configs`.
+    line: Option<LineRef>,
+    seen: u64,
+}
+
+/// A point being assembled from one or more sample lines. Kept across scrapes so the bucket vectors
+/// keep their capacity.
+#[derive(Debug)]
+struct PointAcc {
+    slot: u32,
+    time_ns: u64,
+    created_ns: Option<u64>,
+    value: f64,
+    buckets: Vec<(f64, f64)>,
+    sum: Option<f64>,
+    count: Option<f64>,
+}
+
+/// The series of one target: see the module docs.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    series: FxHashMap<u64, Series>,
+    slots: Vec<Slot>,
+    by_key: FxHashMap<u64, u32>,
+    groups: Vec<Group>,
+    group_index: FxHashMap<Group, u32>,
+    lines: FxHashMap<u64, LineEntry>,
+    /// The families of the last page, and a hash of its comment lines they were read from.
+    families: FxHashMap<String, FamilyMeta>,
+    comments_hash: Option<u64>,
+    /// Live series as of the last commit.
+    committed: usize,
+
+    // The scrape being converted.
+    scrape: u64,
+    now_ns: u64,
+    points: Vec<PointAcc>,
+    npoints: usize,
+    extra_resource: Labels,
+    dropped: Vec<(&'static str, usize)>,
+    sample_lines: Vec<(u32, u32, u32)>,
+    comment_lines: Vec<(u32, u32)>,
 }
 
 impl SeriesCache {
+    /// Live series: those a removal of the target marks stale.
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.committed
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.committed == 0
     }
+
+    /// Series texts the cache knows.
+    pub fn known_lines(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Starts converting a scrape taken at `now_ns`; what a previous unfinished one added is discarded.
+    pub fn begin(&mut self, target: &Target, now_ns: u64) {
+        self.scrape += 1;
+        self.now_ns = now_ns;
+        self.npoints = 0;
+        self.extra_resource.clone_from(&target.labels);
+        self.dropped.clear();
+    }
+
+    /// Reads one page into the scrape begun with [`begin`](Self::begin). `prepare` turns the labels
+    /// of a line the cache does not know into the series' labels (`Ok(false)`: dropped by relabeling;
+    /// `Err`: the series breaks a limit, which fails the scrape after the page is read, without being
+    /// remembered). A page that does not parse fails at its first bad line; then begin again.
+    pub fn add_page(
+        &mut self,
+        target: &Target,
+        page: &str,
+        mut prepare: impl FnMut(&mut Labels) -> Result<bool, String>,
+    ) -> Result<PageStats, ParseError> {
+        let mut stats = PageStats::default();
+        let base = page.as_ptr() as usize;
+        let offset = |s: &str| (s.as_ptr() as usize - base) as u32;
+        self.sample_lines.clear();
+        self.comment_lines.clear();
+        let mut comments_hash = 0u64;
+        for (number, line) in parse::lines(page) {
+            if line.starts_with('#') {
+                comments_hash = (comments_hash ^ xxh3_64(line.as_bytes()))
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .rotate_left(23);
+                self.comment_lines
+                    .push((offset(line), offset(line) + line.len() as u32));
+            } else {
+                self.sample_lines.push((
+                    number as u32,
+                    offset(line),
+                    offset(line) + line.len() as u32,
+                ));
+            }
+        }
+        if self.comments_hash != Some(comments_hash) {
+            let mut families = FxHashMap::default();
+            for &(s, e) in &self.comment_lines {
+                parse::metadata(&page[s as usize..e as usize], &mut families);
+            }
+            self.set_families(families);
+            self.comments_hash = Some(comments_hash);
+        }
+
+        let sample_lines = std::mem::take(&mut self.sample_lines);
+        let result = self.add_lines(target, page, &sample_lines, &mut prepare, &mut stats);
+        self.sample_lines = sample_lines;
+        result.map(|()| stats)
+    }
+
+    fn add_lines(
+        &mut self,
+        target: &Target,
+        page: &str,
+        sample_lines: &[(u32, u32, u32)],
+        prepare: &mut impl FnMut(&mut Labels) -> Result<bool, String>,
+        stats: &mut PageStats,
+    ) -> Result<(), ParseError> {
+        let scrape = self.scrape;
+        for &(number, s, e) in sample_lines {
+            let line = &page[s as usize..e as usize];
+            stats.exposed += 1;
+            let split = parse::split_sample(line);
+            if let Some((series, value, ts)) = split {
+                let hash = xxh3_64(series.as_bytes());
+                if let Some(entry) = self.lines.get_mut(&hash) {
+                    if *entry.text == *series {
+                        let value = parse::parse_value(value);
+                        let ts = match ts {
+                            Some(t) => parse::parse_timestamp(t).map(Some),
+                            None => Some(None),
+                        };
+                        if let (Some(value), Some(ts)) = (value, ts) {
+                            entry.seen = scrape;
+                            if let Some(line) = entry.line {
+                                stats.kept += 1;
+                                let time_ns = self.time_of(target, ts);
+                                self.accumulate(line, value, time_ns);
+                            }
+                            continue;
+                        }
+                        // A bad value: the full parser says what is wrong with it.
+                    }
+                }
+            }
+            let sample = parse::sample_line(line).map_err(|message| ParseError {
+                line: number as usize,
+                message,
+            })?;
+            let RawSample {
+                mut labels,
+                value,
+                timestamp_ms,
+            } = sample;
+            let keep = match prepare(&mut labels) {
+                Ok(keep) => keep,
+                Err(e) => {
+                    stats.kept += 1;
+                    stats.limit_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            // The split from the end is only a guess: it is the series text when it found the value and
+            // timestamp the full parser found (with a timestamp, both took the last two tokens; a guess
+            // without one where the parser found one differs in the timestamp). Otherwise the line is
+            // read in full every time.
+            let split = split.filter(|(_, _, ts)| match (ts, timestamp_ms) {
+                (None, None) => true,
+                (Some(t), Some(ms)) => parse::parse_timestamp(t) == Some(ms),
+                _ => false,
+            });
+            let remember = |cache: &mut Self, line: Option<LineRef>| {
+                if let Some((series, _, _)) = split {
+                    cache.lines.insert(
+                        xxh3_64(series.as_bytes()),
+                        LineEntry {
+                            text: series.into(),
+                            line,
+                            seen: scrape,
+                        },
+                    );
+                }
+            };
+            if !keep {
+                remember(self, None);
+                continue;
+            }
+            stats.kept += 1;
+            let time_ns = self.time_of(target, timestamp_ms);
+            if let Some(line) = self.resolve(target, labels) {
+                remember(self, Some(line));
+                self.accumulate(line, value, time_ns);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds samples already read and prepared (no line cache), under `families`.
+    pub fn add_samples(
+        &mut self,
+        target: &Target,
+        samples: Vec<RawSample>,
+        families: &FxHashMap<String, FamilyMeta>,
+    ) {
+        if *families != self.families {
+            self.set_families(families.clone());
+            self.comments_hash = None;
+        }
+        for RawSample {
+            labels,
+            value,
+            timestamp_ms,
+        } in samples
+        {
+            let time_ns = self.time_of(target, timestamp_ms);
+            if let Some(line) = self.resolve(target, labels) {
+                self.accumulate(line, value, time_ns);
+            }
+        }
+    }
+
+    fn set_families(&mut self, families: FxHashMap<String, FamilyMeta>) {
+        let kinds = |f: &FxHashMap<String, FamilyMeta>| {
+            f.iter()
+                .filter_map(|(name, m)| m.kind.map(|k| (name.clone(), k)))
+                .collect::<FxHashMap<String, FamilyType>>()
+        };
+        if kinds(&families) != kinds(&self.families) {
+            // Lines were resolved under the old TYPEs.
+            self.lines.clear();
+        }
+        self.families = families;
+    }
+
+    fn time_of(&self, target: &Target, timestamp_ms: Option<i64>) -> u64 {
+        match (target.honor_timestamps, timestamp_ms) {
+            (true, Some(ms)) => to_otlp::ms_to_ns(ms),
+            _ => self.now_ns,
+        }
+    }
+
+    /// What a sample with these (prepared) labels contributes; `None` when it contributes no point
+    /// (`target_info`, counted drops).
+    fn resolve(&mut self, target: &Target, mut labels: Labels) -> Option<LineRef> {
+        let name = to_otlp::take_label(&mut labels, NAME_LABEL)?;
+        let (family, ftype, role) = classify(&name, &self.families);
+        if family == "target_info" && matches!(ftype, FamilyType::Gauge | FamilyType::Untyped) {
+            for (k, v) in labels {
+                if k != JOB_LABEL && k != INSTANCE_LABEL {
+                    self.extra_resource.retain(|(ek, _)| *ek != k);
+                    self.extra_resource.push((k, v));
+                }
+            }
+            return None;
+        }
+        let scope = to_otlp::take_scope(&mut labels);
+        // `job` / `instance` left on a series (honor_labels, or metric relabeling) give it a resource
+        // of its own when they differ from the target's.
+        let job = to_otlp::take_label(&mut labels, JOB_LABEL);
+        let instance = to_otlp::take_label(&mut labels, INSTANCE_LABEL);
+        let resource = if job.is_some() || instance.is_some() {
+            let pair = (
+                job.unwrap_or_else(|| target.job.clone()),
+                instance.unwrap_or_else(|| target.instance.clone()),
+            );
+            (pair.0 != target.job || pair.1 != target.instance).then_some(pair)
+        } else {
+            None
+        };
+        let kind = match ftype {
+            FamilyType::Counter => Kind::Counter,
+            FamilyType::Gauge | FamilyType::Untyped => Kind::Gauge,
+            FamilyType::Histogram => Kind::Histogram,
+            FamilyType::Summary => Kind::Summary,
+        };
+        // The bucket bound or quantile is part of the point, not of its identity.
+        let mut part = f64::NAN;
+        if (kind == Kind::Histogram && role == Role::Bucket)
+            || (kind == Kind::Summary && role == Role::Value)
+        {
+            let key = if kind == Kind::Histogram {
+                "le"
+            } else {
+                "quantile"
+            };
+            match to_otlp::take_label(&mut labels, key)
+                .as_deref()
+                .and_then(parse_bound)
+            {
+                Some(b) => part = b,
+                None => {
+                    self.dropped.push(("invalid_bucket", 1));
+                    return None;
+                }
+            }
+        }
+        let group = Group {
+            resource,
+            scope,
+            family,
+            kind,
+        };
+        let slot = self.slot(group, labels);
+        Some(LineRef { slot, role, part })
+    }
+
+    /// The slot of a series, created if new.
+    fn slot(&mut self, group: Group, attrs: Labels) -> u32 {
+        // Fx hashing, as the series state always had: the keys come from the operator's own targets,
+        // and only a series text the line cache does not know gets here.
+        let key = FxBuildHasher.hash_one(SeriesId {
+            group: &group,
+            attrs: &attrs,
+        });
+        if let Some(&i) = self.by_key.get(&key) {
+            return i;
+        }
+        let g = match self.group_index.get(&group) {
+            Some(&g) => g,
+            None => {
+                let g = self.groups.len() as u32;
+                self.groups.push(group.clone());
+                self.group_index.insert(group, g);
+                g
+            }
+        };
+        let i = self.slots.len() as u32;
+        self.slots.push(Slot {
+            key,
+            group: g,
+            attrs: to_otlp::attributes_owned(attrs),
+            committed: None,
+            pending: Cumulative {
+                start_ns: 0,
+                last: f64::NAN,
+                last_ns: 0,
+            },
+            pending_scrape: 0,
+            point_scrape: 0,
+            point: 0,
+        });
+        self.by_key.insert(key, i);
+        i
+    }
+
+    fn accumulate(&mut self, line: LineRef, value: f64, time_ns: u64) {
+        let slot = &mut self.slots[line.slot as usize];
+        if slot.point_scrape != self.scrape {
+            slot.point_scrape = self.scrape;
+            slot.point = self.npoints as u32;
+            if self.npoints == self.points.len() {
+                self.points.push(PointAcc {
+                    slot: 0,
+                    time_ns: 0,
+                    created_ns: None,
+                    value: f64::NAN,
+                    buckets: Vec::new(),
+                    sum: None,
+                    count: None,
+                });
+            }
+            let p = &mut self.points[self.npoints];
+            p.slot = line.slot;
+            p.time_ns = time_ns;
+            p.created_ns = None;
+            p.value = f64::NAN;
+            p.buckets.clear();
+            p.sum = None;
+            p.count = None;
+            self.npoints += 1;
+        }
+        let kind = self.groups[slot.group as usize].kind;
+        let p = &mut self.points[slot.point as usize];
+        match (kind, line.role) {
+            (_, Role::Created) => {
+                if value.is_finite() && value > 0.0 {
+                    p.created_ns = Some((value * 1e9) as u64);
+                }
+            }
+            (Kind::Gauge | Kind::Counter, _) => p.value = value,
+            (Kind::Histogram, Role::Bucket) | (Kind::Summary, Role::Value) => {
+                p.buckets.push((line.part, value))
+            }
+            (Kind::Histogram | Kind::Summary, Role::Sum) => p.sum = Some(value),
+            (Kind::Histogram | Kind::Summary, Role::Count) => p.count = Some(value),
+            _ => self.dropped.push(("invalid_sample", 1)),
+        }
+    }
+
+    /// Builds the request of the scrape begun with [`begin`](Self::begin): its points, the synthetic
+    /// series of `report` (none when the target is going away), and staleness markers.
+    pub fn finish(&mut self, target: &Target, report: Option<ScrapeReport>) -> Converted {
+        let scrape = self.scrape;
+        let now_ns = self.now_ns;
+        let mut out = Builder::new(
+            target,
+            std::mem::take(&mut self.extra_resource),
+            self.groups.len(),
+        );
+        let mut series_added = 0;
+        for p in self.points[..self.npoints].iter_mut() {
+            let slot = &mut self.slots[p.slot as usize];
+            let g = slot.group as usize;
+            let group = &self.groups[g];
+            let previous = slot.committed;
+            let start = |current: f64, time_ns: u64| -> u64 {
+                if let Some(c) = p.created_ns {
+                    return c;
+                }
+                match previous {
+                    Some(s) if current >= s.last || s.last.is_nan() => s.start_ns,
+                    Some(s) => s.last_ns,
+                    None => time_ns,
+                }
+            };
+            let families = &self.families;
+            let state = match group.kind {
+                Kind::Counter => {
+                    let start_ns = start(p.value, p.time_ns);
+                    out.sum(
+                        g,
+                        group,
+                        families,
+                        &slot.attrs,
+                        start_ns,
+                        p.time_ns,
+                        p.value,
+                    );
+                    (start_ns, p.value)
+                }
+                Kind::Gauge => {
+                    out.gauge(g, group, Some(families), &slot.attrs, p.time_ns, p.value);
+                    (0, p.value)
+                }
+                Kind::Histogram => {
+                    let Some(count) = p.count else {
+                        self.dropped.push(("incomplete_histogram", 1));
+                        continue;
+                    };
+                    p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let mut bounds = Vec::with_capacity(p.buckets.len());
+                    let mut counts = Vec::with_capacity(p.buckets.len() + 1);
+                    let mut below = 0.0;
+                    for (le, cumulative) in &p.buckets {
+                        if le.is_infinite() {
+                            continue;
+                        }
+                        bounds.push(*le);
+                        counts.push(as_count(cumulative - below));
+                        below = cumulative.max(below);
+                    }
+                    counts.push(as_count(count - below));
+                    let start_ns = start(count, p.time_ns);
+                    out.histogram(
+                        g,
+                        group,
+                        families,
+                        HistogramDataPoint {
+                            attributes: slot.attrs.clone(),
+                            start_time_unix_nano: start_ns,
+                            time_unix_nano: p.time_ns,
+                            count: as_count(count),
+                            sum: p.sum,
+                            bucket_counts: counts,
+                            explicit_bounds: bounds,
+                            ..Default::default()
+                        },
+                    );
+                    (start_ns, count)
+                }
+                Kind::Summary => {
+                    let Some(count) = p.count else {
+                        self.dropped.push(("incomplete_summary", 1));
+                        continue;
+                    };
+                    let mut quantiles: Vec<summary_data_point::ValueAtQuantile> = p
+                        .buckets
+                        .iter()
+                        .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
+                            quantile,
+                            value,
+                        })
+                        .collect();
+                    quantiles.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
+                    let start_ns = start(count, p.time_ns);
+                    out.summary(
+                        g,
+                        group,
+                        families,
+                        SummaryDataPoint {
+                            attributes: slot.attrs.clone(),
+                            start_time_unix_nano: start_ns,
+                            time_unix_nano: p.time_ns,
+                            count: as_count(count),
+                            sum: p.sum.unwrap_or(0.0),
+                            quantile_values: quantiles,
+                            ..Default::default()
+                        },
+                    );
+                    (start_ns, count)
+                }
+            };
+            if previous.is_none() {
+                series_added += 1;
+            }
+            slot.pending = Cumulative {
+                start_ns: state.0,
+                last: state.1,
+                last_ns: p.time_ns,
+            };
+            slot.pending_scrape = scrape;
+        }
+
+        if let Some(r) = report {
+            // The synthetic series themselves are not "added" series of the target.
+            for (name, value) in [
+                ("up", if r.up { 1.0 } else { 0.0 }),
+                ("scrape_duration_seconds", r.duration_seconds),
+                ("scrape_samples_scraped", r.samples_scraped as f64),
+                (
+                    "scrape_samples_post_metric_relabeling",
+                    r.samples_post_relabeling as f64,
+                ),
+                ("scrape_series_added", series_added as f64),
+            ] {
+                let group = Group {
+                    resource: None,
+                    scope: None,
+                    family: name.to_owned(),
+                    kind: Kind::Gauge,
+                };
+                let i = self.slot(group, Vec::new()) as usize;
+                let slot = &mut self.slots[i];
+                let g = slot.group as usize;
+                out.gauge(g, &self.groups[g], None, &slot.attrs, now_ns, value);
+                slot.point_scrape = scrape;
+                slot.pending = Cumulative {
+                    start_ns: 0,
+                    last: value,
+                    last_ns: now_ns,
+                };
+                slot.pending_scrape = scrape;
+            }
+        }
+
+        // Staleness: what the last queued scrape had and this one has not.
+        for slot in &self.slots {
+            if let (Some(c), true) = (slot.committed, slot.pending_scrape != scrape) {
+                let g = slot.group as usize;
+                out.stale(g, &self.groups[g], &slot.attrs, c.start_ns, now_ns);
+            }
+        }
+
+        let (request, points) = out.finish();
+        Converted {
+            request,
+            points,
+            series_added,
+            dropped: std::mem::take(&mut self.dropped),
+            next: NextState(scrape),
+        }
+    }
+
+    /// Forgets slots and lines not seen for [`EVICT_AFTER`] scrapes.
+    fn evict(&mut self) {
+        if !self.scrape.is_multiple_of(EVICT_AFTER) {
+            return;
+        }
+        let cutoff = self.scrape.saturating_sub(EVICT_AFTER);
+        self.lines.retain(|_, l| l.seen >= cutoff);
+        let old = |s: &Slot| s.committed.is_none() && s.point_scrape < cutoff;
+        if !self.slots.iter().any(old) {
+            return;
+        }
+        // Slot numbers change: every line entry pointing at one is rebuilt from the page.
+        self.lines.clear();
+        self.slots.retain(|s| !old(s));
+        let mut groups = Vec::new();
+        let mut group_index = FxHashMap::default();
+        self.by_key.clear();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let group = &self.groups[slot.group as usize];
+            slot.group = *group_index.entry(group.clone()).or_insert_with(|| {
+                groups.push(group.clone());
+                groups.len() as u32 - 1
+            });
+            self.by_key.insert(slot.key, i as u32);
+        }
+        self.groups = groups;
+        self.group_index = group_index;
+    }
+}
+
+/// What a page held.
+#[derive(Debug, Default)]
+pub struct PageStats {
+    /// Sample lines on the page.
+    pub exposed: usize,
+    /// Samples left after relabeling.
+    pub kept: usize,
+    /// The first series that broke a limit (`prepare`'s error).
+    pub limit_error: Option<String>,
 }
 
 /// Counts of one scrape, reported as the synthetic series.
@@ -116,49 +766,47 @@ pub struct Converted {
     pub series_added: usize,
     /// Items left out, by reason.
     pub dropped: Vec<(&'static str, usize)>,
-    /// The series state after this scrape, for [`commit`].
+    /// The scrape this is, for [`commit`].
     pub next: NextState,
 }
 
-/// The series of a converted scrape.
-pub struct NextState(FxHashMap<u64, Series>);
+/// Names the converted scrape whose series state [`commit`] keeps.
+pub struct NextState(u64);
 
-/// Makes the state of a converted scrape the one the next scrape is compared with.
+/// Makes the state of a converted scrape the one the next scrape is compared with: its series are
+/// live, every other one (marked stale by it) is not.
 pub fn commit(cache: &mut SeriesCache, next: NextState) {
-    cache.series = next.0;
+    let mut live = 0;
+    for slot in &mut cache.slots {
+        if slot.pending_scrape == next.0 {
+            slot.committed = Some(slot.pending);
+            live += 1;
+        } else {
+            slot.committed = None;
+        }
+    }
+    cache.committed = live;
+    cache.evict();
 }
 
-/// The identity of a series. Fx hashing: the keys come from the operator's own targets, and hashing is a
-/// tenth of the cost of a scrape with SipHash.
-fn key_of(id: &SeriesId) -> u64 {
-    FxBuildHasher.hash_one(id)
-}
-
-/// A point being assembled from one or more sample lines.
-enum Acc {
-    Number(f64),
-    Histogram {
-        buckets: Vec<(f64, f64)>,
-        sum: Option<f64>,
-        count: Option<f64>,
-    },
-    Summary {
-        quantiles: Vec<(f64, f64)>,
-        sum: Option<f64>,
-        count: Option<f64>,
-    },
-}
-
-struct PointAcc {
-    id: SeriesId,
-    key: u64,
-    time_ns: u64,
-    created_ns: Option<u64>,
-    acc: Acc,
+/// Converts one scrape of samples already read and prepared. `report` is `None` when the target is
+/// going away: then nothing is emitted but staleness markers for every series it had, the synthetic
+/// ones included.
+pub fn convert(
+    target: &Target,
+    cache: &mut SeriesCache,
+    samples: Vec<RawSample>,
+    families: &FxHashMap<String, FamilyMeta>,
+    report: Option<ScrapeReport>,
+    now_ns: u64,
+) -> Converted {
+    cache.begin(target, now_ns);
+    cache.add_samples(target, samples, families);
+    cache.finish(target, report)
 }
 
 /// Which part of a family a sample line is.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Value,
     Bucket,
@@ -222,329 +870,27 @@ fn parse_bound(s: &str) -> Option<f64> {
     }
 }
 
-/// Converts one scrape. `report` is `None` when the target is going away: then nothing is emitted but
-/// staleness markers for every series it had, the synthetic ones included.
-pub fn convert(
-    target: &Target,
-    cache: &SeriesCache,
-    samples: Vec<RawSample>,
-    families: &FxHashMap<String, FamilyMeta>,
-    report: Option<ScrapeReport>,
-    now_ns: u64,
-) -> Converted {
-    let mut dropped: Vec<(&'static str, usize)> = Vec::new();
-    let mut extra_resource: Labels = target.labels.clone();
-    let mut points: Vec<PointAcc> = Vec::new();
-    let mut index: FxHashMap<u64, usize> = FxHashMap::default();
-
-    for sample in samples {
-        let RawSample {
-            mut labels,
-            value,
-            timestamp_ms,
-        } = sample;
-        let Some(name) = to_otlp::take_label(&mut labels, NAME_LABEL) else {
-            continue;
-        };
-        let time_ns = match (target.honor_timestamps, timestamp_ms) {
-            (true, Some(ms)) => to_otlp::ms_to_ns(ms),
-            _ => now_ns,
-        };
-        let (family, ftype, role) = classify(&name, families);
-        if family == "target_info" && matches!(ftype, FamilyType::Gauge | FamilyType::Untyped) {
-            for (k, v) in labels {
-                if k != JOB_LABEL && k != INSTANCE_LABEL {
-                    extra_resource.retain(|(ek, _)| *ek != k);
-                    extra_resource.push((k, v));
-                }
-            }
-            continue;
-        }
-        let scope = to_otlp::take_scope(&mut labels);
-        // `job` / `instance` left on a series (honor_labels, or metric relabeling) give it a resource
-        // of its own when they differ from the target's.
-        let job = to_otlp::take_label(&mut labels, JOB_LABEL);
-        let instance = to_otlp::take_label(&mut labels, INSTANCE_LABEL);
-        let resource = if job.is_some() || instance.is_some() {
-            let pair = (
-                job.unwrap_or_else(|| target.job.clone()),
-                instance.unwrap_or_else(|| target.instance.clone()),
-            );
-            (pair.0 != target.job || pair.1 != target.instance).then_some(pair)
-        } else {
-            None
-        };
-        let kind = match ftype {
-            FamilyType::Counter => Kind::Counter,
-            FamilyType::Gauge | FamilyType::Untyped => Kind::Gauge,
-            FamilyType::Histogram => Kind::Histogram,
-            FamilyType::Summary => Kind::Summary,
-        };
-        // The bucket bound or quantile is part of the point, not of its identity.
-        let mut part = None;
-        if (kind == Kind::Histogram && role == Role::Bucket)
-            || (kind == Kind::Summary && role == Role::Value)
-        {
-            let key = if kind == Kind::Histogram {
-                "le"
-            } else {
-                "quantile"
-            };
-            match to_otlp::take_label(&mut labels, key)
-                .as_deref()
-                .and_then(parse_bound)
-            {
-                Some(b) => part = Some(b),
-                None => {
-                    dropped.push(("invalid_bucket", 1));
-                    continue;
-                }
-            }
-        }
-        let id = SeriesId {
-            resource,
-            scope,
-            family,
-            kind,
-            attrs: labels,
-        };
-        let key = key_of(&id);
-        let i = *index.entry(key).or_insert_with(|| {
-            points.push(PointAcc {
-                key,
-                time_ns,
-                created_ns: None,
-                acc: match kind {
-                    Kind::Gauge | Kind::Counter => Acc::Number(f64::NAN),
-                    Kind::Histogram => Acc::Histogram {
-                        buckets: Vec::new(),
-                        sum: None,
-                        count: None,
-                    },
-                    Kind::Summary => Acc::Summary {
-                        quantiles: Vec::new(),
-                        sum: None,
-                        count: None,
-                    },
-                },
-                id,
-            });
-            points.len() - 1
-        });
-        let p = &mut points[i];
-        match (&mut p.acc, role) {
-            (_, Role::Created) => {
-                if value.is_finite() && value > 0.0 {
-                    p.created_ns = Some((value * 1e9) as u64);
-                }
-            }
-            (Acc::Number(v), _) => *v = value,
-            (Acc::Histogram { buckets, .. }, Role::Bucket) => {
-                buckets.push((part.unwrap_or(f64::INFINITY), value))
-            }
-            (Acc::Histogram { sum, .. } | Acc::Summary { sum, .. }, Role::Sum) => {
-                *sum = Some(value)
-            }
-            (Acc::Histogram { count, .. } | Acc::Summary { count, .. }, Role::Count) => {
-                *count = Some(value)
-            }
-            (Acc::Summary { quantiles, .. }, Role::Value) => {
-                quantiles.push((part.unwrap_or(0.0), value))
-            }
-            _ => dropped.push(("invalid_sample", 1)),
-        }
-    }
-
-    let mut out = Builder::new(target, extra_resource);
-    let mut next: FxHashMap<u64, Series> =
-        FxHashMap::with_capacity_and_hasher(points.len() + 5, FxBuildHasher);
-    let mut series_added = 0;
-    for p in points {
-        let key = p.key;
-        let previous = cache.series.get(&key);
-        if previous.is_none() {
-            series_added += 1;
-        }
-        // A known series keeps its remembered identity; this scrape's copy of the labels becomes the
-        // point's attributes instead of being cloned.
-        let (id, own_attrs) = match previous {
-            Some(s) => (s.id.clone(), Some(p.id.attrs)),
-            None => (Arc::new(p.id), None),
-        };
-        let point_attrs = || match own_attrs {
-            Some(labels) => to_otlp::attributes_owned(labels),
-            None => attributes(&id.attrs),
-        };
-        let help = families
-            .get(&id.family)
-            .or_else(|| {
-                id.family
-                    .strip_suffix("_total")
-                    .and_then(|base| families.get(base))
-            })
-            .and_then(|m| m.help.as_deref());
-        let ftype_name = families
-            .get(&id.family)
-            .and_then(|m| m.kind)
-            .map_or("unknown", type_name);
-        let start = |current: f64, time_ns: u64| -> u64 {
-            if let Some(c) = p.created_ns {
-                return c;
-            }
-            match previous {
-                Some(s) if current >= s.last || s.last.is_nan() => s.start_ns,
-                Some(s) => s.last_ns,
-                None => time_ns,
-            }
-        };
-        match p.acc {
-            Acc::Number(v) => {
-                let attrs = point_attrs();
-                if id.kind == Kind::Counter {
-                    let start_ns = start(v, p.time_ns);
-                    out.sum(&id, help, attrs, start_ns, p.time_ns, v);
-                    next.insert(key, series(&id, start_ns, v, p.time_ns));
-                } else {
-                    out.gauge(&id, help, ftype_name, attrs, p.time_ns, v);
-                    next.insert(key, series(&id, 0, v, p.time_ns));
-                }
-            }
-            Acc::Histogram {
-                mut buckets,
-                sum,
-                count,
-            } => {
-                let Some(count) = count else {
-                    dropped.push(("incomplete_histogram", 1));
-                    continue;
-                };
-                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let mut bounds = Vec::with_capacity(buckets.len());
-                let mut counts = Vec::with_capacity(buckets.len() + 1);
-                let mut below = 0.0;
-                for (le, cumulative) in &buckets {
-                    if le.is_infinite() {
-                        continue;
-                    }
-                    bounds.push(*le);
-                    counts.push(as_count(cumulative - below));
-                    below = cumulative.max(below);
-                }
-                counts.push(as_count(count - below));
-                let start_ns = start(count, p.time_ns);
-                out.histogram(
-                    &id,
-                    help,
-                    HistogramDataPoint {
-                        attributes: point_attrs(),
-                        start_time_unix_nano: start_ns,
-                        time_unix_nano: p.time_ns,
-                        count: as_count(count),
-                        sum,
-                        bucket_counts: counts,
-                        explicit_bounds: bounds,
-                        ..Default::default()
-                    },
-                );
-                next.insert(key, series(&id, start_ns, count, p.time_ns));
-            }
-            Acc::Summary {
-                mut quantiles,
-                sum,
-                count,
-            } => {
-                let Some(count) = count else {
-                    dropped.push(("incomplete_summary", 1));
-                    continue;
-                };
-                quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let start_ns = start(count, p.time_ns);
-                out.summary(
-                    &id,
-                    help,
-                    SummaryDataPoint {
-                        attributes: point_attrs(),
-                        start_time_unix_nano: start_ns,
-                        time_unix_nano: p.time_ns,
-                        count: as_count(count),
-                        sum: sum.unwrap_or(0.0),
-                        quantile_values: quantiles
-                            .into_iter()
-                            .map(|(quantile, value)| summary_data_point::ValueAtQuantile {
-                                quantile,
-                                value,
-                            })
-                            .collect(),
-                        ..Default::default()
-                    },
-                );
-                next.insert(key, series(&id, start_ns, count, p.time_ns));
-            }
-        }
-    }
-
-    if let Some(r) = report {
-        // +5: the synthetic series themselves are not "added" series of the target.
-        for (name, value) in [
-            ("up", if r.up { 1.0 } else { 0.0 }),
-            ("scrape_duration_seconds", r.duration_seconds),
-            ("scrape_samples_scraped", r.samples_scraped as f64),
-            (
-                "scrape_samples_post_metric_relabeling",
-                r.samples_post_relabeling as f64,
-            ),
-            ("scrape_series_added", series_added as f64),
-        ] {
-            let id = SeriesId {
-                resource: None,
-                scope: None,
-                family: name.to_owned(),
-                kind: Kind::Gauge,
-                attrs: Vec::new(),
-            };
-            let key = key_of(&id);
-            let id = cache
-                .series
-                .get(&key)
-                .map_or_else(|| Arc::new(id), |s| s.id.clone());
-            out.gauge(&id, None, "gauge", Vec::new(), now_ns, value);
-            next.insert(key, series(&id, 0, value, now_ns));
-        }
-    }
-
-    // Staleness: what the last queued scrape had and this one has not.
-    for (key, s) in &cache.series {
-        if next.contains_key(key) {
-            continue;
-        }
-        out.stale(&s.id, s.start_ns, now_ns);
-    }
-
-    let (request, points) = out.finish();
-    Converted {
-        request,
-        points,
-        series_added,
-        dropped,
-        next: NextState(next),
-    }
-}
-
-fn series(id: &Arc<SeriesId>, start_ns: u64, last: f64, last_ns: u64) -> Series {
-    Series {
-        id: id.clone(),
-        start_ns,
-        last,
-        last_ns,
-    }
-}
-
 fn as_count(v: f64) -> u64 {
     if v.is_finite() && v > 0.0 {
         v.round() as u64
     } else {
         0
     }
+}
+
+type Families = FxHashMap<String, FamilyMeta>;
+
+/// The HELP of a group's family (for a counter named `x_total`, also that of `x`).
+fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f str> {
+    families
+        .get(&group.family)
+        .or_else(|| {
+            group
+                .family
+                .strip_suffix("_total")
+                .and_then(|base| families.get(base))
+        })
+        .and_then(|m| m.help.as_deref())
 }
 
 fn type_name(t: FamilyType) -> &'static str {
@@ -557,45 +903,38 @@ fn type_name(t: FamilyType) -> &'static str {
     }
 }
 
-/// Assembles resource → scope → metric, one metric per family and kind.
+/// Assembles resource → scope → metric, one metric per group, in the order groups first appear.
 struct Builder<'t> {
     target: &'t Target,
     extra_resource: Labels,
     resources: Vec<((String, String), Vec<ScopeMetrics>)>,
-    metric_index: FxHashMap<(usize, usize, String, Kind), usize>,
-    /// The metric the previous point went to: points of one family come together, so most points find
-    /// their metric here without a lookup.
-    last: Option<(Arc<SeriesId>, (usize, usize, usize))>,
+    /// Where the metric of each group is in this request: (resource, scope, metric).
+    at: Vec<Option<(u32, u32, u32)>>,
     scope: InstrumentationScope,
     points: usize,
 }
 
 impl<'t> Builder<'t> {
-    fn new(target: &'t Target, extra_resource: Labels) -> Self {
+    fn new(target: &'t Target, extra_resource: Labels, groups: usize) -> Self {
         Self {
             target,
             extra_resource,
             resources: Vec::new(),
-            metric_index: FxHashMap::default(),
-            last: None,
+            at: vec![None; groups],
             scope: to_otlp::outpost_scope("prometheus"),
             points: 0,
         }
     }
 
-    /// The metric of `id`'s family in its resource and scope, created with `make` if new.
-    fn metric(&mut self, id: &Arc<SeriesId>, make: impl FnOnce() -> Metric) -> &mut Metric {
-        if let Some((last, (ri, si, mi))) = &self.last {
-            if last.kind == id.kind
-                && last.family == id.family
-                && last.resource == id.resource
-                && last.scope == id.scope
-            {
-                let (ri, si, mi) = (*ri, *si, *mi);
-                return &mut self.resources[ri].1[si].metrics[mi];
-            }
+    /// The metric of group `g`, created with `make` if this request has none yet.
+    fn metric(&mut self, g: usize, group: &Group, make: impl FnOnce() -> Metric) -> &mut Metric {
+        if g >= self.at.len() {
+            self.at.resize(g + 1, None);
         }
-        let (job, instance) = match &id.resource {
+        if let Some((ri, si, mi)) = self.at[g] {
+            return &mut self.resources[ri as usize].1[si as usize].metrics[mi as usize];
+        }
+        let (job, instance) = match &group.resource {
             Some((j, i)) => (j.as_str(), i.as_str()),
             None => (self.target.job.as_str(), self.target.instance.as_str()),
         };
@@ -611,7 +950,7 @@ impl<'t> Builder<'t> {
                 self.resources.len() - 1
             }
         };
-        let (name, version) = match &id.scope {
+        let (name, version) = match &group.scope {
             Some((n, v)) => (n.as_str(), v.as_str()),
             None => (self.scope.name.as_str(), self.scope.version.as_str()),
         };
@@ -635,89 +974,114 @@ impl<'t> Builder<'t> {
             }
         };
         let metrics = &mut scopes[si].metrics;
-        let mi = *self
-            .metric_index
-            .entry((ri, si, id.family.clone(), id.kind))
-            .or_insert_with(|| {
-                metrics.push(make());
-                metrics.len() - 1
-            });
-        self.last = Some((id.clone(), (ri, si, mi)));
+        metrics.push(make());
+        let mi = metrics.len() - 1;
+        self.at[g] = Some((ri as u32, si as u32, mi as u32));
         &mut metrics[mi]
     }
 
+    /// `families` is `None` for the synthetic series.
     fn gauge(
         &mut self,
-        id: &Arc<SeriesId>,
-        help: Option<&str>,
-        ptype: &str,
-        attrs: Vec<KeyValue>,
+        g: usize,
+        group: &Group,
+        families: Option<&Families>,
+        attrs: &[KeyValue],
         time_ns: u64,
         value: f64,
     ) {
         self.points += 1;
-        let m = self.metric(id, || Metric {
-            name: id.family.clone(),
-            description: help.unwrap_or_default().to_owned(),
-            metadata: vec![string_kv("prometheus.type", ptype)],
-            data: Some(metric::Data::Gauge(Gauge::default())),
-            ..Default::default()
+        let m = self.metric(g, group, || match families {
+            Some(f) => {
+                let ptype = f
+                    .get(&group.family)
+                    .and_then(|m| m.kind)
+                    .map_or("unknown", type_name);
+                new_metric(group, help(f, group), ptype, empty_data(Kind::Gauge))
+            }
+            None => new_metric(group, None, "gauge", empty_data(Kind::Gauge)),
         });
         if let Some(metric::Data::Gauge(g)) = &mut m.data {
-            g.data_points.push(double_point(attrs, 0, time_ns, value));
+            g.data_points
+                .push(double_point(attrs.to_vec(), 0, time_ns, value));
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn sum(
         &mut self,
-        id: &Arc<SeriesId>,
-        help: Option<&str>,
-        attrs: Vec<KeyValue>,
+        g: usize,
+        group: &Group,
+        families: &Families,
+        attrs: &[KeyValue],
         start_ns: u64,
         time_ns: u64,
         value: f64,
     ) {
         self.points += 1;
-        let m = self.metric(id, || {
-            new_metric(id, help, "counter", empty_data(Kind::Counter))
+        let m = self.metric(g, group, || {
+            new_metric(
+                group,
+                help(families, group),
+                "counter",
+                empty_data(Kind::Counter),
+            )
         });
         if let Some(metric::Data::Sum(s)) = &mut m.data {
             s.data_points
-                .push(double_point(attrs, start_ns, time_ns, value));
+                .push(double_point(attrs.to_vec(), start_ns, time_ns, value));
         }
     }
 
-    fn histogram(&mut self, id: &Arc<SeriesId>, help: Option<&str>, point: HistogramDataPoint) {
+    fn histogram(
+        &mut self,
+        g: usize,
+        group: &Group,
+        families: &Families,
+        point: HistogramDataPoint,
+    ) {
         self.points += 1;
-        let m = self.metric(id, || {
-            new_metric(id, help, "histogram", empty_data(Kind::Histogram))
+        let m = self.metric(g, group, || {
+            new_metric(
+                group,
+                help(families, group),
+                "histogram",
+                empty_data(Kind::Histogram),
+            )
         });
         if let Some(metric::Data::Histogram(h)) = &mut m.data {
             h.data_points.push(point);
         }
     }
 
-    fn summary(&mut self, id: &Arc<SeriesId>, help: Option<&str>, point: SummaryDataPoint) {
+    fn summary(&mut self, g: usize, group: &Group, families: &Families, point: SummaryDataPoint) {
         self.points += 1;
-        let m = self.metric(id, || {
-            new_metric(id, help, "summary", empty_data(Kind::Summary))
+        let m = self.metric(g, group, || {
+            new_metric(
+                group,
+                help(families, group),
+                "summary",
+                empty_data(Kind::Summary),
+            )
         });
         if let Some(metric::Data::Summary(s)) = &mut m.data {
             s.data_points.push(point);
         }
     }
 
-    /// A point with `NoRecordedValue` for the series `id`.
-    fn stale(&mut self, id: &Arc<SeriesId>, start_ns: u64, time_ns: u64) {
+    /// A point with `NoRecordedValue` for a series of group `g`.
+    fn stale(&mut self, g: usize, group: &Group, attrs: &[KeyValue], start_ns: u64, time_ns: u64) {
         self.points += 1;
-        let ptype = match id.kind {
+        let ptype = match group.kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
             Kind::Histogram => "histogram",
             Kind::Summary => "summary",
         };
-        let m = self.metric(id, || new_metric(id, None, ptype, empty_data(id.kind)));
-        let attrs = attributes(&id.attrs);
+        let m = self.metric(g, group, || {
+            new_metric(group, None, ptype, empty_data(group.kind))
+        });
+        let attrs = attrs.to_vec();
         match &mut m.data {
             Some(metric::Data::Gauge(g)) => g.data_points.push(stale_point(attrs, 0, time_ns)),
             Some(metric::Data::Sum(s)) => s.data_points.push(stale_point(attrs, start_ns, time_ns)),
@@ -771,9 +1135,9 @@ impl<'t> Builder<'t> {
     }
 }
 
-fn new_metric(id: &SeriesId, help: Option<&str>, ptype: &str, data: metric::Data) -> Metric {
+fn new_metric(group: &Group, help: Option<&str>, ptype: &str, data: metric::Data) -> Metric {
     Metric {
-        name: id.family.clone(),
+        name: group.family.clone(),
         description: help.unwrap_or_default().to_owned(),
         metadata: vec![string_kv("prometheus.type", ptype)],
         data: Some(data),

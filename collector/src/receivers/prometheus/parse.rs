@@ -72,27 +72,80 @@ pub struct ParseError {
 /// Parses a whole page.
 pub fn parse(text: &str) -> Result<Exposition, ParseError> {
     let mut out = Exposition::default();
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() {
+    for (number, line) in lines(text) {
+        if line.starts_with('#') {
+            metadata(line, &mut out.families);
             continue;
         }
-        let fail = |message: String| ParseError {
-            line: i + 1,
+        let sample = sample_line(line).map_err(|message| ParseError {
+            line: number,
             message,
-        };
-        if trimmed.starts_with('#') {
-            metadata(trimmed, &mut out.families);
-            continue;
-        }
-        let sample = sample_line(trimmed).map_err(fail)?;
+        })?;
         out.samples.push(sample);
     }
     Ok(out)
 }
 
-fn metadata(line: &str, families: &mut FxHashMap<String, FamilyMeta>) {
+/// The non-blank lines of a page with their 1-based numbers, leading blanks and a trailing `\r`
+/// removed.
+pub fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n').enumerate().filter_map(|(i, raw)| {
+        let line = raw.strip_suffix('\r').unwrap_or(raw).trim_start();
+        (!line.is_empty()).then_some((i + 1, line))
+    })
+}
+
+/// A sample line split from its end into `(series, value, timestamp)` without reading the labels:
+/// `series` is the text before the value (`name{labels}`), the key of the scrape cache. The split is
+/// only a guess (a label value may hold blanks); a caller that finds `series` among the series texts it
+/// has already read in full knows it is right, because a valid series text followed by blanks is
+/// exactly where the full parser would stop. `None` when the line has no blank before its value.
+pub fn split_sample(line: &str) -> Option<(&str, &str, Option<&str>)> {
+    let b = line.as_bytes();
+    let end = trim_blanks_end(b, b.len());
+    let last_start = token_start(b, end);
+    let rest_end = trim_blanks_end(b, last_start);
+    if rest_end == 0 {
+        return None;
+    }
+    let last = &line[last_start..end];
+    // A value never ends with '}' and a bare metric name holds no blank: either way `last` is the
+    // value and there is no timestamp.
+    if b[rest_end - 1] == b'}' || !b[..rest_end].iter().any(|&c| c == b' ' || c == b'\t') {
+        return Some((&line[..rest_end], last, None));
+    }
+    let value_start = token_start(b, rest_end);
+    let series_end = trim_blanks_end(b, value_start);
+    if series_end == 0 {
+        return None;
+    }
+    Some((
+        &line[..series_end],
+        &line[value_start..rest_end],
+        Some(last),
+    ))
+}
+
+fn trim_blanks_end(b: &[u8], mut end: usize) -> usize {
+    while end > 0 && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    end
+}
+
+fn token_start(b: &[u8], mut end: usize) -> usize {
+    while end > 0 && b[end - 1] != b' ' && b[end - 1] != b'\t' {
+        end -= 1;
+    }
+    end
+}
+
+/// A timestamp as the full parser reads it: integer milliseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    s.parse().ok()
+}
+
+pub fn metadata(line: &str, families: &mut FxHashMap<String, FamilyMeta>) {
     match LineInfo::parse(line) {
         LineInfo::Doc { metric_name, doc } => {
             families.entry(metric_name.to_owned()).or_default().help = Some(unescape_help(doc));
@@ -178,7 +231,7 @@ fn is_name_char(b: u8) -> bool {
 }
 
 /// `name{label="value",...} value [timestamp]`
-fn sample_line(line: &str) -> Result<RawSample, String> {
+pub fn sample_line(line: &str) -> Result<RawSample, String> {
     let bytes = line.as_bytes();
     let mut i = 0;
     if !is_name_start(bytes[0]) {
@@ -216,7 +269,7 @@ fn sample_line(line: &str) -> Result<RawSample, String> {
     let ts_end = token_end(bytes, ts_start);
     let timestamp_ms = if ts_start < ts_end {
         let t = &line[ts_start..ts_end];
-        Some(t.parse::<i64>().map_err(|_| {
+        Some(parse_timestamp(t).ok_or_else(|| {
             format!("metric '{name}': '{t}' is not a timestamp (milliseconds since the epoch)")
         })?)
     } else {
@@ -365,7 +418,7 @@ fn token_end(bytes: &[u8], mut i: usize) -> usize {
 }
 
 /// Go's float syntax as Prometheus writes it: decimals, exponents, `NaN`, `+Inf`, `-Inf`.
-fn parse_value(s: &str) -> Option<f64> {
+pub fn parse_value(s: &str) -> Option<f64> {
     if let Ok(v) = s.parse::<f64>() {
         return Some(v);
     }
@@ -472,6 +525,33 @@ rpc_count 2
             let e = parse(page).unwrap_err();
             assert_eq!(e.line, line, "{page:?}: {e}");
             assert!(e.message.contains(words), "{page:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_series_text_splits_off_from_the_end() {
+        for (line, want) in [
+            ("x 1", Some(("x", "1", None))),
+            ("x 1 2", Some(("x", "1", Some("2")))),
+            ("x{a=\"1\"} 5", Some(("x{a=\"1\"}", "5", None))),
+            (
+                "x{a=\"b c\"}\t5  7  ",
+                Some(("x{a=\"b c\"}", "5", Some("7"))),
+            ),
+            ("x {a=\"} 1\"} 5", Some(("x {a=\"} 1\"}", "5", None))),
+            ("x{a=\"1\"}5", None),
+            ("x", None),
+        ] {
+            assert_eq!(split_sample(line), want, "{line:?}");
+        }
+        // Wherever the guess is a valid series, the full parser agrees with it.
+        for line in ["x 1 2", "x{a=\"b c\"} 5 7", "x {a=\"} 1\"} 5"] {
+            let (series, value, ts) = split_sample(line).unwrap();
+            let full = sample_line(line).unwrap();
+            let alone = sample_line(&format!("{series} 0")).unwrap();
+            assert_eq!(full.labels, alone.labels, "{line:?}");
+            assert_eq!(full.value, parse_value(value).unwrap());
+            assert_eq!(full.timestamp_ms, ts.and_then(parse_timestamp));
         }
     }
 

@@ -1,4 +1,6 @@
-//! The scrape loop of one target: fetch, parse, relabel, convert, queue, every interval.
+//! The scrape loop of one target: fetch, parse, relabel, convert, queue, every interval. The loop owns
+//! the target's [`SeriesCache`], so a series is parsed and relabeled in full only the first time it is
+//! seen (see [`convert`]).
 //!
 //! Timing: a target is scraped at a fixed phase of its job's interval, offset by a hash of the target,
 //! so the targets of a job spread over the interval instead of firing together (Prometheus does the
@@ -27,7 +29,6 @@ use outpost_pipelines::Refusal;
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{self, ScrapeReport, SeriesCache, Target};
-use super::parse::{self, RawSample};
 use super::relabel::{self, Relabeler};
 use crate::prom::to_otlp::{Labels, INSTANCE_LABEL, JOB_LABEL, NAME_LABEL};
 use crate::receivers::{admit, Inputs, Outcome};
@@ -135,15 +136,6 @@ pub struct ScrapeTarget {
 /// Why a scrape failed, said the way an operator reads it in the log.
 type ScrapeError = String;
 
-/// A scrape's samples after metric relabeling, the family metadata, the number of samples exposed, and
-/// the page's size in bytes.
-type ScrapeOk = (
-    Vec<RawSample>,
-    rustc_hash::FxHashMap<String, parse::FamilyMeta>,
-    usize,
-    usize,
-);
-
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -187,31 +179,34 @@ pub async fn run(
         let scrape_start_ns = now_ns();
         let started = Instant::now();
         // A scrape in flight (up to scrape_timeout) must not hold up shutdown.
-        let result = tokio::select! {
-            r = scrape_once(&job, &st) => r,
+        let body = tokio::select! {
+            r = fetch_page(&job, &st.url) => r,
             _ = shutdown.cancelled() => return,
         };
+        cache.begin(&st.target, scrape_start_ns);
+        let result = body.and_then(|body| {
+            read_page(&job, &st.target, &mut cache, &body).map(|stats| (stats, body.len()))
+        });
         let duration = started.elapsed().as_secs_f64();
-        let (samples, families, report, page_bytes) = match result {
-            Ok((samples, families, scraped, page_bytes)) => {
+        let (report, page_bytes) = match result {
+            Ok(((scraped, kept), page_bytes)) => {
                 if last_error.take().is_some() {
                     tracing::info!(job = %job.name, url = %st.url, "target is up again");
                 }
                 job.scrape_metrics.scraped(true);
-                let post = samples.len();
                 (
-                    samples,
-                    families,
                     ScrapeReport {
                         up: true,
                         duration_seconds: duration,
                         samples_scraped: scraped,
-                        samples_post_relabeling: post,
+                        samples_post_relabeling: kept,
                     },
                     page_bytes,
                 )
             }
             Err(e) => {
+                // Nothing of a failed page is kept.
+                cache.begin(&st.target, scrape_start_ns);
                 job.scrape_metrics.scraped(false);
                 if last_error.as_deref() != Some(e.as_str()) {
                     tracing::warn!(job = %job.name, url = %st.url, error = %e, "scrape failed; the target is down (up = 0)");
@@ -220,8 +215,6 @@ pub async fn run(
                 }
                 last_error = Some(e);
                 (
-                    Vec::new(),
-                    Default::default(),
                     ScrapeReport {
                         up: false,
                         duration_seconds: duration,
@@ -232,14 +225,7 @@ pub async fn run(
                 )
             }
         };
-        let converted = convert::convert(
-            &st.target,
-            &cache,
-            samples,
-            &families,
-            Some(report),
-            scrape_start_ns,
-        );
+        let converted = cache.finish(&st.target, Some(report));
         deliver(&job, &mut cache, converted, page_bytes).await;
 
         next += interval;
@@ -251,14 +237,8 @@ pub async fn run(
     }
     // The target was removed: its series end now.
     if !cache.is_empty() {
-        let converted = convert::convert(
-            &st.target,
-            &cache,
-            Vec::new(),
-            &Default::default(),
-            None,
-            now_ns(),
-        );
+        cache.begin(&st.target, now_ns());
+        let converted = cache.finish(&st.target, None);
         deliver(&job, &mut cache, converted, 0).await;
     }
 }
@@ -299,49 +279,54 @@ async fn deliver(
     }
 }
 
-/// Fetches and parses one page; returns the samples after metric relabeling, the family metadata, and
-/// the number of samples exposed.
-async fn scrape_once(job: &Job, st: &ScrapeTarget) -> Result<ScrapeOk, ScrapeError> {
-    let body = match tokio::time::timeout(job.timeout, fetch(job, &st.url)).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(format!(
-                "no complete answer within scrape_timeout ({})",
-                humantime::format_duration(job.timeout)
-            ))
-        }
-    };
-    let page = parse::parse(&body).map_err(|e| format!("the page does not parse: {e}"))?;
-    let exposed = page.samples.len();
-    let mut samples = Vec::with_capacity(page.samples.len());
-    for mut s in page.samples {
-        if sample_labels(&mut s.labels, &st.target, job) {
-            samples.push(s);
-        }
+/// Fetches one page, within `scrape_timeout`.
+async fn fetch_page(job: &Job, url: &str) -> Result<String, ScrapeError> {
+    match tokio::time::timeout(job.timeout, fetch(job, url)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no complete answer within scrape_timeout ({})",
+            humantime::format_duration(job.timeout)
+        )),
     }
-    if job.sample_limit > 0 && samples.len() > job.sample_limit {
+}
+
+/// Reads a page into the scrape `cache` has begun: every sample through [`sample_labels`] (once per
+/// series: the cache remembers the outcome), then the limits. Returns the number of samples exposed
+/// and the number kept after metric relabeling.
+pub fn read_page(
+    job: &Job,
+    target: &Target,
+    cache: &mut SeriesCache,
+    page: &str,
+) -> Result<(usize, usize), ScrapeError> {
+    // Counted as Prometheus counts them: the series' labels with the target's merged in.
+    let target_labels = 2 + target.labels.len();
+    let stats = cache
+        .add_page(target, page, |labels| {
+            if !sample_labels(labels, target, job) {
+                return Ok(false);
+            }
+            if job.label_limit > 0 && labels.len() + target_labels > job.label_limit {
+                return Err(format!(
+                    "series '{}' has {} labels, more than label_limit ({})",
+                    relabel::get(labels, NAME_LABEL).unwrap_or(""),
+                    labels.len() + target_labels,
+                    job.label_limit
+                ));
+            }
+            Ok(true)
+        })
+        .map_err(|e| format!("the page does not parse: {e}"))?;
+    if job.sample_limit > 0 && stats.kept > job.sample_limit {
         return Err(format!(
             "{} samples exceed sample_limit ({}); nothing from this scrape is kept",
-            samples.len(),
-            job.sample_limit
+            stats.kept, job.sample_limit
         ));
     }
-    if job.label_limit > 0 {
-        // Counted as Prometheus counts them: the series' labels with the target's merged in.
-        let target_labels = 2 + st.target.labels.len();
-        if let Some(s) = samples
-            .iter()
-            .find(|s| s.labels.len() + target_labels > job.label_limit)
-        {
-            return Err(format!(
-                "series '{}' has {} labels, more than label_limit ({})",
-                s.name(),
-                s.labels.len() + target_labels,
-                job.label_limit
-            ));
-        }
+    if let Some(e) = stats.limit_error {
+        return Err(e);
     }
-    Ok((samples, page.families, exposed, body.len()))
+    Ok((stats.exposed, stats.kept))
 }
 
 /// Prepares one sample's labels as Prometheus does before storing it: labels that clash with the
@@ -419,7 +404,10 @@ async fn fetch(job: &Job, url: &str) -> Result<String, ScrapeError> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
     let limit = job.body_limit;
-    let mut body: Vec<u8> = Vec::new();
+    // Sized from Content-Length when there is one: growing a page-sized buffer chunk by chunk copies
+    // it several times over.
+    let expected = resp.content_length().unwrap_or(0).min(limit);
+    let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = resp.chunk().await.map_err(|e| describe_reqwest(&e))? {
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(too_large(limit));

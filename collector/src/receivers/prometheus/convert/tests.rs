@@ -267,7 +267,7 @@ fn a_failed_scrape_marks_everything_stale_but_reports_up_0() {
     scrape(&mut cache, "x 1\ny 2\n", 10);
     let c = convert(
         &target(),
-        &cache,
+        &mut cache,
         Vec::new(),
         &Default::default(),
         Some(ScrapeReport {
@@ -294,7 +294,7 @@ fn a_failed_scrape_marks_everything_stale_but_reports_up_0() {
     commit(&mut cache, c.next);
     let c = convert(
         &target(),
-        &cache,
+        &mut cache,
         Vec::new(),
         &Default::default(),
         None,
@@ -313,7 +313,14 @@ fn a_refused_scrape_leaves_the_state_alone() {
     scrape(&mut cache, "a 1\nb 1\n", 10);
     // This scrape loses `b` but is never committed (the pipeline refused it)...
     let p = parse::parse("a 1\n").unwrap();
-    let refused = convert(&target(), &cache, p.samples, &p.families, None, 20 * SEC);
+    let refused = convert(
+        &target(),
+        &mut cache,
+        p.samples,
+        &p.families,
+        None,
+        20 * SEC,
+    );
     assert!(refused.points > 0);
     drop(refused);
     // ...so the next one still marks `b` stale.
@@ -364,9 +371,155 @@ fn target_info_scope_labels_and_own_job_shape_the_resources() {
 
 #[test]
 fn a_histogram_without_count_is_dropped_and_counted() {
-    let cache = SeriesCache::default();
+    let mut cache = SeriesCache::default();
     let p = parse::parse("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 3\n").unwrap();
-    let c = convert(&target(), &cache, p.samples, &p.families, None, SEC);
+    let c = convert(&target(), &mut cache, p.samples, &p.families, None, SEC);
     assert_eq!(c.dropped, vec![("incomplete_histogram", 1)]);
     assert_eq!(c.points, 0);
+}
+
+/// Reads `page` through the scrape cache (`drop_name`'s series dropped as by relabeling), converts and
+/// commits it.
+fn cached_scrape(
+    cache: &mut SeriesCache,
+    page: &str,
+    t: u64,
+    drop_name: &str,
+) -> Result<Converted, ParseError> {
+    cache.begin(&target(), t * SEC);
+    let stats = cache.add_page(&target(), page, |labels| {
+        Ok(to_otlp::label(labels, NAME_LABEL) != Some(drop_name))
+    })?;
+    let c = cache.finish(
+        &target(),
+        Some(ScrapeReport {
+            up: true,
+            duration_seconds: 0.5,
+            samples_scraped: stats.exposed,
+            samples_post_relabeling: stats.kept,
+        }),
+    );
+    let next = NextState(c.next.0);
+    commit(cache, next);
+    Ok(c)
+}
+
+/// The same scrape without the line cache: the page parsed in full, relabeled, converted.
+fn uncached_scrape(cache: &mut SeriesCache, page: &str, t: u64, drop_name: &str) -> Converted {
+    let p = parse::parse(page).unwrap();
+    let exposed = p.samples.len();
+    let samples: Vec<RawSample> = p
+        .samples
+        .into_iter()
+        .filter(|s| s.name() != drop_name)
+        .collect();
+    let kept = samples.len();
+    let c = convert(
+        &target(),
+        cache,
+        samples,
+        &p.families,
+        Some(ScrapeReport {
+            up: true,
+            duration_seconds: 0.5,
+            samples_scraped: exposed,
+            samples_post_relabeling: kept,
+        }),
+        t * SEC,
+    );
+    let next = NextState(c.next.0);
+    commit(cache, next);
+    c
+}
+
+#[test]
+fn the_line_cache_gives_the_same_requests_as_a_full_parse() {
+    let pages = [
+        PAGE.to_string(),
+        // The same page again: every line known; counter values move, one goes down (a reset).
+        PAGE.replace("requests_total{code=\"200\"} 10", "requests_total{code=\"200\"} 4"),
+        // Timestamps, extra blanks, a new series, one gone, a dropped one, target_info.
+        "# TYPE requests_total counter\nrequests_total{code=\"200\"}   7 1700000000000\n\
+         requests_total{code=\"404\"} 1\nsecret{a=\"b c\"} 5\n# TYPE target_info gauge\n\
+         target_info{region=\"eu\"} 1\n# TYPE latency histogram\nlatency_bucket{le=\"0.1\"} 3\n\
+         latency_bucket{le=\"+Inf\"} 6\nlatency_sum 1.25\nlatency_count 6\n"
+            .to_string(),
+        // A TYPE changes: `requests_total` becomes a gauge, with the same lines.
+        "# TYPE requests_total gauge\nrequests_total{code=\"200\"} 8\nrequests_total{code=\"404\"} 1\n"
+            .to_string(),
+        "# TYPE requests_total gauge\nrequests_total{code=\"200\"} 9\nrequests_total{code=\"404\"} 2\n"
+            .to_string(),
+    ];
+    let mut cached = SeriesCache::default();
+    let mut uncached = SeriesCache::default();
+    for (i, page) in pages.iter().enumerate() {
+        let t = 10 * (i as u64 + 1);
+        let a = cached_scrape(&mut cached, page, t, "secret").unwrap();
+        let b = uncached_scrape(&mut uncached, page, t, "secret");
+        assert_eq!(a.request, b.request, "page {i}");
+        assert_eq!(
+            (a.points, a.series_added),
+            (b.points, b.series_added),
+            "page {i}"
+        );
+        assert_eq!(a.dropped, b.dropped, "page {i}");
+    }
+    // Every line of the last page is known, and the dropped series text was remembered too.
+    assert!(cached.known_lines() >= 2);
+    let again = cached_scrape(&mut cached, &pages[4], 60, "secret").unwrap();
+    assert_eq!(again.series_added, 0);
+}
+
+#[test]
+fn a_known_series_with_a_bad_value_still_fails_the_page_with_its_line() {
+    let mut cache = SeriesCache::default();
+    cached_scrape(&mut cache, "a 1\nb{x=\"1\"} 2\n", 10, "").unwrap();
+    let e = cached_scrape(&mut cache, "a 1\nb{x=\"1\"} two\n", 20, "")
+        .err()
+        .expect("the page fails");
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("'two' is not a number"), "{e}");
+    let e = cached_scrape(&mut cache, "a 1 12.5\n", 30, "")
+        .err()
+        .expect("the page fails");
+    assert!(e.message.contains("is not a timestamp"), "{e}");
+    // A failed page leaves nothing behind: the next good scrape sees `b` as it was.
+    cache.begin(&target(), 40 * SEC);
+    let c = cache.finish(&target(), None);
+    assert_eq!(
+        c.points,
+        2 + 5,
+        "a, b and the synthetic series are still live"
+    );
+}
+
+#[test]
+fn a_value_glued_to_the_labels_is_never_taken_for_part_of_the_series() {
+    // The split from the end guesses `x{a="1"}5` as the series and `6` as the value; the full parser
+    // reads value 5 at 6 ms. The guess must not be remembered.
+    let mut cache = SeriesCache::default();
+    for t in [10, 20] {
+        let c = cached_scrape(&mut cache, "x{a=\"1\"}5 6\n", t, "").unwrap();
+        let Some(metric::Data::Gauge(g)) = &metric(&c.request, "x").data else {
+            panic!()
+        };
+        assert_eq!(value(&g.data_points[0]), Some(5.0), "scrape at {t}");
+        assert_eq!(g.data_points[0].time_unix_nano, 6_000_000);
+    }
+}
+
+#[test]
+fn series_unseen_for_a_while_are_forgotten() {
+    let mut cache = SeriesCache::default();
+    cached_scrape(&mut cache, "a 1\ngone 1\n", 1, "").unwrap();
+    let live = cache.len();
+    for t in 2..(EVICT_AFTER * 3) {
+        cached_scrape(&mut cache, "a 1\n", t, "").unwrap();
+    }
+    assert_eq!(cache.len(), live - 1);
+    // `a` and the five synthetic series are all the slots left.
+    assert_eq!(cache.slots.len(), 6);
+    assert_eq!(cache.known_lines(), 1);
+    let c = cached_scrape(&mut cache, "a 2\ngone 3\n", 100, "").unwrap();
+    assert_eq!(c.series_added, 1);
 }
