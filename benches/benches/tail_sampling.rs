@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use outpost_config::TailSamplingConfig;
+use outpost_config::{Signal, TailSamplingConfig};
 use outpost_pipelines::processors::tail_sampling::gen::TraceGen;
 use outpost_pipelines::processors::tail_sampling::TailSampling;
+use outpost_pipelines::queue::format::encode_record;
 use outpost_pipelines::{Batch, Emit, Processor, Telemetry, Traces};
 use prost::Message;
 
@@ -117,13 +118,18 @@ fn fresh(mut data: Traces, i: usize) -> Traces {
     data
 }
 
-/// What the queue seam does with what leaves the chain.
+/// What the queue seam does with what leaves the chain, with the same calls: the payload's encoding
+/// (encoded here, or as a processor released it encoded) made into a record value (zstd, checksum,
+/// header) by the queue's own `encode_record`.
 fn seal(out: &mut Emit<Traces>) -> usize {
     let mut bytes = 0;
-    for b in out.take_batches() {
-        let (data, _admissions) = b.into_parts();
-        let encoded = data.encode_to_vec();
-        bytes += zstd::bulk::compress(&encoded, 1).unwrap().len();
+    for mut b in out.take_batches() {
+        let items = b.item_count() as u32;
+        let payload = b.take_payload();
+        bytes += encode_record(Signal::Traces, items, 0, &payload)
+            .unwrap()
+            .len();
+        drop(b.into_parts());
     }
     out.take_dropped();
     bytes

@@ -76,6 +76,13 @@ pub trait Processor<T: SignalData>: Send {
 
     /// Shutdown: emit everything still held.
     fn drain(&mut self, _out: &mut Emit<T>) {}
+
+    /// Whether this processor handles batches whose payload is partly still encoded
+    /// ([`Batch::from_encoded`]) without looking into it: it only counts, merges, splits or passes them.
+    /// The chain decodes the encoded part for every other processor first.
+    fn takes_encoded(&self) -> bool {
+        false
+    }
 }
 
 struct Stage<T> {
@@ -145,9 +152,21 @@ impl<T: SignalData> ProcessorChain<T> {
     fn run_from(&mut self, start: usize, mut batches: Vec<Batch<T>>, out: &mut Vec<Batch<T>>) {
         for i in start..self.stages.len() {
             let mut next = Vec::new();
-            for batch in batches {
+            for mut batch in batches {
                 let items = batch.item_count();
-                next.extend(self.call(i, |p, emit| p.process(batch, emit), items));
+                let lost = if batch.has_encoded() && !self.stages[i].processor.takes_encoded() {
+                    batch.decode_encoded()
+                } else {
+                    0
+                };
+                next.extend(self.call(
+                    i,
+                    |p, emit| {
+                        emit.dropped("internal_error", lost);
+                        p.process(batch, emit)
+                    },
+                    items,
+                ));
             }
             batches = next;
         }

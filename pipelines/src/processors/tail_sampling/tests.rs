@@ -175,9 +175,9 @@ fn every_error_and_slow_trace_is_kept_and_the_rest_at_the_configured_rate() {
         s.early
     );
     assert_eq!(
-        s.spans_decoded as usize,
+        s.spans_unpacked as usize,
         sink.total(),
-        "policies decide on the summary: only kept spans are decoded"
+        "policies decide on the summary: only kept spans are taken out of their fragments"
     );
 }
 
