@@ -344,6 +344,7 @@ impl AckWait {
 mod tests {
     use super::*;
     use crate::signal::tests::traces;
+    use crate::signal::Traces;
 
     #[tokio::test]
     async fn ack_fires_when_the_last_part_is_settled() {
@@ -387,6 +388,44 @@ mod tests {
         head.discard();
         b.discard();
         assert_eq!(wait.wait().await, Err(Refusal::Unavailable("shutdown")));
+    }
+
+    #[test]
+    fn encoded_parts_merge_by_concatenation_and_decode_on_demand() {
+        use prost::Message;
+        let (a, b, c) = (traces(1, 2), traces(2, 1), traces(1, 3));
+        let mut batch = Batch::<Traces>::from_encoded(a.encode_to_vec(), 4);
+        batch.merge(Batch::from_encoded(b.encode_to_vec(), 4));
+        batch.merge(Batch::new(c.clone()));
+        assert!(batch.has_encoded());
+        assert_eq!(batch.item_count(), 14);
+        // The queue's payload: the decoded part, then the encoded parts as they were.
+        let payload = batch.take_payload();
+        let mut want = c.clone();
+        want.append(a.clone());
+        want.append(b.clone());
+        assert_eq!(Traces::decode(payload.as_slice()).unwrap(), want);
+
+        let mut batch = Batch::<Traces>::from_encoded(a.encode_to_vec(), 4);
+        let head = batch.split_front(1);
+        assert!(!batch.has_encoded() && !head.has_encoded());
+        assert_eq!((head.item_count(), batch.item_count()), (1, 3));
+        let (data, _) = Batch::<Traces>::from_encoded(b.encode_to_vec(), 4).into_parts();
+        assert_eq!(data, b);
+    }
+
+    #[tokio::test]
+    async fn an_encoded_part_that_does_not_decode_fails_its_clients() {
+        let (adm, wait) = Admission::new(0, None);
+        let mut batch = Batch::with_admission(traces(1, 1), adm);
+        batch.merge(Batch::from_encoded(vec![0x0a, 0x05, 0x01], 3));
+        assert_eq!(batch.decode_encoded(), 3);
+        assert_eq!(batch.item_count(), 2, "the decoded part is left as it was");
+        drop(batch.into_parts());
+        assert_eq!(
+            wait.wait().await,
+            Err(Refusal::Unavailable("internal_error"))
+        );
     }
 
     #[test]

@@ -210,6 +210,51 @@ mod tests {
         }
     }
 
+    /// Records whether the batches it saw still had an encoded part.
+    struct SawEncoded(std::sync::Arc<std::sync::Mutex<Vec<bool>>>);
+    impl Processor<Traces> for SawEncoded {
+        fn process(&mut self, batch: Batch<Traces>, out: &mut Emit<Traces>) {
+            self.0.lock().unwrap().push(batch.has_encoded());
+            out.push(batch);
+        }
+    }
+
+    #[test]
+    fn encoded_batches_are_decoded_only_for_processors_that_look_inside() {
+        use crate::processors::batch::BatchProcessor;
+        use outpost_config::{BatchConfig, HumanDuration};
+        use prost::Message;
+        let t = Telemetry::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut chain = ProcessorChain::default();
+        chain.push(
+            Box::new(BatchProcessor::new(&BatchConfig {
+                send_batch_size: 1,
+                send_batch_max_size: 0,
+                timeout: HumanDuration(std::time::Duration::from_secs(1)),
+            })),
+            t.processor("traces", "batch"),
+        );
+        chain.push(
+            Box::new(SawEncoded(seen.clone())),
+            t.processor("traces", "seen"),
+        );
+        chain.push(Box::new(DropFirst), t.processor("traces", "drop"));
+        let mut out = Vec::new();
+        let sent = traces(2, 3);
+        chain.run_from(
+            0,
+            vec![Batch::from_encoded(sent.encode_to_vec(), 12)],
+            &mut out,
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![false],
+            "decoded before a processor that looks"
+        );
+        assert_eq!(out.iter().map(Batch::item_count).sum::<usize>(), 11);
+    }
+
     #[test]
     fn chain_counts_in_out_and_dropped_per_stage() {
         let t = Telemetry::new();

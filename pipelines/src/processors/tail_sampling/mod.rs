@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use outpost_config::TailSamplingConfig;
 use prost::encoding::{encode_varint, encoded_len_varint};
 use prost::Message;
-use outpost_config::TailSamplingConfig;
 
 use crate::batch::Batch;
 use crate::processor::{Emit, Processor};
