@@ -4,12 +4,19 @@
 //! processor chain, encode what leaves and compress it as the queue does (zstd level 1) — with an empty
 //! chain (the pass-through baseline) and with `tail_sampling` (errors, slow traces and 10% of the rest,
 //! decision_wait 1s on a simulated clock advancing 10 ms per request, so about 100 requests of traces are
-//! held and decided in steady state). RocksDB's write is left out: it is the same for both sides and
-//! only dilutes the difference. Requests come from the tail_sampling trace generator: 20 traces, about
-//! 110 spans and 33 KB each, 5% errors and 5% slow.
+//! held and decided in steady state). Each side is charged for what it sends on: the pass-through
+//! baseline makes a queue record (encode, zstd, checksum: the queue's own `encode_record`) of every
+//! span, tail sampling of the ~20% it keeps. Requests come from the tail_sampling trace generator: 20
+//! traces, about 110 spans and 33 KB each, 5% errors and 5% slow.
 //!
-//! Time is the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the build machine
-//! is shared, and wall time there measures the neighbours as much as the processor.
+//! Group `pipeline_seam` stops at the record value: RocksDB's write is left out, which favours the
+//! baseline (it writes five times the bytes). Group `pipeline_queue` runs the same two chains into a real
+//! queue (`Stream::append`, sync `never` so that fsync's waiting is not counted), and measures the
+//! process's CPU time, which includes the queue's writer thread and RocksDB's own threads.
+//!
+//! Time is CPU time (`CLOCK_THREAD_CPUTIME_ID` for the seam, `CLOCK_PROCESS_CPUTIME_ID` with the queue),
+//! not wall time: the build machine is shared, and wall time there measures the neighbours as much as
+//! the processor.
 //!
 //! Memory: before the timed runs, the bench holds 3,000 requests of traces (no decision due), then
 //! reports the heap growth measured by a counting global allocator and the processor's own accounting,
@@ -25,9 +32,11 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use outpost_config::TailSamplingConfig;
+use outpost_config::{Signal, TailSamplingConfig};
 use outpost_pipelines::processors::tail_sampling::gen::TraceGen;
 use outpost_pipelines::processors::tail_sampling::TailSampling;
+use outpost_pipelines::queue::format::encode_record;
+use outpost_pipelines::queue::{Appended, Overflow, Queue, QueueOptions, Stream, SyncPolicy};
 use outpost_pipelines::{Batch, Emit, Processor, Telemetry, Traces};
 use prost::Message;
 
@@ -54,16 +63,25 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// CPU time this thread has used.
-fn thread_cpu_time() -> Duration {
+fn cpu_time(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime({clock})");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU time every thread of this process has used.
+fn process_cpu_time() -> Duration {
+    cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 fn processor(decision_wait: &str) -> TailSampling {
@@ -117,13 +135,35 @@ fn fresh(mut data: Traces, i: usize) -> Traces {
     data
 }
 
-/// What the queue seam does with what leaves the chain.
+/// What the queue seam does with what leaves the chain, with the same calls: the payload's encoding
+/// (encoded here, or as a processor released it encoded) made into a record value (zstd, checksum,
+/// header) by the queue's own `encode_record`.
 fn seal(out: &mut Emit<Traces>) -> usize {
     let mut bytes = 0;
-    for b in out.take_batches() {
-        let (data, _admissions) = b.into_parts();
-        let encoded = data.encode_to_vec();
-        bytes += zstd::bulk::compress(&encoded, 1).unwrap().len();
+    for mut b in out.take_batches() {
+        let items = b.item_count() as u32;
+        let payload = b.take_payload();
+        bytes += encode_record(Signal::Traces, items, 0, &payload)
+            .unwrap()
+            .len();
+        drop(b.into_parts());
+    }
+    out.take_dropped();
+    bytes
+}
+
+/// What the queue seam does, including the write: every batch appended to `stream` as `Pipeline` does.
+fn seal_into(out: &mut Emit<Traces>, stream: &Stream, rt: &tokio::runtime::Runtime) -> usize {
+    let mut bytes = 0;
+    for mut b in out.take_batches() {
+        let items = b.item_count() as u32;
+        let payload = b.take_payload();
+        bytes += payload.len();
+        match rt.block_on(stream.append(Signal::Traces, items, &payload)) {
+            Ok(Appended::Stored { .. }) => {}
+            other => panic!("append failed: {other:?}"),
+        }
+        drop(b.into_parts());
     }
     out.take_dropped();
     bytes
@@ -227,5 +267,74 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, throughput);
+fn with_queue(c: &mut Criterion) {
+    let reqs = requests(400, 2);
+    let bytes: usize = reqs.iter().map(Vec::len).sum();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("pipeline_queue");
+    group.throughput(Throughput::Bytes((bytes / reqs.len()) as u64));
+    for side in ["pass_through", "tail_sampling"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let queue = rt
+            .block_on(async {
+                Queue::open(
+                    QueueOptions {
+                        directory: dir.path().to_owned(),
+                        // Bounded so long runs recycle the disk instead of filling it.
+                        max_size: 1 << 30,
+                        high_watermark: 1 << 29,
+                        low_watermark: 1 << 28,
+                        overflow: Overflow::DropOldest,
+                        sync: SyncPolicy::Never,
+                        max_age: None,
+                    },
+                    &Telemetry::new(),
+                )
+            })
+            .expect("open queue");
+        let stream = queue.stream("traces").expect("stream");
+        let mut p = (side == "tail_sampling").then(|| processor("1s"));
+        let mut clock = Instant::now();
+        let mut i = 0;
+        let mut out = Emit::default();
+        let mut step = |p: &mut Option<TailSampling>, i: &mut usize, out: &mut Emit<Traces>| {
+            let data = fresh(
+                Traces::decode(reqs[*i % reqs.len()].as_slice()).unwrap(),
+                *i,
+            );
+            *i += 1;
+            clock += Duration::from_millis(10);
+            match p {
+                Some(p) => {
+                    p.process_at(Batch::new(data), clock, out);
+                    if p.next_deadline().is_some_and(|d| d <= clock) {
+                        p.on_deadline(clock, out);
+                    }
+                }
+                None => out.push(Batch::new(data)),
+            }
+            seal_into(out, &stream, &rt)
+        };
+        for _ in 0..300 {
+            step(&mut p, &mut i, &mut out);
+        }
+        group.bench_function(side, |b| {
+            b.iter_custom(|iters| {
+                let start = process_cpu_time();
+                for _ in 0..iters {
+                    black_box(step(&mut p, &mut i, &mut out));
+                }
+                process_cpu_time() - start
+            })
+        });
+        drop(stream);
+        rt.block_on(queue.close());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, throughput, with_queue);
 criterion_main!(benches);

@@ -11,6 +11,16 @@
 //! [`Batch::into_parts`] at the end of the chain (the queue seam), [`Batch::discard`] when a processor
 //! drops it by policy (counted), or being dropped any other way — an aborted shutdown, a panic — which
 //! fails its clients' requests with a retryable error, so data that was lost is never acknowledged.
+//!
+//! Part of a batch's payload may travel *encoded* ([`Batch::from_encoded`]): the prost encoding of more
+//! of the same export request, as a processor that stores data encoded (tail_sampling) releases it. An
+//! export request's only field is its repeated list of resource groups, so the concatenation of two
+//! encodings is the encoding of the merged request: merging appends bytes and the queue seam
+//! ([`Batch::take_payload`]) writes them as they are, so data that was encoded once is never decoded and
+//! encoded again on its way to the queue. A stage that reads or changes items sees them decoded: the
+//! processor chain decodes the encoded part before every processor that does not say it handles it
+//! ([`crate::Processor::takes_encoded`]), and [`Batch::split_front`] and [`Batch::into_parts`] decode
+//! it first too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +33,17 @@ use crate::signal::SignalData;
 /// Telemetry in flight through a pipeline.
 #[derive(Debug)]
 pub struct Batch<T> {
+    /// The decoded part of the payload. A batch may carry more of it encoded (see the module docs).
     pub data: T,
+    encoded: Option<Encoded>,
     admissions: Vec<Arc<Admission>>,
+}
+
+/// Part of a payload in its prost encoding, with the items it holds.
+#[derive(Debug, Default)]
+struct Encoded {
+    bytes: Vec<u8>,
+    items: usize,
 }
 
 impl<T: SignalData> Batch<T> {
@@ -32,6 +51,7 @@ impl<T: SignalData> Batch<T> {
     pub fn new(data: T) -> Self {
         Self {
             data,
+            encoded: None,
             admissions: Vec::new(),
         }
     }
@@ -39,26 +59,92 @@ impl<T: SignalData> Batch<T> {
     pub fn with_admission(data: T, admission: Arc<Admission>) -> Self {
         Self {
             data,
+            encoded: None,
             admissions: vec![admission],
         }
     }
 
-    pub fn item_count(&self) -> usize {
-        self.data.item_count()
+    /// A batch (answering to nobody) whose payload is `bytes`, the prost encoding of a `T` holding
+    /// `items` items. The caller vouches for both: only data this process encoded itself belongs here.
+    pub fn from_encoded(bytes: Vec<u8>, items: usize) -> Self {
+        Self {
+            data: T::default(),
+            encoded: Some(Encoded { bytes, items }),
+            admissions: Vec::new(),
+        }
     }
 
-    /// Appends `other`; the result answers to both batches' clients.
+    pub fn item_count(&self) -> usize {
+        self.data.item_count() + self.encoded.as_ref().map_or(0, |e| e.items)
+    }
+
+    /// Whether part of the payload is still encoded.
+    pub fn has_encoded(&self) -> bool {
+        self.encoded.is_some()
+    }
+
+    /// Decodes the encoded part of the payload into [`Batch::data`]. Returns the items lost if it does
+    /// not decode, which only a bug in outpost can cause (the bytes are its own encoding); those items'
+    /// clients are refused with a retryable error, never told their data was stored.
+    pub fn decode_encoded(&mut self) -> usize {
+        let Some(enc) = self.encoded.take() else {
+            return 0;
+        };
+        match T::decode(enc.bytes.as_slice()) {
+            Ok(data) => {
+                self.data.append(data);
+                0
+            }
+            Err(e) => {
+                tracing::error!(error = %e, items = enc.items, "an encoded batch did not decode");
+                self.refuse(Refusal::Unavailable("internal_error"));
+                enc.items
+            }
+        }
+    }
+
+    /// Appends `other`; the result answers to both batches' clients. Encoded parts are concatenated,
+    /// not decoded.
     pub fn merge(&mut self, mut other: Batch<T>) {
         self.data.append(std::mem::take(&mut other.data));
+        if let Some(theirs) = other.encoded.take() {
+            match &mut self.encoded {
+                Some(ours) => {
+                    ours.bytes.extend_from_slice(&theirs.bytes);
+                    ours.items += theirs.items;
+                }
+                None => self.encoded = Some(theirs),
+            }
+        }
         self.admissions.append(&mut other.admissions);
     }
 
-    /// Splits off the first `n` items. Both halves answer to all of this batch's clients, so a client is
-    /// acknowledged only when every part of its request has reached the end.
+    /// Splits off the first `n` items (the encoded part is decoded first). Both halves answer to all of
+    /// this batch's clients, so a client is acknowledged only when every part of its request has reached
+    /// the end.
     pub fn split_front(&mut self, n: usize) -> Batch<T> {
+        self.decode_encoded();
         Batch {
             data: self.data.split_front(n),
+            encoded: None,
             admissions: self.admissions.clone(),
+        }
+    }
+
+    /// The prost encoding of the whole payload, for the queue: the decoded part is encoded and the
+    /// encoded part follows it as it is. The batch is left without payload, still holding its clients'
+    /// admissions for [`Batch::into_parts`] or [`Batch::refuse`].
+    pub fn take_payload(&mut self) -> Vec<u8> {
+        let data = std::mem::take(&mut self.data);
+        match self.encoded.take() {
+            Some(enc) if data.encoded_len() == 0 => enc.bytes,
+            Some(enc) => {
+                let mut out = Vec::with_capacity(data.encoded_len() + enc.bytes.len());
+                data.encode(&mut out).expect("a Vec grows as needed");
+                out.extend_from_slice(&enc.bytes);
+                out
+            }
+            None => data.encode_to_vec(),
         }
     }
 
@@ -70,8 +156,10 @@ impl<T: SignalData> Batch<T> {
         }
     }
 
-    /// Parts: the payload, and the admissions to drop once the payload is safe (which acknowledges them).
+    /// Parts: the payload (decoded), and the admissions to drop once the payload is safe (which
+    /// acknowledges them).
     pub fn into_parts(mut self) -> (T, Vec<Arc<Admission>>) {
+        self.decode_encoded();
         (
             std::mem::take(&mut self.data),
             std::mem::take(&mut self.admissions),
@@ -256,6 +344,7 @@ impl AckWait {
 mod tests {
     use super::*;
     use crate::signal::tests::traces;
+    use crate::signal::Traces;
 
     #[tokio::test]
     async fn ack_fires_when_the_last_part_is_settled() {
@@ -299,6 +388,44 @@ mod tests {
         head.discard();
         b.discard();
         assert_eq!(wait.wait().await, Err(Refusal::Unavailable("shutdown")));
+    }
+
+    #[test]
+    fn encoded_parts_merge_by_concatenation_and_decode_on_demand() {
+        use prost::Message;
+        let (a, b, c) = (traces(1, 2), traces(2, 1), traces(1, 3));
+        let mut batch = Batch::<Traces>::from_encoded(a.encode_to_vec(), 4);
+        batch.merge(Batch::from_encoded(b.encode_to_vec(), 4));
+        batch.merge(Batch::new(c.clone()));
+        assert!(batch.has_encoded());
+        assert_eq!(batch.item_count(), 14);
+        // The queue's payload: the decoded part, then the encoded parts as they were.
+        let payload = batch.take_payload();
+        let mut want = c.clone();
+        want.append(a.clone());
+        want.append(b.clone());
+        assert_eq!(Traces::decode(payload.as_slice()).unwrap(), want);
+
+        let mut batch = Batch::<Traces>::from_encoded(a.encode_to_vec(), 4);
+        let head = batch.split_front(1);
+        assert!(!batch.has_encoded() && !head.has_encoded());
+        assert_eq!((head.item_count(), batch.item_count()), (1, 3));
+        let (data, _) = Batch::<Traces>::from_encoded(b.encode_to_vec(), 4).into_parts();
+        assert_eq!(data, b);
+    }
+
+    #[tokio::test]
+    async fn an_encoded_part_that_does_not_decode_fails_its_clients() {
+        let (adm, wait) = Admission::new(0, None);
+        let mut batch = Batch::with_admission(traces(1, 1), adm);
+        batch.merge(Batch::from_encoded(vec![0x0a, 0x05, 0x01], 3));
+        assert_eq!(batch.decode_encoded(), 3);
+        assert_eq!(batch.item_count(), 2, "the decoded part is left as it was");
+        drop(batch.into_parts());
+        assert_eq!(
+            wait.wait().await,
+            Err(Refusal::Unavailable("internal_error"))
+        );
     }
 
     #[test]

@@ -161,9 +161,10 @@ impl<T: SignalData> Pipeline<T> {
 
     /// The queue seam (see the module docs).
     async fn deliver(&mut self, out: &mut Vec<Batch<T>>) {
-        for batch in out.drain(..) {
+        for mut batch in out.drain(..) {
             let items = u32::try_from(batch.item_count()).unwrap_or(u32::MAX);
-            let payload = batch.data.encode_to_vec();
+            // Parts a processor released encoded are written as they are (see `Batch`).
+            let payload = batch.take_payload();
             match self.stream.append(T::SIGNAL, items, &payload).await {
                 // Stored, or shed by a drop policy (the queue counts it): either way the request was
                 // handled as configured, so its clients are answered with success.

@@ -76,6 +76,13 @@ pub trait Processor<T: SignalData>: Send {
 
     /// Shutdown: emit everything still held.
     fn drain(&mut self, _out: &mut Emit<T>) {}
+
+    /// Whether this processor handles batches whose payload is partly still encoded
+    /// ([`Batch::from_encoded`]) without looking into it: it only counts, merges, splits or passes them.
+    /// The chain decodes the encoded part for every other processor first.
+    fn takes_encoded(&self) -> bool {
+        false
+    }
 }
 
 struct Stage<T> {
@@ -145,9 +152,21 @@ impl<T: SignalData> ProcessorChain<T> {
     fn run_from(&mut self, start: usize, mut batches: Vec<Batch<T>>, out: &mut Vec<Batch<T>>) {
         for i in start..self.stages.len() {
             let mut next = Vec::new();
-            for batch in batches {
+            for mut batch in batches {
                 let items = batch.item_count();
-                next.extend(self.call(i, |p, emit| p.process(batch, emit), items));
+                let lost = if batch.has_encoded() && !self.stages[i].processor.takes_encoded() {
+                    batch.decode_encoded()
+                } else {
+                    0
+                };
+                next.extend(self.call(
+                    i,
+                    |p, emit| {
+                        emit.dropped("internal_error", lost);
+                        p.process(batch, emit)
+                    },
+                    items,
+                ));
             }
             batches = next;
         }
@@ -189,6 +208,51 @@ mod tests {
             out.dropped("test_reason", 1);
             out.push(batch);
         }
+    }
+
+    /// Records whether the batches it saw still had an encoded part.
+    struct SawEncoded(std::sync::Arc<std::sync::Mutex<Vec<bool>>>);
+    impl Processor<Traces> for SawEncoded {
+        fn process(&mut self, batch: Batch<Traces>, out: &mut Emit<Traces>) {
+            self.0.lock().unwrap().push(batch.has_encoded());
+            out.push(batch);
+        }
+    }
+
+    #[test]
+    fn encoded_batches_are_decoded_only_for_processors_that_look_inside() {
+        use crate::processors::batch::BatchProcessor;
+        use outpost_config::{BatchConfig, HumanDuration};
+        use prost::Message;
+        let t = Telemetry::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut chain = ProcessorChain::default();
+        chain.push(
+            Box::new(BatchProcessor::new(&BatchConfig {
+                send_batch_size: 1,
+                send_batch_max_size: 0,
+                timeout: HumanDuration(std::time::Duration::from_secs(1)),
+            })),
+            t.processor("traces", "batch"),
+        );
+        chain.push(
+            Box::new(SawEncoded(seen.clone())),
+            t.processor("traces", "seen"),
+        );
+        chain.push(Box::new(DropFirst), t.processor("traces", "drop"));
+        let mut out = Vec::new();
+        let sent = traces(2, 3);
+        chain.run_from(
+            0,
+            vec![Batch::from_encoded(sent.encode_to_vec(), 12)],
+            &mut out,
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![false],
+            "decoded before a processor that looks"
+        );
+        assert_eq!(out.iter().map(Batch::item_count).sum::<usize>(), 11);
     }
 
     #[test]

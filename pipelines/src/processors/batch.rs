@@ -85,6 +85,12 @@ impl<T: SignalData> Processor<T> for BatchProcessor<T> {
     fn drain(&mut self, out: &mut Emit<T>) {
         self.flush(out);
     }
+
+    /// Merging concatenates encoded payloads and splitting decodes them: this processor never needs
+    /// them decoded otherwise.
+    fn takes_encoded(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

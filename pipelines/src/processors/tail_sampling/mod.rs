@@ -16,8 +16,11 @@
 //! - Policies decide on a summary of each trace taken as its spans arrive (span count, encoded size,
 //!   earliest start and latest end, and one bit per span condition the policies name: status code,
 //!   attribute values, trace state — see [`policy::Predicate`]). So a decision never decodes a held
-//!   span: a dropped trace's fragments are freed as they are, and only kept spans are decoded, once, on
-//!   their way out. This is what keeps the processor's cost per span close to the pass-through path.
+//!   span: a dropped trace's fragments are freed as they are.
+//! - A held span is encoded once, and that encoding is what reaches the queue: a kept trace's fragments
+//!   are decompressed and their span encodings framed into an export request ([`Batch::from_encoded`]),
+//!   never decoded and encoded again. The encoding replaces the one the queue seam would have made, so
+//!   holding a span costs the pass-through path's work plus compressing it with the dictionary.
 //! - A kept span carries the attribute [`POLICY_ATTRIBUTE`] naming the policy that kept its trace.
 //! - Every dropped span is counted by the chain's runner (`not_sampled`, `invalid_trace_id`).
 //!
@@ -33,11 +36,14 @@ mod policy;
 mod store;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use outpost_config::TailSamplingConfig;
+use prost::encoding::{encode_varint, encoded_len_varint};
+use prost::Message;
 
 use crate::batch::Batch;
 use crate::processor::{Emit, Processor};
@@ -58,6 +64,42 @@ pub const POLICY_ATTRIBUTE: &str = "tailsampling.policy";
 const TRACE_OVERHEAD: usize = 420;
 
 type TraceId = [u8; 16];
+
+/// Hashes trace ids with xxh3 under a seed drawn per processor: a trace id is 16 bytes a client chose,
+/// so the hash must not be predictable (SipHash's reason), but SipHash costs several times more per id
+/// on the busiest maps here, consulted for every span.
+#[derive(Clone, Copy)]
+struct IdHash(u64);
+
+impl IdHash {
+    fn new() -> Self {
+        Self(std::collections::hash_map::RandomState::new().hash_one(0u64))
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    /// The length a slice hashes in front of itself: always 16 here.
+    fn write_usize(&mut self, n: usize) {
+        self.0 ^= n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<TraceId, V, IdHash>;
 
 /// Why a trace was decided before its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +131,8 @@ pub struct Stats {
     pub late_spans_not_sampled: u64,
     /// The most `held_bytes` ever reached after taking in a fragment and making room.
     pub peak_held_bytes: usize,
-    /// Held spans decoded again: those of kept traces only.
-    pub spans_decoded: u64,
+    /// Held spans taken out of their fragments again: those of kept traces only.
+    pub spans_unpacked: u64,
 }
 
 struct Pending {
@@ -124,15 +166,15 @@ impl State {
 /// A bounded set of remembered decisions; the oldest is forgotten first.
 struct DecisionCache {
     cap: usize,
-    map: HashMap<TraceId, Option<u16>>,
+    map: IdMap<Option<u16>>,
     fifo: VecDeque<TraceId>,
 }
 
 impl DecisionCache {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, hash: IdHash) -> Self {
         Self {
             cap,
-            map: HashMap::new(),
+            map: HashMap::with_hasher(hash),
             fifo: VecDeque::new(),
         }
     }
@@ -154,44 +196,112 @@ impl DecisionCache {
     }
 }
 
-/// Kept spans gathered into one payload, grouped under their resource and scope.
+/// Kept spans gathered into one encoded payload (an export request's encoding), grouped under their
+/// resource and scope.
 #[derive(Default)]
 struct Kept {
-    out: Traces,
-    /// Group id → indexes into `out.resource_spans` holding that group (checked for equality, since a
-    /// group id can be reused once its last span is let go).
+    groups: Vec<KeptGroup>,
+    /// Group id → indexes into `groups` holding that group (checked for equality, since a group id can
+    /// be reused once its last span is let go).
     index: HashMap<u32, Vec<usize>>,
+    spans: usize,
 }
 
+struct KeptGroup {
+    rs_head: Vec<u8>,
+    ss_head: Vec<u8>,
+    /// `ScopeSpans.spans` entries: tag, length, span.
+    spans: Vec<u8>,
+}
+
+/// Tags of the length-delimited fields written here: `ExportTraceServiceRequest.resource_spans` (1),
+/// `ResourceSpans.scope_spans` (2), `ScopeSpans.spans` (2), `Span.trace_id` (1), `Span.attributes` (9).
+const TAG_RESOURCE_SPANS: u8 = 1 << 3 | 2;
+const TAG_SCOPE_SPANS: u8 = 2 << 3 | 2;
+const TAG_SPAN: u8 = 2 << 3 | 2;
+const TAG_TRACE_ID: u8 = 1 << 3 | 2;
+const TAG_ATTRIBUTE: u8 = 9 << 3 | 2;
+
 impl Kept {
-    fn push(&mut self, gid: u32, group: &Group, span: Span) {
+    /// The group to put spans of group `gid` with these heads under.
+    fn slot(&mut self, gid: u32, rs_head: &[u8], ss_head: &[u8]) -> usize {
         let slots = self.index.entry(gid).or_default();
-        let found = slots.iter().copied().find(|&i| {
-            let rs = &self.out.resource_spans[i];
-            rs.resource == group.resource
-                && rs.schema_url == group.resource_schema_url
-                && rs.scope_spans[0].scope == group.scope
-                && rs.scope_spans[0].schema_url == group.scope_schema_url
+        if let Some(i) = slots.iter().copied().find(|&i| {
+            let g = &self.groups[i];
+            g.rs_head == rs_head && g.ss_head == ss_head
+        }) {
+            return i;
+        }
+        self.groups.push(KeptGroup {
+            rs_head: rs_head.to_vec(),
+            ss_head: ss_head.to_vec(),
+            spans: Vec::new(),
         });
-        let i = match found {
-            Some(i) => i,
-            None => {
-                self.out.resource_spans.push(ResourceSpans {
-                    resource: group.resource.clone(),
-                    schema_url: group.resource_schema_url.clone(),
-                    scope_spans: vec![ScopeSpans {
-                        scope: group.scope.clone(),
-                        schema_url: group.scope_schema_url.clone(),
-                        spans: Vec::new(),
-                    }],
-                });
-                let i = self.out.resource_spans.len() - 1;
-                slots.push(i);
-                i
-            }
-        };
-        self.out.resource_spans[i].scope_spans[0].spans.push(span);
+        let i = self.groups.len() - 1;
+        slots.push(i);
+        i
     }
+
+    /// Appends a held span's encoding (`span`, without trace id) to group `slot`, with its trace id and
+    /// `attr`, the encoded policy attribute, as trailing fields.
+    fn push(&mut self, slot: usize, span: &[u8], id: &TraceId, attr: &[u8]) {
+        let out = &mut self.groups[slot].spans;
+        let len = span.len() + 2 + id.len() + attr.len();
+        out.reserve(1 + encoded_len_varint(len as u64) + len);
+        out.push(TAG_SPAN);
+        encode_varint(len as u64, out);
+        out.extend_from_slice(span);
+        out.push(TAG_TRACE_ID);
+        out.push(id.len() as u8);
+        out.extend_from_slice(id);
+        out.extend_from_slice(attr);
+        self.spans += 1;
+    }
+
+    /// The export request's encoding and its span count; empties `self`.
+    fn take(&mut self) -> (Vec<u8>, usize) {
+        let sizes: Vec<(usize, usize)> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let ss = g.ss_head.len() + g.spans.len();
+                let rs = g.rs_head.len() + 1 + encoded_len_varint(ss as u64) + ss;
+                (rs, ss)
+            })
+            .collect();
+        let total: usize = sizes
+            .iter()
+            .map(|&(rs, _)| 1 + encoded_len_varint(rs as u64) + rs)
+            .sum();
+        let mut out = Vec::with_capacity(total);
+        for (g, (rs, ss)) in self.groups.iter().zip(sizes) {
+            out.push(TAG_RESOURCE_SPANS);
+            encode_varint(rs as u64, &mut out);
+            out.extend_from_slice(&g.rs_head);
+            out.push(TAG_SCOPE_SPANS);
+            encode_varint(ss as u64, &mut out);
+            out.extend_from_slice(&g.ss_head);
+            out.extend_from_slice(&g.spans);
+        }
+        let spans = self.spans;
+        *self = Kept::default();
+        (out, spans)
+    }
+}
+
+/// The encoding of a `Span.attributes` entry naming `policy` as the one that kept the span.
+fn policy_attribute(policy: &str) -> Vec<u8> {
+    let kv = KeyValue {
+        key: POLICY_ATTRIBUTE.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(policy.to_owned())),
+        }),
+        ..Default::default()
+    };
+    let mut out = vec![TAG_ATTRIBUTE];
+    kv.encode_length_delimited(&mut out)
+        .expect("a Vec grows as needed");
+    out
 }
 
 pub struct TailSampling {
@@ -202,7 +312,7 @@ pub struct TailSampling {
     after_root: Option<Duration>,
     num_traces: usize,
     max_memory: usize,
-    traces: HashMap<TraceId, State>,
+    traces: IdMap<State>,
     /// Every trace in `traces`, oldest first, with its generation.
     order: VecDeque<(TraceId, u64)>,
     /// Pending traces by `decision_wait` deadline (= arrival order, so also the oldest first).
@@ -216,6 +326,10 @@ pub struct TailSampling {
     held_traces: usize,
     next_gen: u64,
     kept: Kept,
+    /// [`policy_attribute`] of every policy by index, and last of none (`""`).
+    policy_attrs: Vec<Vec<u8>>,
+    /// The hasher of the trace maps, also for the per-request grouping of spans by trace.
+    id_hash: IdHash,
     stats: Stats,
     metrics: TailSamplingMetrics,
 }
@@ -233,6 +347,12 @@ impl TailSampling {
             .saturating_mul(cfg.decision_wait.get().as_secs().max(1) as usize)
             .min(cfg.num_traces as usize)
             .min(1 << 20);
+        let id_hash = IdHash::new();
+        let policy_attrs = policies
+            .iter()
+            .map(|p| policy_attribute(&p.name))
+            .chain(std::iter::once(policy_attribute("")))
+            .collect();
         Ok(Self {
             policies,
             predicates,
@@ -240,18 +360,23 @@ impl TailSampling {
             after_root: cfg.decision_wait_after_root_received.map(|d| d.get()),
             num_traces: cfg.num_traces.max(1) as usize,
             max_memory: cfg.max_memory.bytes() as usize,
-            traces: HashMap::with_capacity(capacity),
+            traces: HashMap::with_capacity_and_hasher(capacity, id_hash),
             order: VecDeque::new(),
             waits: VecDeque::new(),
             root_waits: VecDeque::new(),
-            sampled_cache: DecisionCache::new(cfg.decision_cache.sampled_cache_size),
-            non_sampled_cache: DecisionCache::new(cfg.decision_cache.non_sampled_cache_size),
+            sampled_cache: DecisionCache::new(cfg.decision_cache.sampled_cache_size, id_hash),
+            non_sampled_cache: DecisionCache::new(
+                cfg.decision_cache.non_sampled_cache_size,
+                id_hash,
+            ),
             groups: Groups::default(),
             codec: Codec::default(),
             held_bytes: 0,
             held_traces: 0,
             next_gen: 0,
             kept: Kept::default(),
+            policy_attrs,
+            id_hash,
             stats: Stats::default(),
             metrics,
         })
@@ -293,7 +418,7 @@ impl TailSampling {
                 let mut hash = None;
                 // The spans of this scope, by trace, in arrival order.
                 let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
-                let mut where_: HashMap<TraceId, usize> = HashMap::new();
+                let mut where_: IdMap<usize> = HashMap::with_hasher(self.id_hash);
                 for span in ss.spans {
                     let Ok(id) = <TraceId>::try_from(span.trace_id.as_slice()) else {
                         invalid += 1;
@@ -409,10 +534,18 @@ impl TailSampling {
         for mut s in spans {
             root |= s.parent_span_id.is_empty();
             s.trace_id.clear();
+            // A policy attribute the span came with is replaced by ours when the trace is kept, so it
+            // is not stored; the policies still see the span as sent.
+            let stripped = strip_policy_attribute(&mut s);
             let len = self.codec.push(&s);
+            let stripped_len: usize = stripped
+                .iter()
+                .map(|kv| 1 + encoded_len_varint(kv.encoded_len() as u64) + kv.encoded_len())
+                .sum();
+            s.attributes.extend(stripped);
             // 16 trace-id bytes with their tag and length, and the span's own tag, were part of the
             // span as sent.
-            summary.add(&s, (len + 1 + 18) as u64, &self.predicates);
+            summary.add(&s, (len + stripped_len + 1 + 18) as u64, &self.predicates);
         }
         let frag = self.codec.finish();
         let cost = frag.cost();
@@ -527,31 +660,31 @@ impl TailSampling {
             self.metrics.early_decision(reason.as_str());
         }
         if keep {
-            // Only kept spans are decoded; a dropped trace's fragments are freed as they are.
-            let mut spans: Vec<(u32, Span)> = Vec::with_capacity(p.summary.spans as usize);
-            let mut broken = 0usize;
+            // Kept spans leave in the encoding they were held in; a dropped trace's fragments are freed
+            // as they are.
+            let attr = &self.policy_attrs[by_index.unwrap_or(self.policies.len())];
+            let before = self.kept.spans;
             for f in &p.frags {
-                if let Err(e) = self.codec.decode(f, &mut spans) {
+                let Some((rs_head, ss_head)) = self.groups.heads(f.group().0) else {
+                    continue;
+                };
+                let slot = self.kept.slot(f.group().0, rs_head, ss_head);
+                let kept = &mut self.kept;
+                if let Err(e) = self
+                    .codec
+                    .unpack(f, |span| kept.push(slot, span, &id, attr))
+                {
                     // Our own encoding: only a bug gets here. Count what was lost rather than panic.
-                    tracing::error!(error = %e, "tail_sampling: a held fragment did not decode");
-                    broken += 1;
+                    tracing::error!(error = %e, "tail_sampling: a held fragment did not unpack");
                 }
             }
-            self.stats.spans_decoded += spans.len() as u64;
-            if broken > 0 {
-                out.dropped(
-                    "internal_error",
-                    (p.summary.spans as usize).saturating_sub(spans.len()),
-                );
-            }
-            let by_name = by_index.map_or("", |i| self.policies[i].name.as_str());
-            for (gid, mut span) in spans {
-                if let Some(group) = self.groups.get(gid) {
-                    span.trace_id = id.to_vec();
-                    mark(&mut span, by_name);
-                    self.kept.push(gid, group, span);
-                }
-            }
+            // Spans handed out before a fragment failed are kept; the rest are counted lost.
+            let unpacked = self.kept.spans - before;
+            self.stats.spans_unpacked += unpacked as u64;
+            out.dropped(
+                "internal_error",
+                (p.summary.spans as usize).saturating_sub(unpacked),
+            );
         } else {
             out.dropped("not_sampled", p.summary.spans as usize);
         }
@@ -576,9 +709,9 @@ impl TailSampling {
     }
 
     fn flush_kept(&mut self, out: &mut Emit<Traces>) {
-        let kept = std::mem::take(&mut self.kept);
-        if !kept.out.resource_spans.is_empty() {
-            out.push(Batch::new(kept.out));
+        if self.kept.spans > 0 {
+            let (bytes, spans) = self.kept.take();
+            out.push(Batch::from_encoded(bytes, spans));
         }
     }
 
@@ -610,6 +743,18 @@ impl TailSampling {
         self.flush_kept(out);
         self.publish();
     }
+}
+
+/// Takes every attribute named [`POLICY_ATTRIBUTE`] off `span`.
+fn strip_policy_attribute(span: &mut Span) -> Vec<KeyValue> {
+    if !span.attributes.iter().any(|kv| kv.key == POLICY_ATTRIBUTE) {
+        return Vec::new();
+    }
+    let (ours, rest) = std::mem::take(&mut span.attributes)
+        .into_iter()
+        .partition(|kv| kv.key == POLICY_ATTRIBUTE);
+    span.attributes = rest;
+    ours
 }
 
 /// Records on a kept span which policy kept it.

@@ -175,9 +175,9 @@ fn every_error_and_slow_trace_is_kept_and_the_rest_at_the_configured_rate() {
         s.early
     );
     assert_eq!(
-        s.spans_decoded as usize,
+        s.spans_unpacked as usize,
         sink.total(),
-        "policies decide on the summary: only kept spans are decoded"
+        "policies decide on the summary: only kept spans are taken out of their fragments"
     );
 }
 
@@ -657,4 +657,53 @@ fn invalid_trace_ids_are_dropped_and_counted() {
     assert_eq!(sink.dropped, 1);
     assert_eq!(p.held_traces(), 1);
     let _ = n;
+}
+
+#[test]
+fn kept_traces_leave_encoded_and_equal_to_what_was_sent() {
+    let mut g = TraceGen::new(11);
+    let mut p = processor(standard(serde_json::json!({})));
+    let mut t = g.trace(TraceKind::Error);
+    // A policy attribute the client set is replaced by ours, not repeated.
+    t.spans[1].attributes.push(KeyValue {
+        key: POLICY_ATTRIBUTE.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue("the client's".into())),
+        }),
+        ..Default::default()
+    });
+    let sent = g.request(t.spans.clone());
+    let t0 = Instant::now();
+    let mut out = Emit::default();
+    p.process_at(Batch::new(sent.clone()), t0, &mut out);
+    p.on_deadline_at(t0 + Duration::from_secs(10), &mut out);
+    let mut batches = out.take_batches();
+    assert_eq!(batches.len(), 1);
+    assert!(batches[0].has_encoded(), "held spans are not decoded again");
+    let payload = batches[0].take_payload();
+    let mut got = Traces::decode(payload.as_slice()).unwrap();
+    // What left is what was sent, each span marked once with the deciding policy.
+    let mut want = sent;
+    for rs in &mut want.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.attributes.retain(|kv| kv.key != POLICY_ATTRIBUTE);
+                mark(s, "errors");
+            }
+        }
+    }
+    for rs in &mut got.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                let marks = s
+                    .attributes
+                    .iter()
+                    .filter(|kv| kv.key == POLICY_ATTRIBUTE)
+                    .count();
+                assert_eq!(marks, 1);
+                assert_eq!(policy_of(s).as_deref(), Some("errors"));
+            }
+        }
+    }
+    assert_eq!(got, want);
 }
