@@ -31,7 +31,6 @@ use std::ops::Range;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use hmac::{Hmac, Mac};
 use outpost_config::redaction::{build_regex, Prefilter, Validator};
 use outpost_config::RedactionAction;
@@ -40,6 +39,8 @@ use regex_automata::util::syntax;
 use regex_automata::{meta, Input, PatternID, PatternSet};
 use sha2::Sha256;
 
+use super::literals::Literals;
+use super::screen::{self, ByteSet, Screen};
 use super::validators;
 
 /// One rule, as the engine is given it (from a pack, or made from the processor's settings).
@@ -85,8 +86,21 @@ struct Rule {
     action: RedactionAction,
     keep_last: usize,
     keys: Option<Regex>,
-    min_digits: usize,
     min_run: usize,
+    /// The rule runs only if one of its prefilter literals is in the value.
+    literal_gate: bool,
+    /// Its pattern in the digit rules' automaton.
+    set_pattern: Option<u32>,
+    /// The prefilter as declared, for the reference search of the tests.
+    #[cfg(test)]
+    prefilter: Prefilter,
+}
+
+/// What the first, cheapest stage checks for a rule: the screen's bits it needs and its digit count.
+#[derive(Clone, Copy)]
+struct Gate {
+    need: u64,
+    min_digits: usize,
 }
 
 /// Something a rule found: `rule` is an index into [`Engine::rule_ids`].
@@ -103,6 +117,8 @@ pub struct Scratch {
     findings: Vec<Finding>,
     seen: Vec<u64>,
     candidates: Vec<u32>,
+    /// The value lower-cased for the literal search.
+    lower: Vec<u8>,
     /// The digit set's search cache, tagged with the engine it belongs to: a cache must never be used
     /// with another automaton, and one `Scratch` may outlive its engine (a reload).
     set_cache: Option<(u64, meta::Cache)>,
@@ -132,18 +148,13 @@ pub struct TooLarge;
 /// The compiled rules. Immutable and shared; each caller brings its own [`Scratch`].
 pub struct Engine {
     rules: Vec<Rule>,
-    literals: Option<AhoCorasick>,
-    /// For each literal of `literals`, the rules it lets through.
-    literal_rules: Vec<Vec<u32>>,
-    /// Rules gated by digits only, by ascending `min_digits`.
-    digit_rules: Vec<u32>,
-    /// Rules with no prefilter: tried on every value.
-    always_rules: Vec<u32>,
-    /// One automaton over the patterns of every rule in `digit_rules` (pattern `i` is the rule
-    /// `digit_rules[i]`): one pass tells which of them match anywhere in a value.
+    /// For each rule, its first-stage gate (kept apart from the rules so the loop over them is tight).
+    gates: Vec<Gate>,
+    screen: Screen,
+    literals: Option<Literals>,
+    /// One automaton over the patterns of the rules gated by digits only (no literal): one pass tells
+    /// which of them match anywhere in a value.
     digit_set: Option<meta::Regex>,
-    /// For each rule, its pattern in `digit_set`.
-    set_pattern: Vec<Option<u32>>,
     /// Distinguishes engines for the caches kept in a [`Scratch`].
     id: u64,
     needs_digits: bool,
@@ -158,10 +169,10 @@ impl Engine {
         opts: Options,
     ) -> Result<Self, String> {
         let mut rules = Vec::with_capacity(specs.len());
-        let mut literal_list: Vec<String> = Vec::new();
-        let mut literal_rules: Vec<Vec<u32>> = Vec::new();
+        let mut rule_sets = Vec::with_capacity(specs.len());
+        let mut min_digits = Vec::with_capacity(specs.len());
+        let mut literal_list: Vec<(String, Vec<u32>)> = Vec::new();
         let mut digit_rules = Vec::new();
-        let mut always_rules = Vec::new();
         for (i, spec) in specs.into_iter().enumerate() {
             let i = i as u32;
             let regex = build_regex(&spec.pattern)
@@ -184,23 +195,35 @@ impl Engine {
                     spec.id
                 ));
             }
-            for lit in &spec.prefilter.any_of {
-                let lower = lit.to_ascii_lowercase();
-                match literal_list.iter().position(|l| *l == lower) {
-                    Some(p) => literal_rules[p].push(i),
-                    None => {
-                        literal_list.push(lower);
-                        literal_rules.push(vec![i]);
+            // What every match holds, from the pattern (parsed as `build_regex` compiles it).
+            let hir = syntax::parse_with(&spec.pattern, &syntax_config())
+                .map_err(|e| format!("rule '{}': pattern does not parse: {e}", spec.id))?;
+            let mut sets = screen::required_sets(&hir);
+            let any_of = &spec.prefilter.any_of;
+            if !any_of.is_empty() {
+                // One of the literals is in the value, so one of their first bytes is.
+                sets.push(ByteSet::of_literal_first_bytes(
+                    any_of.iter().map(String::as_str),
+                ));
+            }
+            // Literals of one byte are a byte set of the screen, exactly; longer ones need a search.
+            let literal_gate = any_of.iter().any(|l| l.len() > 1);
+            if literal_gate {
+                for lit in any_of {
+                    let lower = lit.to_ascii_lowercase();
+                    match literal_list.iter_mut().find(|(l, _)| *l == lower) {
+                        Some((_, r)) => r.push(i),
+                        None => literal_list.push((lower, vec![i])),
                     }
                 }
             }
             // A digit condition implies digits: `min_run` digits are also at least `min_run` digits.
-            let min_digits = spec.prefilter.min_digits.max(spec.prefilter.min_run);
-            match (spec.prefilter.any_of.is_empty(), min_digits) {
-                (true, 0) => always_rules.push(i),
-                (true, _) => digit_rules.push(i),
-                (false, _) => {}
+            let digits = spec.prefilter.min_digits.max(spec.prefilter.min_run);
+            if any_of.is_empty() && digits > 0 {
+                digit_rules.push(i);
             }
+            rule_sets.push(sets);
+            min_digits.push(digits);
             rules.push(Rule {
                 id: spec.id,
                 regex,
@@ -209,17 +232,24 @@ impl Engine {
                 action: spec.action,
                 keep_last: spec.keep_last,
                 keys,
-                min_digits,
                 min_run: spec.prefilter.min_run,
+                literal_gate,
+                set_pattern: None,
+                #[cfg(test)]
+                prefilter: spec.prefilter.clone(),
             });
         }
-        digit_rules.sort_by_key(|&r| rules[r as usize].min_digits);
-        let mut set_pattern = vec![None; rules.len()];
+        let (screen, needs) = Screen::build(&rule_sets);
+        let gates = needs
+            .into_iter()
+            .zip(&min_digits)
+            .map(|(need, &min_digits)| Gate { need, min_digits })
+            .collect();
         let digit_set = if digit_rules.len() < 2 {
             None
         } else {
             for (p, &r) in digit_rules.iter().enumerate() {
-                set_pattern[r as usize] = Some(p as u32);
+                rules[r as usize].set_pattern = Some(p as u32);
             }
             let patterns: Vec<&str> = digit_rules
                 .iter()
@@ -230,14 +260,7 @@ impl Engine {
         let literals = if literal_list.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&literal_list)
-                    .map_err(|e| format!("cannot build the literal prefilter: {e}"))?,
-            )
+            Some(Literals::new(literal_list)?)
         };
         let allowed_values = allowed_values
             .iter()
@@ -248,14 +271,12 @@ impl Engine {
         }
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
-            needs_digits: rules.iter().any(|r| r.min_digits > 0),
+            needs_digits: min_digits.iter().any(|&d| d > 0),
             rules,
+            gates,
+            screen,
             literals,
-            literal_rules,
-            digit_rules,
-            always_rules,
             digit_set,
-            set_pattern,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             allowed_values,
             opts,
@@ -272,6 +293,11 @@ impl Engine {
     }
 
     /// Finds every rule's matches in `hay` (the value of attribute `key`, if any) into `scratch`.
+    ///
+    /// Stages, cheapest first, each only for the rules the previous ones let through: the byte screen
+    /// and the digit count (one table fold and one vectorised count over the value); the longest digit
+    /// run and the attribute key; the literal search; the digit rules' automaton; then each remaining
+    /// rule's own regex and validator.
     pub fn scan(
         &self,
         key: Option<&str>,
@@ -282,38 +308,29 @@ impl Engine {
         if hay.len() > self.opts.max_value_size {
             return Err(TooLarge);
         }
-        scratch.candidates.clear();
-        // `is_match` can use the automaton's prefilter; the overlapping walk (which finds every literal)
-        // cannot, so it only runs on the few values that hold some literal.
-        if let Some(ac) = self.literals.as_ref().filter(|ac| ac.is_match(hay)) {
-            let words = self.rules.len().div_ceil(64);
-            scratch.seen.clear();
-            scratch.seen.resize(words, 0);
-            for m in ac.find_overlapping_iter(hay) {
-                for &r in &self.literal_rules[m.pattern().as_usize()] {
-                    let (w, bit) = (r as usize / 64, 1u64 << (r % 64));
-                    if scratch.seen[w] & bit == 0 {
-                        scratch.seen[w] |= bit;
-                        scratch.candidates.push(r);
-                    }
-                }
-            }
-        }
+        let present = self.screen.present(hay);
         let digits = if self.needs_digits {
-            // Counted in byte lanes, 255 bytes at a time, so it vectorises to byte adds: this runs on
-            // every value.
+            // Counted in byte lanes, 255 bytes at a time, so it vectorises to byte adds.
             hay.chunks(255)
                 .map(|c| usize::from(c.iter().fold(0u8, |n, b| n + u8::from(b.is_ascii_digit()))))
                 .sum::<usize>()
         } else {
             0
         };
-        // Only values with enough digits for some rule get the (scalar) run scan.
-        let mut run = None;
-        let passes = |rule: &Rule, run: &mut Option<usize>| {
-            if rule.min_digits > digits {
-                return false;
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        for (r, gate) in self.gates.iter().enumerate() {
+            if gate.need & !present == 0 && gate.min_digits <= digits {
+                candidates.push(r as u32);
             }
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        // Only values with enough digits for some rule get the (scalar) run scan, once.
+        let mut run = None;
+        candidates.retain(|&r| {
+            let rule = &self.rules[r as usize];
             if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run
             {
                 return false;
@@ -322,21 +339,29 @@ impl Engine {
                 Some(keys) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
                 None => true,
             }
-        };
-        // Rules gated by digits alone: those whose gate passes are confirmed only if the digit set
-        // says their pattern matches somewhere — one pass for all of them instead of one per rule.
-        let literal_candidates = scratch.candidates.len();
-        for &r in &self.digit_rules {
-            let rule = &self.rules[r as usize];
-            if rule.min_digits > digits {
-                break;
-            }
-            if passes(rule, &mut run) {
-                scratch.candidates.push(r);
-            }
+        });
+        if let Some(literals) = self.literals.as_ref().filter(|_| {
+            candidates
+                .iter()
+                .any(|&r| self.rules[r as usize].literal_gate)
+        }) {
+            let seen = &mut scratch.seen;
+            seen.clear();
+            seen.resize(self.rules.len().div_ceil(64), 0);
+            literals.for_each_rule(hay, &mut scratch.lower, |r| {
+                seen[r as usize / 64] |= 1 << (r % 64);
+            });
+            candidates.retain(|&r| {
+                !self.rules[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
+            });
         }
-        let gated = scratch.candidates.len() - literal_candidates;
-        if let (Some(set), true) = (&self.digit_set, gated > 1) {
+        // Rules gated by digits alone: confirmed only if the digit set says their pattern matches
+        // somewhere — one pass for all of them instead of one regex per rule.
+        let in_set = candidates
+            .iter()
+            .filter(|&&r| self.rules[r as usize].set_pattern.is_some())
+            .count();
+        if let (Some(set), true) = (&self.digit_set, in_set > 1) {
             if scratch
                 .set_cache
                 .as_ref()
@@ -355,34 +380,50 @@ impl Engine {
             }
             matches.clear();
             set.which_overlapping_matches_with(cache, &Input::new(hay), matches);
-            // Literal candidates (the first ones) stay; digit candidates only if their pattern hit.
-            let mut kept = literal_candidates;
-            for i in literal_candidates..scratch.candidates.len() {
-                let r = scratch.candidates[i];
-                let hit = self.set_pattern[r as usize]
-                    .is_some_and(|p| matches.contains(PatternID::new_unchecked(p as usize)));
-                if hit {
-                    scratch.candidates[kept] = r;
-                    kept += 1;
-                }
-            }
-            scratch.candidates.truncate(kept);
+            candidates.retain(|&r| {
+                self.rules[r as usize]
+                    .set_pattern
+                    .is_none_or(|p| matches.contains(PatternID::new_unchecked(p as usize)))
+            });
         }
-        let digit_end = scratch.candidates.len();
-        scratch.candidates.extend_from_slice(&self.always_rules);
-        for (n, &r) in scratch.candidates.iter().enumerate() {
-            let rule = &self.rules[r as usize];
-            // Digit candidates passed their gate above.
-            let gated = (literal_candidates..digit_end).contains(&n);
-            if !gated && !passes(rule, &mut run) {
-                continue;
-            }
-            confirm(rule, r, hay, &mut scratch.findings);
+        for &r in candidates.iter() {
+            confirm(&self.rules[r as usize], r, hay, &mut scratch.findings);
         }
         if !scratch.findings.is_empty() && self.allowed_values.iter().any(|a| a.is_match(hay)) {
             scratch.findings.clear();
         }
         Ok(())
+    }
+
+    /// Every rule's own search over `hay`, each after its declared prefilter checked the plain way
+    /// (count the digits, find each literal in a lower-cased copy) and none of the engine's gates:
+    /// what [`Engine::scan`] must equal.
+    #[cfg(test)]
+    pub(crate) fn scan_every_rule(&self, key: Option<&str>, hay: &[u8]) -> Vec<Finding> {
+        let lower = hay.to_ascii_lowercase();
+        let digits = hay.iter().filter(|b| b.is_ascii_digit()).count();
+        let mut findings = Vec::new();
+        for (r, rule) in self.rules.iter().enumerate() {
+            let p = &rule.prefilter;
+            let has = |lit: &String| {
+                let lit = lit.to_ascii_lowercase();
+                lower.windows(lit.len()).any(|w| w == lit.as_bytes())
+            };
+            let prefilter_ok = digits >= p.min_digits.max(p.min_run)
+                && longest_digit_run(hay) >= p.min_run
+                && (p.any_of.is_empty() || p.any_of.iter().any(has));
+            let key_ok = match &rule.keys {
+                Some(keys) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
+                None => true,
+            };
+            if prefilter_ok && key_ok {
+                confirm(rule, r as u32, hay, &mut findings);
+            }
+        }
+        if !findings.is_empty() && self.allowed_values.iter().any(|a| a.is_match(hay)) {
+            findings.clear();
+        }
+        findings
     }
 
     /// What to do with `hay` given the findings of the last [`Engine::scan`] on it. `utf8`: `hay` is a
@@ -539,7 +580,7 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
 /// every pattern that matches anywhere (overlapping), not only the leftmost.
 fn digit_set(patterns: &[&str]) -> Result<meta::Regex, String> {
     meta::Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .syntax(syntax_config())
         .configure(
             meta::Config::new()
                 .match_kind(regex_automata::MatchKind::All)
@@ -549,6 +590,11 @@ fn digit_set(patterns: &[&str]) -> Result<meta::Regex, String> {
         )
         .build_many(patterns)
         .map_err(|e| format!("cannot build the digit rules' automaton: {e}"))
+}
+
+/// The syntax [`build_regex`] compiles rules with: bytes, Unicode off.
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
 }
 
 /// The longest run of digits in `hay` where consecutive digits are at most two separators apart

@@ -17,7 +17,9 @@
 //! signal}` and every dropped record in the processor's dropped counter (reason `redaction`).
 
 pub mod engine;
+mod literals;
 pub mod packs;
+mod screen;
 pub mod validators;
 mod walk;
 
