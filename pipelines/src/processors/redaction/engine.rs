@@ -39,6 +39,7 @@ use regex_automata::util::syntax;
 use regex_automata::{meta, Input, PatternID, PatternSet};
 use sha2::Sha256;
 
+use super::digits;
 use super::literals::Literals;
 use super::screen::{self, ByteSet, Screen};
 use super::validators;
@@ -310,10 +311,7 @@ impl Engine {
         }
         let present = self.screen.present(hay);
         let digits = if self.needs_digits {
-            // Counted in byte lanes, 255 bytes at a time, so it vectorises to byte adds.
-            hay.chunks(255)
-                .map(|c| usize::from(c.iter().fold(0u8, |n, b| n + u8::from(b.is_ascii_digit()))))
-                .sum::<usize>()
+            digits::count(hay)
         } else {
             0
         };
@@ -331,7 +329,7 @@ impl Engine {
         let mut run = None;
         candidates.retain(|&r| {
             let rule = &self.rules[r as usize];
-            if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run
+            if rule.min_run > 0 && *run.get_or_insert_with(|| digits::longest_run(hay)) < rule.min_run
             {
                 return false;
             }
@@ -410,7 +408,7 @@ impl Engine {
                 lower.windows(lit.len()).any(|w| w == lit.as_bytes())
             };
             let prefilter_ok = digits >= p.min_digits.max(p.min_run)
-                && longest_digit_run(hay) >= p.min_run
+                && digits::longest_run(hay) >= p.min_run
                 && (p.any_of.is_empty() || p.any_of.iter().any(has));
             let key_ok = match &rule.keys {
                 Some(keys) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
@@ -597,24 +595,6 @@ fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
-/// The longest run of digits in `hay` where consecutive digits are at most two separators apart
-/// (` -./()`): grouped numbers (cards, phone numbers, IBANs) count whole.
-fn longest_digit_run(hay: &[u8]) -> usize {
-    // Branch-free: values such as UUIDs alternate digits and letters unpredictably, and a mispredicted
-    // branch per byte cost more than the arithmetic.
-    let (mut best, mut run, mut gap) = (0usize, 0usize, 0usize);
-    for &b in hay {
-        let digit = b.is_ascii_digit();
-        let sep =
-            !digit & (run > 0) & (gap < 2) & matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')');
-        // A digit extends the run, a separator within a run keeps it, anything else ends it.
-        run = (run + usize::from(digit)) * usize::from(digit | sep);
-        gap = (gap + 1) * usize::from(sep);
-        best = best.max(run);
-    }
-    best
-}
-
 fn widen_to_chars(hay: &[u8], mut span: Range<usize>) -> Range<usize> {
     let continuation = |b: u8| b & 0xC0 == 0x80;
     while span.start > 0 && continuation(hay[span.start]) {
@@ -743,22 +723,6 @@ mod tests {
         assert_eq!(rewrite(&e, "order-42"), "order-****");
         let mut scratch = Scratch::default();
         assert_eq!(e.scan(None, b"01234567890", &mut scratch), Err(TooLarge));
-    }
-
-    #[test]
-    fn digit_runs_span_up_to_two_separators() {
-        for (text, want) in [
-            ("4111 1111 1111 1111", 16),
-            ("(415) 555-2671", 10),
-            ("a1b2c3", 1),
-            ("12 - 34", 2),
-            ("12 -34", 4),
-            ("v1.24.3-rc.1", 4),
-            ("", 0),
-            ("--12", 2),
-        ] {
-            assert_eq!(longest_digit_run(text.as_bytes()), want, "{text:?}");
-        }
     }
 
     #[test]
