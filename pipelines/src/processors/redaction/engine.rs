@@ -87,6 +87,8 @@ struct Rule {
     action: RedactionAction,
     keep_last: usize,
     keys: Option<Regex>,
+    /// This rule's bit in the keyed rules' memo of a [`Scratch`] (the first 64 keyed rules).
+    key_bit: Option<u32>,
     min_run: usize,
     /// The rule runs only if one of its prefilter literals is in the value.
     literal_gate: bool,
@@ -124,6 +126,9 @@ pub struct Scratch {
     /// with another automaton, and one `Scratch` may outlive its engine (a reload).
     set_cache: Option<(u64, meta::Cache)>,
     set_matches: Option<PatternSet>,
+    /// For recent attribute keys, which keyed rules' `keys` they match (bits as `Rule::key_bit`),
+    /// tagged with the engine: a handful of keys recur in every batch, and each is matched once.
+    key_memo: Option<(u64, Vec<(String, u64)>)>,
 }
 
 impl Scratch {
@@ -232,6 +237,7 @@ impl Engine {
                 validator: spec.validator,
                 action: spec.action,
                 keep_last: spec.keep_last,
+                key_bit: None,
                 keys,
                 min_run: spec.prefilter.min_run,
                 literal_gate,
@@ -239,6 +245,9 @@ impl Engine {
                 #[cfg(test)]
                 prefilter: spec.prefilter.clone(),
             });
+        }
+        for (bit, rule) in rules.iter_mut().filter(|r| r.keys.is_some()).take(64).enumerate() {
+            rule.key_bit = Some(bit as u32);
         }
         let (screen, needs) = Screen::build(&rule_sets);
         let gates = needs
@@ -317,25 +326,40 @@ impl Engine {
         };
         let candidates = &mut scratch.candidates;
         candidates.clear();
-        for (r, gate) in self.gates.iter().enumerate() {
-            if gate.need & !present == 0 && gate.min_digits <= digits {
-                candidates.push(r as u32);
+        for (w, gates) in self.gates.chunks(64).enumerate() {
+            // Branch-free: whether a rule passes varies from value to value, and a mispredicted
+            // branch per rule cost more than the whole comparison.
+            let mut pass = 0u64;
+            for (i, gate) in gates.iter().enumerate() {
+                let ok = (gate.need & !present == 0) & (gate.min_digits <= digits);
+                pass |= u64::from(ok) << i;
+            }
+            while pass != 0 {
+                candidates.push((w * 64) as u32 + pass.trailing_zeros());
+                pass &= pass - 1;
             }
         }
         if candidates.is_empty() {
             return Ok(());
         }
-        // Only values with enough digits for some rule get the (scalar) run scan, once.
+        // Only values with enough digits for some rule get the run scan, once; the key is looked up
+        // once too.
         let mut run = None;
+        let mut key_bits = None;
         candidates.retain(|&r| {
             let rule = &self.rules[r as usize];
             if rule.min_run > 0 && *run.get_or_insert_with(|| digits::longest_run(hay)) < rule.min_run
             {
                 return false;
             }
-            match &rule.keys {
-                Some(keys) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
-                None => true,
+            match (&rule.keys, rule.key_bit) {
+                (None, _) => true,
+                (Some(_), _) if key.is_none() => false,
+                (Some(_), Some(bit)) => *key_bits.get_or_insert_with(|| {
+                    self.key_bits(key.unwrap_or_default(), &mut scratch.key_memo)
+                }) & 1 << bit
+                    != 0,
+                (Some(keys), None) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
             }
         });
         if let Some(literals) = self.literals.as_ref().filter(|_| {
@@ -391,6 +415,30 @@ impl Engine {
             scratch.findings.clear();
         }
         Ok(())
+    }
+
+    /// Which of the first 64 keyed rules' `keys` match `key`, from the memo when it is there.
+    fn key_bits(&self, key: &str, memo: &mut Option<(u64, Vec<(String, u64)>)>) -> u64 {
+        const MEMO_KEYS: usize = 64;
+        if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
+            *memo = None;
+        }
+        let (_, keys) = memo.get_or_insert_with(|| (self.id, Vec::new()));
+        if let Some((_, bits)) = keys.iter().find(|(k, _)| k == key) {
+            return *bits;
+        }
+        let bits = self
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.keys.as_ref()?, r.key_bit?)))
+            .filter(|(keys, _)| keys.is_match(key.as_bytes()))
+            .fold(0u64, |bits, (_, bit)| bits | 1 << bit);
+        // Unbounded key sets (keys with ids in them) must not grow the memo without end.
+        if keys.len() == MEMO_KEYS {
+            keys.clear();
+        }
+        keys.push((key.to_owned(), bits));
+        bits
     }
 
     /// Every rule's own search over `hay`, each after its declared prefilter checked the plain way
@@ -723,6 +771,32 @@ mod tests {
         assert_eq!(rewrite(&e, "order-42"), "order-****");
         let mut scratch = Scratch::default();
         assert_eq!(e.scan(None, b"01234567890", &mut scratch), Err(TooLarge));
+    }
+
+    #[test]
+    fn keyed_rules_follow_the_key_through_one_scratch() {
+        let keyed = |keys: &str| {
+            let mut s = spec("id", "[0-9]{4}", RedactionAction::Mask);
+            s.keys = Some(keys.into());
+            Engine::new(vec![s], &[], Options::default()).unwrap()
+        };
+        let (ssn, order) = (keyed("(?i)ssn"), keyed("^order"));
+        let mut scratch = Scratch::default();
+        let mut found = |e: &Engine, key: &str| {
+            e.scan(Some(key), b"n 1234", &mut scratch).unwrap();
+            !scratch.findings().is_empty()
+        };
+        // More distinct keys than the memo holds, twice, alternating engines on one scratch.
+        for round in 0..2 {
+            for i in 0..100 {
+                assert!(found(&ssn, &format!("customer.SSN.{i}")), "round {round}");
+                assert!(!found(&ssn, &format!("order.{i}")));
+                assert!(found(&order, &format!("order.{i}")));
+                assert!(!found(&order, "customer.ssn"));
+            }
+        }
+        ssn.scan(None, b"n 1234", &mut scratch).unwrap();
+        assert!(scratch.findings().is_empty(), "no key, no keyed rule");
     }
 
     #[test]
