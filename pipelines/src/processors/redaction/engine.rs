@@ -151,11 +151,64 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
 
+/// The first gate of up to 64 rules as lookups instead of a loop over the rules: which rules a value
+/// passes is the complement of those its missing screen bits rule out (one table per byte of the
+/// missing bits) intersected with those its digit count allows.
+struct GateTables {
+    /// `killed[c][m]`: the rules that need one of the bits `m` of byte `c` of the screen's word.
+    killed: Box<[[u64; 256]; 8]>,
+    /// `digits_ok[n]`: the rules whose `min_digits` is at most `n`; the last entry covers every larger
+    /// count.
+    digits_ok: Vec<u64>,
+}
+
+impl GateTables {
+    fn new(gates: &[Gate]) -> Option<Self> {
+        if gates.len() > 64 {
+            return None;
+        }
+        let mut killed = Box::new([[0u64; 256]; 8]);
+        for (c, table) in killed.iter_mut().enumerate() {
+            for (m, rules) in table.iter_mut().enumerate() {
+                let missing = (m as u64) << (8 * c);
+                for (r, gate) in gates.iter().enumerate() {
+                    if gate.need & missing != 0 {
+                        *rules |= 1 << r;
+                    }
+                }
+            }
+        }
+        let most = gates.iter().map(|g| g.min_digits).max().unwrap_or(0);
+        let digits_ok = (0..=most)
+            .map(|n| {
+                gates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| g.min_digits <= n)
+                    .fold(0u64, |ok, (r, _)| ok | 1 << r)
+            })
+            .collect();
+        Some(Self { killed, digits_ok })
+    }
+
+    #[inline]
+    fn pass(&self, present: u64, digits: usize) -> u64 {
+        let missing = !present;
+        let killed = self.killed.iter().enumerate().fold(0u64, |k, (c, table)| {
+            k | table[usize::from((missing >> (8 * c)) as u8)]
+        });
+        let ok = self.digits_ok[digits.min(self.digits_ok.len() - 1)];
+        ok & !killed
+    }
+}
+
 /// The compiled rules. Immutable and shared; each caller brings its own [`Scratch`].
 pub struct Engine {
     rules: Vec<Rule>,
     /// For each rule, its first-stage gate (kept apart from the rules so the loop over them is tight).
     gates: Vec<Gate>,
+    /// The same gates as table lookups, when there are at most 64 rules.
+    gate_tables: Option<GateTables>,
     screen: Screen,
     literals: Option<Literals>,
     /// One automaton over the patterns of the rules gated by digits only (no literal): one pass tells
@@ -246,15 +299,21 @@ impl Engine {
                 prefilter: spec.prefilter.clone(),
             });
         }
-        for (bit, rule) in rules.iter_mut().filter(|r| r.keys.is_some()).take(64).enumerate() {
+        for (bit, rule) in rules
+            .iter_mut()
+            .filter(|r| r.keys.is_some())
+            .take(64)
+            .enumerate()
+        {
             rule.key_bit = Some(bit as u32);
         }
         let (screen, needs) = Screen::build(&rule_sets);
-        let gates = needs
+        let gates: Vec<Gate> = needs
             .into_iter()
             .zip(&min_digits)
             .map(|(need, &min_digits)| Gate { need, min_digits })
             .collect();
+        let gate_tables = GateTables::new(&gates);
         let digit_set = if digit_rules.len() < 2 {
             None
         } else {
@@ -284,6 +343,7 @@ impl Engine {
             needs_digits: min_digits.iter().any(|&d| d > 0),
             rules,
             gates,
+            gate_tables,
             screen,
             literals,
             digit_set,
@@ -326,18 +386,14 @@ impl Engine {
         };
         let candidates = &mut scratch.candidates;
         candidates.clear();
-        for (w, gates) in self.gates.chunks(64).enumerate() {
-            // Branch-free: whether a rule passes varies from value to value, and a mispredicted
-            // branch per rule cost more than the whole comparison.
-            let mut pass = 0u64;
-            for (i, gate) in gates.iter().enumerate() {
-                let ok = (gate.need & !present == 0) & (gate.min_digits <= digits);
-                pass |= u64::from(ok) << i;
-            }
+        if let Some(tables) = &self.gate_tables {
+            let mut pass = tables.pass(present, digits);
             while pass != 0 {
-                candidates.push((w * 64) as u32 + pass.trailing_zeros());
+                candidates.push(pass.trailing_zeros());
                 pass &= pass - 1;
             }
+        } else {
+            self.gate_by_rule(present, digits, candidates);
         }
         if candidates.is_empty() {
             return Ok(());
@@ -348,17 +404,20 @@ impl Engine {
         let mut key_bits = None;
         candidates.retain(|&r| {
             let rule = &self.rules[r as usize];
-            if rule.min_run > 0 && *run.get_or_insert_with(|| digits::longest_run(hay)) < rule.min_run
+            if rule.min_run > 0
+                && *run.get_or_insert_with(|| digits::longest_run(hay)) < rule.min_run
             {
                 return false;
             }
             match (&rule.keys, rule.key_bit) {
                 (None, _) => true,
                 (Some(_), _) if key.is_none() => false,
-                (Some(_), Some(bit)) => *key_bits.get_or_insert_with(|| {
-                    self.key_bits(key.unwrap_or_default(), &mut scratch.key_memo)
-                }) & 1 << bit
-                    != 0,
+                (Some(_), Some(bit)) => {
+                    *key_bits.get_or_insert_with(|| {
+                        self.key_bits(key.unwrap_or_default(), &mut scratch.key_memo)
+                    }) & 1 << bit
+                        != 0
+                }
                 (Some(keys), None) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
             }
         });
@@ -415,6 +474,23 @@ impl Engine {
             scratch.findings.clear();
         }
         Ok(())
+    }
+
+    /// The first gate rule by rule, for engines with more than 64 rules.
+    fn gate_by_rule(&self, present: u64, digits: usize, candidates: &mut Vec<u32>) {
+        for (w, gates) in self.gates.chunks(64).enumerate() {
+            // Branch-free: whether a rule passes varies from value to value, and a mispredicted
+            // branch per rule cost more than the whole comparison.
+            let mut pass = 0u64;
+            for (i, gate) in gates.iter().enumerate() {
+                let ok = (gate.need & !present == 0) & (gate.min_digits <= digits);
+                pass |= u64::from(ok) << i;
+            }
+            while pass != 0 {
+                candidates.push((w * 64) as u32 + pass.trailing_zeros());
+                pass &= pass - 1;
+            }
+        }
     }
 
     /// Which of the first 64 keyed rules' `keys` match `key`, from the memo when it is there.
@@ -797,6 +873,28 @@ mod tests {
         }
         ssn.scan(None, b"n 1234", &mut scratch).unwrap();
         assert!(scratch.findings().is_empty(), "no key, no keyed rule");
+    }
+
+    #[test]
+    fn more_rules_than_the_gate_tables_hold() {
+        let specs: Vec<RuleSpec> = (0..70)
+            .map(|i| {
+                spec(
+                    &format!("r{i}"),
+                    &format!("k{i}=[0-9]+"),
+                    RedactionAction::Mask,
+                )
+            })
+            .collect();
+        let e = Engine::new(specs, &[], Options::default()).unwrap();
+        assert!(e.gate_tables.is_none());
+        let mut scratch = Scratch::default();
+        let hay = b"k65=12 k3=4 k7=x";
+        e.scan(None, hay, &mut scratch).unwrap();
+        let mut rules: Vec<u32> = scratch.findings().iter().map(|f| f.rule).collect();
+        rules.sort_unstable();
+        assert_eq!(rules, [3, 65]);
+        assert_eq!(scratch.findings().len(), e.scan_every_rule(None, hay).len());
     }
 
     #[test]

@@ -129,7 +129,12 @@ mod tests {
     }
 
     fn build(list: &[(&str, u32)]) -> Literals {
-        Literals::new(list.iter().map(|(l, r)| (l.to_string(), vec![*r])).collect()).unwrap()
+        Literals::new(
+            list.iter()
+                .map(|(l, r)| (l.to_string(), vec![*r]))
+                .collect(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -146,7 +151,11 @@ mod tests {
         assert_eq!(rules_in(&lits, "Authorization: Bearer eyJx"), [3, 4]);
         assert_eq!(rules_in(&lits, "tok en"), Vec::<u32>::new());
         assert_eq!(rules_in(&lits, ""), Vec::<u32>::new());
-        assert_eq!(rules_in(&lits, "x_access"), [0], "a literal at the very end");
+        assert_eq!(
+            rules_in(&lits, "x_access"),
+            [0],
+            "a literal at the very end"
+        );
     }
 
     #[test]

@@ -206,8 +206,8 @@ mod tests {
     use regex_automata::util::syntax;
 
     fn sets(pattern: &str) -> Vec<String> {
-        let hir = syntax::parse_with(pattern, &syntax::Config::new().unicode(false).utf8(false))
-            .unwrap();
+        let hir =
+            syntax::parse_with(pattern, &syntax::Config::new().unicode(false).utf8(false)).unwrap();
         required_sets(&hir)
             .iter()
             .map(|s| s.bytes().map(char::from).collect())
@@ -241,7 +241,10 @@ mod tests {
         assert!(passes(0, "me@x"));
         assert!(!passes(0, "me at x"));
         assert!(passes(1, "xk=vx"));
-        assert!(passes(1, "v k :"), "a necessary condition, not a sufficient one");
+        assert!(
+            passes(1, "v k :"),
+            "a necessary condition, not a sufficient one"
+        );
         assert!(!passes(1, "k v"));
         assert!(passes(0, "a@") && !passes(0, "@") && !passes(0, ""));
     }
