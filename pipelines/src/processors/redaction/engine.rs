@@ -1,22 +1,30 @@
 //! The scanning engine: every rule of every pack, applied to one value in one pass.
 //!
-//! Most telemetry values hold no PII, so the engine is built around rejecting them cheaply. A scan
-//! first computes what every rule's prefilter needs from the value, all at once: one Aho-Corasick pass
-//! (ASCII case-insensitive) finds which rules' literals occur (`@`, `eyJ`, `bearer`, `://`, …), and one
-//! vectorised count gives the value's ASCII digits (a card needs 13, an SSN 9). Only the rules whose
-//! prefilter passes — usually none — go on. The rules gated by digits alone (most of pii-core: cards,
-//! SSNs, IBANs, phone numbers, national ids) share one multi-pattern automaton: when more than one of
-//! them passes its gate, a single pass over the value says which of their patterns match anywhere in it
-//! (a lazy DFA, `regex-automata`), and only those run their own regular expression to find where. A value
-//! full of digits that holds no PII (a UUID, a timestamp, a user agent) thus costs one automaton pass,
-//! not one regex per digit rule. Every match is then confirmed by the rule's validator (Luhn, mod-97, …),
-//! which may narrow it. Rules without a prefilter run on every value; the shipped packs have none such
-//! (a test checks it).
+//! Most telemetry values hold no PII, so the engine is built around rejecting them cheaply, in stages
+//! that each run only for the rules the cheaper ones before let through:
 //!
-//! Recall is never traded for speed: each stage only skips a rule whose pattern cannot match (a gate is
-//! a necessary condition of the pattern; the automaton reports every pattern with a match anywhere, the
-//! same matches the rule's own regex would find), so the rules that run find exactly what running every
-//! rule would.
+//! 1. The byte screen and the digit count (modules `screen`, `digits`): one table fold over the value
+//!    says which of the byte sets its rules need are present (every email holds `@`, a key=value secret `:`
+//!    or `=`, an IBAN an upper-case letter: sets read off each pattern, so they are necessary by
+//!    construction), and one vectorised count gives its ASCII digits (a card needs 13). Table lookups
+//!    turn both into the set of rules still possible; for most values it is empty and the scan ends.
+//! 2. The longest digit run (on 64-byte bit masks) for rules with a `min_run`, and the attribute key
+//!    for keyed rules (memoised per [`Scratch`]).
+//! 3. The literal gate (module `literals`): if a rule that needs one of its prefilter literals
+//!    (`bearer`, `eyJ`, `api_key`, …) is still possible, one SIMD (Teddy) search over a lower-cased copy of the
+//!    value says which rules have a literal in it.
+//! 4. The digit rules' automaton: the rules gated by digits alone (most of pii-core: cards, SSNs, IBANs,
+//!    phone numbers, national ids) share one multi-pattern lazy DFA (`regex-automata`); when more than
+//!    one of them is still possible, a single pass over the value says which of their patterns match
+//!    anywhere in it. A value full of digits that holds no PII (a UUID, a timestamp, a user agent) thus
+//!    costs one automaton pass, not one regex per digit rule.
+//! 5. Each remaining rule's own regular expression finds where, and its validator (Luhn, mod-97, …)
+//!    confirms, and may narrow, every match.
+//!
+//! Recall is never traded for speed: each stage only skips a rule whose pattern cannot match (a byte
+//! set or a gate is a necessary condition of the pattern; the literal search and the automaton report
+//! every literal and pattern present, overlaps included), so the rules that run find exactly what
+//! running every rule would. A property test checks it against every rule's own search.
 //!
 //! Matching is on bytes with Unicode classes off by default, so the regex engine's DFA handles any input
 //! and a rule can be confirmed on a `bytes` value as on a string. Replacements are widened to whole UTF-8
