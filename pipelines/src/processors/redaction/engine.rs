@@ -107,11 +107,18 @@ struct Rule {
     prefilter: Prefilter,
 }
 
-/// What the first, cheapest stage checks for a rule: the screen's bits it needs and its digit count.
+/// What the gates check for a rule, kept apart from the rules (whose regexes make them large) so the
+/// gates of all rules share a few cache lines: the screen's bits it needs, its digit count, then the
+/// later stages' conditions.
 #[derive(Clone, Copy)]
 struct Gate {
     need: u64,
     min_digits: usize,
+    min_run: usize,
+    keyed: bool,
+    key_bit: Option<u32>,
+    literal_gate: bool,
+    set_pattern: Option<u32>,
 }
 
 /// Something a rule found: `rule` is an index into [`Engine::rule_ids`].
@@ -315,13 +322,6 @@ impl Engine {
         {
             rule.key_bit = Some(bit as u32);
         }
-        let (screen, needs) = Screen::build(&rule_sets);
-        let gates: Vec<Gate> = needs
-            .into_iter()
-            .zip(&min_digits)
-            .map(|(need, &min_digits)| Gate { need, min_digits })
-            .collect();
-        let gate_tables = GateTables::new(&gates);
         let digit_set = if digit_rules.len() < 2 {
             None
         } else {
@@ -334,6 +334,22 @@ impl Engine {
                 .collect();
             Some(digit_set(&patterns)?)
         };
+        let (screen, needs) = Screen::build(&rule_sets);
+        let gates: Vec<Gate> = needs
+            .into_iter()
+            .zip(&min_digits)
+            .zip(&rules)
+            .map(|((need, &min_digits), rule)| Gate {
+                need,
+                min_digits,
+                min_run: rule.min_run,
+                keyed: rule.keys.is_some(),
+                key_bit: rule.key_bit,
+                literal_gate: rule.literal_gate,
+                set_pattern: rule.set_pattern,
+            })
+            .collect();
+        let gate_tables = GateTables::new(&gates);
         let literals = if literal_list.is_empty() {
             None
         } else {
@@ -411,28 +427,31 @@ impl Engine {
         let mut run = None;
         let mut key_bits = None;
         candidates.retain(|&r| {
-            let rule = &self.rules[r as usize];
-            if rule.min_run > 0
-                && *run.get_or_insert_with(|| digits::longest_run(hay)) < rule.min_run
+            let gate = &self.gates[r as usize];
+            if gate.min_run > 0
+                && *run.get_or_insert_with(|| digits::longest_run(hay)) < gate.min_run
             {
                 return false;
             }
-            match (&rule.keys, rule.key_bit) {
-                (None, _) => true,
-                (Some(_), _) if key.is_none() => false,
-                (Some(_), Some(bit)) => {
+            match (gate.keyed, gate.key_bit) {
+                (false, _) => true,
+                (true, _) if key.is_none() => false,
+                (true, Some(bit)) => {
                     *key_bits.get_or_insert_with(|| {
                         self.key_bits(key.unwrap_or_default(), &mut scratch.key_memo)
                     }) & 1 << bit
                         != 0
                 }
-                (Some(keys), None) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
+                (true, None) => self.rules[r as usize]
+                    .keys
+                    .as_ref()
+                    .is_some_and(|keys| key.is_some_and(|k| keys.is_match(k.as_bytes()))),
             }
         });
         if let Some(literals) = self.literals.as_ref().filter(|_| {
             candidates
                 .iter()
-                .any(|&r| self.rules[r as usize].literal_gate)
+                .any(|&r| self.gates[r as usize].literal_gate)
         }) {
             let seen = &mut scratch.seen;
             seen.clear();
@@ -441,14 +460,14 @@ impl Engine {
                 seen[r as usize / 64] |= 1 << (r % 64);
             });
             candidates.retain(|&r| {
-                !self.rules[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
+                !self.gates[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
             });
         }
         // Rules gated by digits alone: confirmed only if the digit set says their pattern matches
         // somewhere — one pass for all of them instead of one regex per rule.
         let in_set = candidates
             .iter()
-            .filter(|&&r| self.rules[r as usize].set_pattern.is_some())
+            .filter(|&&r| self.gates[r as usize].set_pattern.is_some())
             .count();
         if let (Some(set), true) = (&self.digit_set, in_set > 1) {
             if scratch
@@ -470,7 +489,7 @@ impl Engine {
             matches.clear();
             set.which_overlapping_matches_with(cache, &Input::new(hay), matches);
             candidates.retain(|&r| {
-                self.rules[r as usize]
+                self.gates[r as usize]
                     .set_pattern
                     .is_none_or(|p| matches.contains(PatternID::new_unchecked(p as usize)))
             });
