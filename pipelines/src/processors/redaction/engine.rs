@@ -1,22 +1,30 @@
 //! The scanning engine: every rule of every pack, applied to one value in one pass.
 //!
-//! Most telemetry values hold no PII, so the engine is built around rejecting them cheaply. A scan
-//! first computes what every rule's prefilter needs from the value, all at once: one Aho-Corasick pass
-//! (ASCII case-insensitive) finds which rules' literals occur (`@`, `eyJ`, `bearer`, `://`, …), and one
-//! vectorised count gives the value's ASCII digits (a card needs 13, an SSN 9). Only the rules whose
-//! prefilter passes — usually none — go on. The rules gated by digits alone (most of pii-core: cards,
-//! SSNs, IBANs, phone numbers, national ids) share one multi-pattern automaton: when more than one of
-//! them passes its gate, a single pass over the value says which of their patterns match anywhere in it
-//! (a lazy DFA, `regex-automata`), and only those run their own regular expression to find where. A value
-//! full of digits that holds no PII (a UUID, a timestamp, a user agent) thus costs one automaton pass,
-//! not one regex per digit rule. Every match is then confirmed by the rule's validator (Luhn, mod-97, …),
-//! which may narrow it. Rules without a prefilter run on every value; the shipped packs have none such
-//! (a test checks it).
+//! Most telemetry values hold no PII, so the engine is built around rejecting them cheaply, in stages
+//! that each run only for the rules the cheaper ones before let through:
 //!
-//! Recall is never traded for speed: each stage only skips a rule whose pattern cannot match (a gate is
-//! a necessary condition of the pattern; the automaton reports every pattern with a match anywhere, the
-//! same matches the rule's own regex would find), so the rules that run find exactly what running every
-//! rule would.
+//! 1. The byte screen and the digit count (modules `screen`, `digits`): one table fold over the value
+//!    says which of the byte sets its rules need are present (every email holds `@`, a key=value secret `:`
+//!    or `=`, an IBAN an upper-case letter: sets read off each pattern, so they are necessary by
+//!    construction), and one vectorised count gives its ASCII digits (a card needs 13). Table lookups
+//!    turn both into the set of rules still possible; for most values it is empty and the scan ends.
+//! 2. The longest digit run (on 64-byte bit masks) for rules with a `min_run`, and the attribute key
+//!    for keyed rules (memoised per [`Scratch`]).
+//! 3. The literal gate (module `literals`): if a rule that needs one of its prefilter literals
+//!    (`bearer`, `eyJ`, `api_key`, …) is still possible, one SIMD (Teddy) search over a lower-cased copy of the
+//!    value says which rules have a literal in it.
+//! 4. The digit rules' automaton: the rules gated by digits alone (most of pii-core: cards, SSNs, IBANs,
+//!    phone numbers, national ids) share one multi-pattern lazy DFA (`regex-automata`); when more than
+//!    one of them is still possible, a single pass over the value says which of their patterns match
+//!    anywhere in it. A value full of digits that holds no PII (a UUID, a timestamp, a user agent) thus
+//!    costs one automaton pass, not one regex per digit rule.
+//! 5. Each remaining rule's own regular expression finds where, and its validator (Luhn, mod-97, …)
+//!    confirms, and may narrow, every match.
+//!
+//! Recall is never traded for speed: each stage only skips a rule whose pattern cannot match (a byte
+//! set or a gate is a necessary condition of the pattern; the literal search and the automaton report
+//! every literal and pattern present, overlaps included), so the rules that run find exactly what
+//! running every rule would. A property test checks it against every rule's own search.
 //!
 //! Matching is on bytes with Unicode classes off by default, so the regex engine's DFA handles any input
 //! and a rule can be confirmed on a `bytes` value as on a string. Replacements are widened to whole UTF-8
@@ -31,7 +39,6 @@ use std::ops::Range;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use hmac::{Hmac, Mac};
 use outpost_config::redaction::{build_regex, Prefilter, Validator};
 use outpost_config::RedactionAction;
@@ -40,6 +47,9 @@ use regex_automata::util::syntax;
 use regex_automata::{meta, Input, PatternID, PatternSet};
 use sha2::Sha256;
 
+use super::digits;
+use super::literals::Literals;
+use super::screen::{self, ByteSet, Screen};
 use super::validators;
 
 /// One rule, as the engine is given it (from a pack, or made from the processor's settings).
@@ -85,8 +95,30 @@ struct Rule {
     action: RedactionAction,
     keep_last: usize,
     keys: Option<Regex>,
+    /// This rule's bit in the keyed rules' memo of a [`Scratch`] (the first 64 keyed rules).
+    key_bit: Option<u32>,
+    min_run: usize,
+    /// The rule runs only if one of its prefilter literals is in the value.
+    literal_gate: bool,
+    /// Its pattern in the digit rules' automaton.
+    set_pattern: Option<u32>,
+    /// The prefilter as declared, for the reference search of the tests.
+    #[cfg(test)]
+    prefilter: Prefilter,
+}
+
+/// What the gates check for a rule, kept apart from the rules (whose regexes make them large) so the
+/// gates of all rules share a few cache lines: the screen's bits it needs, its digit count, then the
+/// later stages' conditions.
+#[derive(Clone, Copy)]
+struct Gate {
+    need: u64,
     min_digits: usize,
     min_run: usize,
+    keyed: bool,
+    key_bit: Option<u32>,
+    literal_gate: bool,
+    set_pattern: Option<u32>,
 }
 
 /// Something a rule found: `rule` is an index into [`Engine::rule_ids`].
@@ -103,10 +135,15 @@ pub struct Scratch {
     findings: Vec<Finding>,
     seen: Vec<u64>,
     candidates: Vec<u32>,
+    /// The value lower-cased for the literal search.
+    lower: Vec<u8>,
     /// The digit set's search cache, tagged with the engine it belongs to: a cache must never be used
     /// with another automaton, and one `Scratch` may outlive its engine (a reload).
     set_cache: Option<(u64, meta::Cache)>,
     set_matches: Option<PatternSet>,
+    /// For recent attribute keys, which keyed rules' `keys` they match (bits as `Rule::key_bit`),
+    /// tagged with the engine: a handful of keys recur in every batch, and each is matched once.
+    key_memo: Option<(u64, Vec<(String, u64)>)>,
 }
 
 impl Scratch {
@@ -129,21 +166,69 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
 
+/// The first gate of up to 64 rules as lookups instead of a loop over the rules: which rules a value
+/// passes is the complement of those its missing screen bits rule out (one table per byte of the
+/// missing bits) intersected with those its digit count allows.
+struct GateTables {
+    /// `killed[c][m]`: the rules that need one of the bits `m` of byte `c` of the screen's word.
+    killed: Box<[[u64; 256]; 8]>,
+    /// `digits_ok[n]`: the rules whose `min_digits` is at most `n`; the last entry covers every larger
+    /// count.
+    digits_ok: Vec<u64>,
+}
+
+impl GateTables {
+    fn new(gates: &[Gate]) -> Option<Self> {
+        if gates.len() > 64 {
+            return None;
+        }
+        let mut killed = Box::new([[0u64; 256]; 8]);
+        for (c, table) in killed.iter_mut().enumerate() {
+            for (m, rules) in table.iter_mut().enumerate() {
+                let missing = (m as u64) << (8 * c);
+                for (r, gate) in gates.iter().enumerate() {
+                    if gate.need & missing != 0 {
+                        *rules |= 1 << r;
+                    }
+                }
+            }
+        }
+        let most = gates.iter().map(|g| g.min_digits).max().unwrap_or(0);
+        let digits_ok = (0..=most)
+            .map(|n| {
+                gates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| g.min_digits <= n)
+                    .fold(0u64, |ok, (r, _)| ok | 1 << r)
+            })
+            .collect();
+        Some(Self { killed, digits_ok })
+    }
+
+    #[inline]
+    fn pass(&self, present: u64, digits: usize) -> u64 {
+        let missing = !present;
+        let killed = self.killed.iter().enumerate().fold(0u64, |k, (c, table)| {
+            k | table[usize::from((missing >> (8 * c)) as u8)]
+        });
+        let ok = self.digits_ok[digits.min(self.digits_ok.len() - 1)];
+        ok & !killed
+    }
+}
+
 /// The compiled rules. Immutable and shared; each caller brings its own [`Scratch`].
 pub struct Engine {
     rules: Vec<Rule>,
-    literals: Option<AhoCorasick>,
-    /// For each literal of `literals`, the rules it lets through.
-    literal_rules: Vec<Vec<u32>>,
-    /// Rules gated by digits only, by ascending `min_digits`.
-    digit_rules: Vec<u32>,
-    /// Rules with no prefilter: tried on every value.
-    always_rules: Vec<u32>,
-    /// One automaton over the patterns of every rule in `digit_rules` (pattern `i` is the rule
-    /// `digit_rules[i]`): one pass tells which of them match anywhere in a value.
+    /// For each rule, its first-stage gate (kept apart from the rules so the loop over them is tight).
+    gates: Vec<Gate>,
+    /// The same gates as table lookups, when there are at most 64 rules.
+    gate_tables: Option<GateTables>,
+    screen: Screen,
+    literals: Option<Literals>,
+    /// One automaton over the patterns of the rules gated by digits only (no literal): one pass tells
+    /// which of them match anywhere in a value.
     digit_set: Option<meta::Regex>,
-    /// For each rule, its pattern in `digit_set`.
-    set_pattern: Vec<Option<u32>>,
     /// Distinguishes engines for the caches kept in a [`Scratch`].
     id: u64,
     needs_digits: bool,
@@ -158,10 +243,10 @@ impl Engine {
         opts: Options,
     ) -> Result<Self, String> {
         let mut rules = Vec::with_capacity(specs.len());
-        let mut literal_list: Vec<String> = Vec::new();
-        let mut literal_rules: Vec<Vec<u32>> = Vec::new();
+        let mut rule_sets = Vec::with_capacity(specs.len());
+        let mut min_digits = Vec::with_capacity(specs.len());
+        let mut literal_list: Vec<(String, Vec<u32>)> = Vec::new();
         let mut digit_rules = Vec::new();
-        let mut always_rules = Vec::new();
         for (i, spec) in specs.into_iter().enumerate() {
             let i = i as u32;
             let regex = build_regex(&spec.pattern)
@@ -184,23 +269,35 @@ impl Engine {
                     spec.id
                 ));
             }
-            for lit in &spec.prefilter.any_of {
-                let lower = lit.to_ascii_lowercase();
-                match literal_list.iter().position(|l| *l == lower) {
-                    Some(p) => literal_rules[p].push(i),
-                    None => {
-                        literal_list.push(lower);
-                        literal_rules.push(vec![i]);
+            // What every match holds, from the pattern (parsed as `build_regex` compiles it).
+            let hir = syntax::parse_with(&spec.pattern, &syntax_config())
+                .map_err(|e| format!("rule '{}': pattern does not parse: {e}", spec.id))?;
+            let mut sets = screen::required_sets(&hir);
+            let any_of = &spec.prefilter.any_of;
+            if !any_of.is_empty() {
+                // One of the literals is in the value, so one of their first bytes is.
+                sets.push(ByteSet::of_literal_first_bytes(
+                    any_of.iter().map(String::as_str),
+                ));
+            }
+            // Literals of one byte are a byte set of the screen, exactly; longer ones need a search.
+            let literal_gate = any_of.iter().any(|l| l.len() > 1);
+            if literal_gate {
+                for lit in any_of {
+                    let lower = lit.to_ascii_lowercase();
+                    match literal_list.iter_mut().find(|(l, _)| *l == lower) {
+                        Some((_, r)) => r.push(i),
+                        None => literal_list.push((lower, vec![i])),
                     }
                 }
             }
             // A digit condition implies digits: `min_run` digits are also at least `min_run` digits.
-            let min_digits = spec.prefilter.min_digits.max(spec.prefilter.min_run);
-            match (spec.prefilter.any_of.is_empty(), min_digits) {
-                (true, 0) => always_rules.push(i),
-                (true, _) => digit_rules.push(i),
-                (false, _) => {}
+            let digits = spec.prefilter.min_digits.max(spec.prefilter.min_run);
+            if any_of.is_empty() && digits > 0 {
+                digit_rules.push(i);
             }
+            rule_sets.push(sets);
+            min_digits.push(digits);
             rules.push(Rule {
                 id: spec.id,
                 regex,
@@ -208,18 +305,28 @@ impl Engine {
                 validator: spec.validator,
                 action: spec.action,
                 keep_last: spec.keep_last,
+                key_bit: None,
                 keys,
-                min_digits,
                 min_run: spec.prefilter.min_run,
+                literal_gate,
+                set_pattern: None,
+                #[cfg(test)]
+                prefilter: spec.prefilter.clone(),
             });
         }
-        digit_rules.sort_by_key(|&r| rules[r as usize].min_digits);
-        let mut set_pattern = vec![None; rules.len()];
+        for (bit, rule) in rules
+            .iter_mut()
+            .filter(|r| r.keys.is_some())
+            .take(64)
+            .enumerate()
+        {
+            rule.key_bit = Some(bit as u32);
+        }
         let digit_set = if digit_rules.len() < 2 {
             None
         } else {
             for (p, &r) in digit_rules.iter().enumerate() {
-                set_pattern[r as usize] = Some(p as u32);
+                rules[r as usize].set_pattern = Some(p as u32);
             }
             let patterns: Vec<&str> = digit_rules
                 .iter()
@@ -227,17 +334,26 @@ impl Engine {
                 .collect();
             Some(digit_set(&patterns)?)
         };
+        let (screen, needs) = Screen::build(&rule_sets);
+        let gates: Vec<Gate> = needs
+            .into_iter()
+            .zip(&min_digits)
+            .zip(&rules)
+            .map(|((need, &min_digits), rule)| Gate {
+                need,
+                min_digits,
+                min_run: rule.min_run,
+                keyed: rule.keys.is_some(),
+                key_bit: rule.key_bit,
+                literal_gate: rule.literal_gate,
+                set_pattern: rule.set_pattern,
+            })
+            .collect();
+        let gate_tables = GateTables::new(&gates);
         let literals = if literal_list.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&literal_list)
-                    .map_err(|e| format!("cannot build the literal prefilter: {e}"))?,
-            )
+            Some(Literals::new(literal_list)?)
         };
         let allowed_values = allowed_values
             .iter()
@@ -248,14 +364,13 @@ impl Engine {
         }
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
-            needs_digits: rules.iter().any(|r| r.min_digits > 0),
+            needs_digits: min_digits.iter().any(|&d| d > 0),
             rules,
+            gates,
+            gate_tables,
+            screen,
             literals,
-            literal_rules,
-            digit_rules,
-            always_rules,
             digit_set,
-            set_pattern,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             allowed_values,
             opts,
@@ -272,6 +387,11 @@ impl Engine {
     }
 
     /// Finds every rule's matches in `hay` (the value of attribute `key`, if any) into `scratch`.
+    ///
+    /// Stages, cheapest first, each only for the rules the previous ones let through: the byte screen
+    /// and the digit count (one table fold and one vectorised count over the value); the longest digit
+    /// run and the attribute key; the literal search; the digit rules' automaton; then each remaining
+    /// rule's own regex and validator.
     pub fn scan(
         &self,
         key: Option<&str>,
@@ -282,61 +402,74 @@ impl Engine {
         if hay.len() > self.opts.max_value_size {
             return Err(TooLarge);
         }
-        scratch.candidates.clear();
-        // `is_match` can use the automaton's prefilter; the overlapping walk (which finds every literal)
-        // cannot, so it only runs on the few values that hold some literal.
-        if let Some(ac) = self.literals.as_ref().filter(|ac| ac.is_match(hay)) {
-            let words = self.rules.len().div_ceil(64);
-            scratch.seen.clear();
-            scratch.seen.resize(words, 0);
-            for m in ac.find_overlapping_iter(hay) {
-                for &r in &self.literal_rules[m.pattern().as_usize()] {
-                    let (w, bit) = (r as usize / 64, 1u64 << (r % 64));
-                    if scratch.seen[w] & bit == 0 {
-                        scratch.seen[w] |= bit;
-                        scratch.candidates.push(r);
-                    }
-                }
-            }
-        }
+        let present = self.screen.present(hay);
         let digits = if self.needs_digits {
-            // Counted in byte lanes, 255 bytes at a time, so it vectorises to byte adds: this runs on
-            // every value.
-            hay.chunks(255)
-                .map(|c| usize::from(c.iter().fold(0u8, |n, b| n + u8::from(b.is_ascii_digit()))))
-                .sum::<usize>()
+            digits::count(hay)
         } else {
             0
         };
-        // Only values with enough digits for some rule get the (scalar) run scan.
-        let mut run = None;
-        let passes = |rule: &Rule, run: &mut Option<usize>| {
-            if rule.min_digits > digits {
-                return false;
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        if let Some(tables) = &self.gate_tables {
+            let mut pass = tables.pass(present, digits);
+            while pass != 0 {
+                candidates.push(pass.trailing_zeros());
+                pass &= pass - 1;
             }
-            if rule.min_run > 0 && *run.get_or_insert_with(|| longest_digit_run(hay)) < rule.min_run
+        } else {
+            self.gate_by_rule(present, digits, candidates);
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        // Only values with enough digits for some rule get the run scan, once; the key is looked up
+        // once too.
+        let mut run = None;
+        let mut key_bits = None;
+        candidates.retain(|&r| {
+            let gate = &self.gates[r as usize];
+            if gate.min_run > 0
+                && *run.get_or_insert_with(|| digits::longest_run(hay)) < gate.min_run
             {
                 return false;
             }
-            match &rule.keys {
-                Some(keys) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
-                None => true,
+            match (gate.keyed, gate.key_bit) {
+                (false, _) => true,
+                (true, _) if key.is_none() => false,
+                (true, Some(bit)) => {
+                    *key_bits.get_or_insert_with(|| {
+                        self.key_bits(key.unwrap_or_default(), &mut scratch.key_memo)
+                    }) & 1 << bit
+                        != 0
+                }
+                (true, None) => self.rules[r as usize]
+                    .keys
+                    .as_ref()
+                    .is_some_and(|keys| key.is_some_and(|k| keys.is_match(k.as_bytes()))),
             }
-        };
-        // Rules gated by digits alone: those whose gate passes are confirmed only if the digit set
-        // says their pattern matches somewhere — one pass for all of them instead of one per rule.
-        let literal_candidates = scratch.candidates.len();
-        for &r in &self.digit_rules {
-            let rule = &self.rules[r as usize];
-            if rule.min_digits > digits {
-                break;
-            }
-            if passes(rule, &mut run) {
-                scratch.candidates.push(r);
-            }
+        });
+        if let Some(literals) = self.literals.as_ref().filter(|_| {
+            candidates
+                .iter()
+                .any(|&r| self.gates[r as usize].literal_gate)
+        }) {
+            let seen = &mut scratch.seen;
+            seen.clear();
+            seen.resize(self.rules.len().div_ceil(64), 0);
+            literals.for_each_rule(hay, &mut scratch.lower, |r| {
+                seen[r as usize / 64] |= 1 << (r % 64);
+            });
+            candidates.retain(|&r| {
+                !self.gates[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
+            });
         }
-        let gated = scratch.candidates.len() - literal_candidates;
-        if let (Some(set), true) = (&self.digit_set, gated > 1) {
+        // Rules gated by digits alone: confirmed only if the digit set says their pattern matches
+        // somewhere — one pass for all of them instead of one regex per rule.
+        let in_set = candidates
+            .iter()
+            .filter(|&&r| self.gates[r as usize].set_pattern.is_some())
+            .count();
+        if let (Some(set), true) = (&self.digit_set, in_set > 1) {
             if scratch
                 .set_cache
                 .as_ref()
@@ -355,34 +488,91 @@ impl Engine {
             }
             matches.clear();
             set.which_overlapping_matches_with(cache, &Input::new(hay), matches);
-            // Literal candidates (the first ones) stay; digit candidates only if their pattern hit.
-            let mut kept = literal_candidates;
-            for i in literal_candidates..scratch.candidates.len() {
-                let r = scratch.candidates[i];
-                let hit = self.set_pattern[r as usize]
-                    .is_some_and(|p| matches.contains(PatternID::new_unchecked(p as usize)));
-                if hit {
-                    scratch.candidates[kept] = r;
-                    kept += 1;
-                }
-            }
-            scratch.candidates.truncate(kept);
+            candidates.retain(|&r| {
+                self.gates[r as usize]
+                    .set_pattern
+                    .is_none_or(|p| matches.contains(PatternID::new_unchecked(p as usize)))
+            });
         }
-        let digit_end = scratch.candidates.len();
-        scratch.candidates.extend_from_slice(&self.always_rules);
-        for (n, &r) in scratch.candidates.iter().enumerate() {
-            let rule = &self.rules[r as usize];
-            // Digit candidates passed their gate above.
-            let gated = (literal_candidates..digit_end).contains(&n);
-            if !gated && !passes(rule, &mut run) {
-                continue;
-            }
-            confirm(rule, r, hay, &mut scratch.findings);
+        for &r in candidates.iter() {
+            confirm(&self.rules[r as usize], r, hay, &mut scratch.findings);
         }
         if !scratch.findings.is_empty() && self.allowed_values.iter().any(|a| a.is_match(hay)) {
             scratch.findings.clear();
         }
         Ok(())
+    }
+
+    /// The first gate rule by rule, for engines with more than 64 rules.
+    fn gate_by_rule(&self, present: u64, digits: usize, candidates: &mut Vec<u32>) {
+        for (w, gates) in self.gates.chunks(64).enumerate() {
+            // Branch-free: whether a rule passes varies from value to value, and a mispredicted
+            // branch per rule cost more than the whole comparison.
+            let mut pass = 0u64;
+            for (i, gate) in gates.iter().enumerate() {
+                let ok = (gate.need & !present == 0) & (gate.min_digits <= digits);
+                pass |= u64::from(ok) << i;
+            }
+            while pass != 0 {
+                candidates.push((w * 64) as u32 + pass.trailing_zeros());
+                pass &= pass - 1;
+            }
+        }
+    }
+
+    /// Which of the first 64 keyed rules' `keys` match `key`, from the memo when it is there.
+    fn key_bits(&self, key: &str, memo: &mut Option<(u64, Vec<(String, u64)>)>) -> u64 {
+        const MEMO_KEYS: usize = 64;
+        if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
+            *memo = None;
+        }
+        let (_, keys) = memo.get_or_insert_with(|| (self.id, Vec::new()));
+        if let Some((_, bits)) = keys.iter().find(|(k, _)| k == key) {
+            return *bits;
+        }
+        let bits = self
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.keys.as_ref()?, r.key_bit?)))
+            .filter(|(keys, _)| keys.is_match(key.as_bytes()))
+            .fold(0u64, |bits, (_, bit)| bits | 1 << bit);
+        // Unbounded key sets (keys with ids in them) must not grow the memo without end.
+        if keys.len() == MEMO_KEYS {
+            keys.clear();
+        }
+        keys.push((key.to_owned(), bits));
+        bits
+    }
+
+    /// Every rule's own search over `hay`, each after its declared prefilter checked the plain way
+    /// (count the digits, find each literal in a lower-cased copy) and none of the engine's gates:
+    /// what [`Engine::scan`] must equal.
+    #[cfg(test)]
+    pub(crate) fn scan_every_rule(&self, key: Option<&str>, hay: &[u8]) -> Vec<Finding> {
+        let lower = hay.to_ascii_lowercase();
+        let digits = hay.iter().filter(|b| b.is_ascii_digit()).count();
+        let mut findings = Vec::new();
+        for (r, rule) in self.rules.iter().enumerate() {
+            let p = &rule.prefilter;
+            let has = |lit: &String| {
+                let lit = lit.to_ascii_lowercase();
+                lower.windows(lit.len()).any(|w| w == lit.as_bytes())
+            };
+            let prefilter_ok = digits >= p.min_digits.max(p.min_run)
+                && digits::longest_run(hay) >= p.min_run
+                && (p.any_of.is_empty() || p.any_of.iter().any(has));
+            let key_ok = match &rule.keys {
+                Some(keys) => key.is_some_and(|k| keys.is_match(k.as_bytes())),
+                None => true,
+            };
+            if prefilter_ok && key_ok {
+                confirm(rule, r as u32, hay, &mut findings);
+            }
+        }
+        if !findings.is_empty() && self.allowed_values.iter().any(|a| a.is_match(hay)) {
+            findings.clear();
+        }
+        findings
     }
 
     /// What to do with `hay` given the findings of the last [`Engine::scan`] on it. `utf8`: `hay` is a
@@ -539,7 +729,7 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
 /// every pattern that matches anywhere (overlapping), not only the leftmost.
 fn digit_set(patterns: &[&str]) -> Result<meta::Regex, String> {
     meta::Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .syntax(syntax_config())
         .configure(
             meta::Config::new()
                 .match_kind(regex_automata::MatchKind::All)
@@ -551,22 +741,9 @@ fn digit_set(patterns: &[&str]) -> Result<meta::Regex, String> {
         .map_err(|e| format!("cannot build the digit rules' automaton: {e}"))
 }
 
-/// The longest run of digits in `hay` where consecutive digits are at most two separators apart
-/// (` -./()`): grouped numbers (cards, phone numbers, IBANs) count whole.
-fn longest_digit_run(hay: &[u8]) -> usize {
-    // Branch-free: values such as UUIDs alternate digits and letters unpredictably, and a mispredicted
-    // branch per byte cost more than the arithmetic.
-    let (mut best, mut run, mut gap) = (0usize, 0usize, 0usize);
-    for &b in hay {
-        let digit = b.is_ascii_digit();
-        let sep =
-            !digit & (run > 0) & (gap < 2) & matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')');
-        // A digit extends the run, a separator within a run keeps it, anything else ends it.
-        run = (run + usize::from(digit)) * usize::from(digit | sep);
-        gap = (gap + 1) * usize::from(sep);
-        best = best.max(run);
-    }
-    best
+/// The syntax [`build_regex`] compiles rules with: bytes, Unicode off.
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
 }
 
 fn widen_to_chars(hay: &[u8], mut span: Range<usize>) -> Range<usize> {
@@ -700,19 +877,51 @@ mod tests {
     }
 
     #[test]
-    fn digit_runs_span_up_to_two_separators() {
-        for (text, want) in [
-            ("4111 1111 1111 1111", 16),
-            ("(415) 555-2671", 10),
-            ("a1b2c3", 1),
-            ("12 - 34", 2),
-            ("12 -34", 4),
-            ("v1.24.3-rc.1", 4),
-            ("", 0),
-            ("--12", 2),
-        ] {
-            assert_eq!(longest_digit_run(text.as_bytes()), want, "{text:?}");
+    fn keyed_rules_follow_the_key_through_one_scratch() {
+        let keyed = |keys: &str| {
+            let mut s = spec("id", "[0-9]{4}", RedactionAction::Mask);
+            s.keys = Some(keys.into());
+            Engine::new(vec![s], &[], Options::default()).unwrap()
+        };
+        let (ssn, order) = (keyed("(?i)ssn"), keyed("^order"));
+        let mut scratch = Scratch::default();
+        let mut found = |e: &Engine, key: &str| {
+            e.scan(Some(key), b"n 1234", &mut scratch).unwrap();
+            !scratch.findings().is_empty()
+        };
+        // More distinct keys than the memo holds, twice, alternating engines on one scratch.
+        for round in 0..2 {
+            for i in 0..100 {
+                assert!(found(&ssn, &format!("customer.SSN.{i}")), "round {round}");
+                assert!(!found(&ssn, &format!("order.{i}")));
+                assert!(found(&order, &format!("order.{i}")));
+                assert!(!found(&order, "customer.ssn"));
+            }
         }
+        ssn.scan(None, b"n 1234", &mut scratch).unwrap();
+        assert!(scratch.findings().is_empty(), "no key, no keyed rule");
+    }
+
+    #[test]
+    fn more_rules_than_the_gate_tables_hold() {
+        let specs: Vec<RuleSpec> = (0..70)
+            .map(|i| {
+                spec(
+                    &format!("r{i}"),
+                    &format!("k{i}=[0-9]+"),
+                    RedactionAction::Mask,
+                )
+            })
+            .collect();
+        let e = Engine::new(specs, &[], Options::default()).unwrap();
+        assert!(e.gate_tables.is_none());
+        let mut scratch = Scratch::default();
+        let hay = b"k65=12 k3=4 k7=x";
+        e.scan(None, hay, &mut scratch).unwrap();
+        let mut rules: Vec<u32> = scratch.findings().iter().map(|f| f.rule).collect();
+        rules.sort_unstable();
+        assert_eq!(rules, [3, 65]);
+        assert_eq!(scratch.findings().len(), e.scan_every_rule(None, hay).len());
     }
 
     #[test]

@@ -16,8 +16,11 @@
 //! whole unless `fail_closed: false`. Every redaction is counted in `outpost_redactions_total{rule,
 //! signal}` and every dropped record in the processor's dropped counter (reason `redaction`).
 
+mod digits;
 pub mod engine;
+mod literals;
 pub mod packs;
+mod screen;
 pub mod validators;
 mod walk;
 

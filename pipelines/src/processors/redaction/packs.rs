@@ -300,8 +300,93 @@ mod tests {
             "[a-zA-Z0-9 .,:;=/_-]{0,60}"
         }
 
+        /// Values made of pieces that pass or nearly pass the engine's gates: keywords in any case,
+        /// literals, separators, digit groups, look-alikes, and random bytes.
+        fn gate_teaser() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                prop::sample::select(vec![
+                    "Bearer ",
+                    "BASIC ",
+                    "api_key=",
+                    "Token: ",
+                    "password=\"",
+                    "x_auth_token: '",
+                    "AWS_SECRET_ACCESS_KEY=",
+                    "AccountKey=",
+                    "eyJhbGciOiJIUzI1NiJ9",
+                    ".eyJhIjoiYiJ9.",
+                    "AKIA",
+                    "ASIA",
+                    "AIza",
+                    "ghp_",
+                    "github_pat_",
+                    "xoxb-",
+                    "sk_live_",
+                    "npm_",
+                    "SG.",
+                    "-----BEGIN RSA PRIVATE KEY-----",
+                    "://",
+                    "@",
+                    "+",
+                    "DOB: ",
+                    "born on ",
+                    "?access_token=",
+                    "&sig=",
+                    "4111",
+                    "1111",
+                    "536-22-8142",
+                    "(415) ",
+                    "555-2671",
+                    "DE89 ",
+                    "3704 ",
+                    "NL91ABNA0417164300",
+                    "12345678Z",
+                    "AB 12 34 56 C",
+                    "130 692 544",
+                    "1984-03-12",
+                    "12/03/1984",
+                    "example.com",
+                    "jane.doe",
+                    " ",
+                    "-",
+                    ".",
+                    "/",
+                    "=",
+                    ":",
+                    "\"",
+                    "'",
+                    "_",
+                    "\t",
+                ])
+                .prop_map(str::to_owned),
+                "[a-zA-Z0-9]{1,12}",
+                "[0-9 .()/-]{1,20}",
+                "\\PC{1,4}",
+            ];
+            prop::collection::vec(piece, 0..14).prop_map(|p| p.concat())
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// The gates (byte screen, digit count and run, literal search, digit automaton) only
+            /// skip rules that cannot match: with them the engine finds exactly what every rule's own
+            /// search finds without them.
+            #[test]
+            fn gates_never_change_what_is_found(
+                value in gate_teaser(),
+                key in prop::sample::select(vec!["message", "customer.ssn", "user.dob", "passport"]),
+            ) {
+                static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+                let engine = ENGINE.get_or_init(|| engine(&RedactionProcessorConfig::default()).unwrap());
+                let mut scratch = Scratch::default();
+                engine.scan(Some(key), value.as_bytes(), &mut scratch).unwrap();
+                let mut gated = scratch.findings().to_vec();
+                let mut every = engine.scan_every_rule(Some(key), value.as_bytes());
+                gated.sort_unstable_by_key(|f| (f.rule, f.start, f.end));
+                every.sort_unstable_by_key(|f| (f.rule, f.start, f.end));
+                prop_assert_eq!(gated, every, "in {:?}", value);
+            }
 
             #[test]
             fn an_embedded_card_or_email_is_redacted(

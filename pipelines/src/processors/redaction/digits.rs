@@ -1,0 +1,207 @@
+//! The digit gates' measures of a value: how many ASCII digits it holds, and its longest run of digits
+//! where consecutive digits are at most two separators (` -./()`) apart, so grouped numbers (cards,
+//! phone numbers, IBANs) count whole: `4111 1111 1111 1111` is a run of 16, `(415) 555-2671` of 10.
+//!
+//! Both run on most values with digits, so both are written to vectorise. The run is computed 64 bytes
+//! at a time on bit masks rather than byte by byte: the digit and separator flags of a block are
+//! computed lane-wise and packed into two words, the separators that bridge two digits (a gap of one or
+//! two) are found with shifts, and each chain of digits and bridges is then one step of a loop over its
+//! start and end bits, its digits counted with `popcnt`. A value full of digits and separators costs a
+//! few instructions per chain instead of a dependent chain of operations per byte.
+
+/// ASCII digits in `hay`.
+#[inline]
+pub(crate) fn count(hay: &[u8]) -> usize {
+    // Counted in byte lanes, 255 bytes at a time, so it vectorises to byte adds.
+    hay.chunks(255)
+        .map(|c| usize::from(c.iter().fold(0u8, |n, b| n + u8::from(b.is_ascii_digit()))))
+        .sum()
+}
+
+/// The digit and separator masks of 64 bytes (bit `i` is byte `i`).
+#[inline]
+fn masks(block: &[u8; 64]) -> (u64, u64) {
+    let mut digit = [0u8; 64];
+    let mut sep = [0u8; 64];
+    for i in 0..64 {
+        let b = block[i];
+        digit[i] = u8::from(b.wrapping_sub(b'0') < 10);
+        // `|` of comparisons, not `matches!`: a branch-free form the compiler turns into vector
+        // compares.
+        sep[i] = u8::from(b == b' ')
+            | u8::from(b == b'-')
+            | u8::from(b == b'.')
+            | u8::from(b == b'/')
+            | u8::from(b == b'(')
+            | u8::from(b == b')');
+    }
+    (pack(&digit), pack(&sep))
+}
+
+/// Packs 64 flags of 0 or 1 into a word: eight at a time, by a multiplication that gathers each
+/// byte's low bit into the top byte.
+#[inline]
+fn pack(flags: &[u8; 64]) -> u64 {
+    let mut m = 0u64;
+    for (i, c) in flags.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(c.try_into().expect("chunks of 8"));
+        m |= (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * i);
+    }
+    m
+}
+
+/// The longest run of digits in `hay`, consecutive digits at most two separators apart.
+pub(crate) fn longest_run(hay: &[u8]) -> usize {
+    let mut blocks = hay.chunks(64).map(|c| match <&[u8; 64]>::try_from(c) {
+        Ok(block) => masks(block),
+        Err(_) => {
+            // The tail, padded with a byte that is neither a digit nor a separator.
+            let mut block = [0u8; 64];
+            block[..c.len()].copy_from_slice(c);
+            masks(&block)
+        }
+    });
+    let (mut prev_d, mut prev_s) = (0u64, 0u64);
+    let Some((mut d, mut s)) = blocks.next() else {
+        return 0;
+    };
+    let mut prev_j = 0u64;
+    // Digits before the current block, and before the start of the chain still open, if any.
+    let mut base = 0usize;
+    let mut open: Option<usize> = None;
+    let mut best = 0usize;
+    loop {
+        let next = blocks.next();
+        let last = next.is_none();
+        let (next_d, next_s) = next.unwrap_or((0, 0));
+        // Bit `i` of `before1(x)` is bit `i - 1` of the value's mask `x`; `after1` is `i + 1`.
+        let before1 = |cur: u64, prev: u64| cur << 1 | prev >> 63;
+        let before2 = |cur: u64, prev: u64| cur << 2 | prev >> 62;
+        let after1 = |cur: u64, next: u64| cur >> 1 | next << 63;
+        let after2 = |cur: u64, next: u64| cur >> 2 | next << 62;
+        let (bd, ad) = (before1(d, prev_d), after1(d, next_d));
+        // Separators that bridge two digits: `1-2` (one), `1 -2` (either of two).
+        let bridges = s
+            & ((bd & ad)
+                | (bd & after1(s, next_s) & after2(d, next_d))
+                | (before1(s, prev_s) & before2(d, prev_d) & ad));
+        let j = d | bridges;
+        // The next block's bridges need this block's; recomputing its first bit is enough.
+        let next_j0 = next_d & 1
+            | next_s
+                & 1
+                & ((d >> 63 & (next_d >> 1))
+                    | (d >> 63 & (next_s >> 1) & (next_d >> 2))
+                    | (s >> 63 & (d >> 62) & (next_d >> 1)));
+        let starts = j & !(j << 1 | prev_j >> 63);
+        let ends = j & !(j >> 1 | next_j0 << 63);
+        let (mut starts, mut ends) = (starts, ends);
+        loop {
+            if open.is_none() {
+                if starts == 0 {
+                    break;
+                }
+                let at = starts.trailing_zeros();
+                starts &= starts - 1;
+                open = Some(base + (d & ((1u64 << at) - 1)).count_ones() as usize);
+            }
+            if ends == 0 {
+                // The chain goes on into the next block.
+                break;
+            }
+            let at = ends.trailing_zeros();
+            ends &= ends - 1;
+            let through = if at == 63 {
+                u64::MAX
+            } else {
+                (1u64 << (at + 1)) - 1
+            };
+            let digits = base + (d & through).count_ones() as usize;
+            if let Some(start) = open.take() {
+                best = best.max(digits - start);
+            }
+        }
+        base += d.count_ones() as usize;
+        if last {
+            break;
+        }
+        (prev_d, prev_s, prev_j) = (d, s, j);
+        (d, s) = (next_d, next_s);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, byte by byte.
+    fn reference(hay: &[u8]) -> usize {
+        let (mut best, mut run, mut gap) = (0usize, 0usize, 0usize);
+        for &b in hay {
+            let digit = b.is_ascii_digit();
+            let sep = !digit
+                && run > 0
+                && gap < 2
+                && matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')');
+            run = if digit {
+                run + 1
+            } else if sep {
+                run
+            } else {
+                0
+            };
+            gap = if sep { gap + 1 } else { 0 };
+            best = best.max(run);
+        }
+        best
+    }
+
+    #[test]
+    fn digit_runs_span_up_to_two_separators() {
+        for (text, want) in [
+            ("4111 1111 1111 1111", 16),
+            ("(415) 555-2671", 10),
+            ("a1b2c3", 1),
+            ("12 - 34", 2),
+            ("12 -34", 4),
+            ("v1.24.3-rc.1", 4),
+            ("", 0),
+            ("--12", 2),
+        ] {
+            assert_eq!(longest_run(text.as_bytes()), want, "{text:?}");
+            assert_eq!(reference(text.as_bytes()), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn runs_across_block_boundaries() {
+        for pad in 55..70 {
+            for tail in ["1234 5678 9012 3456", "12 -34", "1--2--3", "9"] {
+                let text = format!("{}{tail}x", "a".repeat(pad));
+                assert_eq!(
+                    longest_run(text.as_bytes()),
+                    reference(text.as_bytes()),
+                    "{text:?}"
+                );
+            }
+        }
+        let long = "1-".repeat(200);
+        assert_eq!(longest_run(long.as_bytes()), 200);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn equals_the_byte_by_byte_definition(hay in "[0-9 ./()a-]{0,300}") {
+            prop_assert_eq!(longest_run(hay.as_bytes()), reference(hay.as_bytes()));
+        }
+
+        #[test]
+        fn counts_every_digit(hay in prop::collection::vec(any::<u8>(), 0..700)) {
+            prop_assert_eq!(count(&hay), hay.iter().filter(|b| b.is_ascii_digit()).count());
+        }
+    }
+}
