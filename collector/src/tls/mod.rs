@@ -141,27 +141,31 @@ fn roots(certs: Vec<CertificateDer<'static>>, file: &Path) -> Result<RootCertSto
     Ok(store)
 }
 
-fn watched_ca(
+/// What a reloaded file gives: the thing built from it, and its soonest certificate expiry in seconds.
+type WithExpiry<V> = (V, Option<f64>);
+
+/// A CA file reloaded on change like every other TLS file, with `build` making the verifier from its
+/// roots: a client or destination that moves to a new CA is trusted from the next handshake once the file
+/// names that CA, without a restart. The gauge reports the soonest expiry among the file's certificates.
+fn watched_ca<V: Send + Sync + 'static>(
+    label: &str,
     ca: &Path,
     interval: Duration,
     metrics: &TlsMetrics,
-) -> Result<Arc<Reloading<CaVerifier>>, String> {
+    build: impl Fn(RootCertStore) -> Result<V, String> + Send + Sync + 'static,
+) -> Result<Arc<Reloading<WithExpiry<V>>>, String> {
     let path = ca.to_path_buf();
     let file = ca.display().to_string();
     let (m, m2, file2) = (metrics.clone(), metrics.clone(), file.clone());
     let r = Reloading::new(
-        format!("client CA {}", ca.display()),
+        format!("{label} {}", ca.display()),
         vec![path.clone()],
         interval,
         move || {
             let certs = load_certs(&path)?;
             let expiry = certs.iter().filter_map(seconds_to_expiry).reduce(f64::min);
-            let verifier = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots(certs, &path)?),
-                provider(),
-            )
-            .build()
-            .map_err(|e| format!("'{}': {e}", path.display()))?;
+            let verifier =
+                build(roots(certs, &path)?).map_err(|e| format!("'{}': {e}", path.display()))?;
             Ok((verifier, expiry))
         },
     )?
@@ -192,7 +196,12 @@ pub fn server_config(
         .map_err(|e| e.to_string())?;
     let builder = match &cfg.client_ca_file {
         Some(ca) => {
-            let verifier = ClientVerifier(watched_ca(ca, interval, metrics)?);
+            let verifier =
+                ClientVerifier(watched_ca("client CA", ca, interval, metrics, |store| {
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
+                        .build()
+                        .map_err(|e| e.to_string())
+                })?);
             builder.with_client_cert_verifier(Arc::new(verifier))
         }
         None => builder.with_no_client_auth(),
@@ -292,7 +301,13 @@ pub fn client_config(
             .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
     } else {
         let roots = match &cfg.ca_file {
-            Some(ca) => Roots::File(watched_server_ca(ca, cfg.reload_interval.get(), metrics)?),
+            Some(ca) => Roots::File(watched_ca(
+                "CA",
+                ca,
+                cfg.reload_interval.get(),
+                metrics,
+                webpki_verifier,
+            )?),
             None => Roots::System(webpki_verifier(system_roots()?)?),
         };
         // HTTP clients verify against the URL's host; the override is applied here instead.
@@ -381,39 +396,6 @@ fn webpki_verifier(
 
 /// The verifier built from an exporter's CA file, and the CA's time to expiry for the gauge.
 type ServerCa = (Arc<rustls::client::WebPkiServerVerifier>, Option<f64>);
-
-/// An exporter's `ca_file`, reloaded on change like every other TLS file: a destination that moves to
-/// a new CA is trusted from the next handshake once the file names that CA, without a restart.
-fn watched_server_ca(
-    ca: &Path,
-    interval: Duration,
-    metrics: &TlsMetrics,
-) -> Result<Arc<Reloading<ServerCa>>, String> {
-    let path = ca.to_path_buf();
-    let file = ca.display().to_string();
-    let (m, m2, file2) = (metrics.clone(), metrics.clone(), file.clone());
-    let r = Reloading::new(
-        format!("CA {}", ca.display()),
-        vec![path.clone()],
-        interval,
-        move || {
-            let certs = load_certs(&path)?;
-            let expiry = certs.iter().filter_map(seconds_to_expiry).reduce(f64::min);
-            let verifier = webpki_verifier(roots(certs, &path)?)
-                .map_err(|e| format!("'{}': {e}", path.display()))?;
-            Ok((verifier, expiry))
-        },
-    )?
-    .observe(move |(_, expiry)| {
-        if let Some(s) = expiry {
-            m.set_expiry(&file, *s);
-        }
-    })
-    .on_reload(move |ok| m2.reloaded(&file2, ok));
-    let r = Arc::new(r);
-    refresh_expiry(Arc::downgrade(&r));
-    Ok(r)
-}
 
 /// Where an exporter's trusted roots come from.
 enum Roots {
