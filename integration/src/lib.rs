@@ -29,6 +29,7 @@ pub mod delivery;
 pub mod fault_sink;
 pub mod gen;
 pub mod otlp_json;
+pub mod pki;
 pub mod prometheus;
 pub mod proxy;
 pub mod python;

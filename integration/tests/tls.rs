@@ -11,48 +11,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use outpost_integration::otlp_json::{self, Signal};
+use outpost_integration::pki::{write, Ca};
 use outpost_integration::{free_port, python::python, run_with_timeout, wait_for, Agent};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType, SerialNumber,
-};
 
 // ---------------------------------------------------------------------------------------------------------
 // Certificates
 
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    /// A leaf certificate for `name` (CN and DNS SAN; 127.0.0.1 as an IP SAN too), valid until the end
-    /// of `year`. Returns (certificate PEM, key PEM, SHA-256 of the DER).
-    fn leaf(&self, name: &str, serial: u64, year: i32) -> (String, String, String) {
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params.serial_number = Some(SerialNumber::from(serial));
-        params.not_after = rcgen::date_time_ymd(year, 12, 31);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem(), sha256_hex(cert.der()))
-    }
+/// A leaf certificate for `name` with `serial`, valid until the end of `year`. Returns (certificate PEM,
+/// key PEM, SHA-256 of the DER).
+fn leaf(ca: &Ca, name: &str, serial: u64, year: i32) -> (String, String, String) {
+    let leaf = ca.leaf_until(name, serial, year);
+    let sha = sha256_hex(&leaf.der);
+    (leaf.cert_pem, leaf.key_pem, sha)
 }
 
 fn sha256_hex(der: &[u8]) -> String {
@@ -81,19 +51,19 @@ struct Pki {
 impl Pki {
     fn new(dir: &Path) -> Pki {
         let ca = Ca::new("outpost test CA");
-        let (cert, key, server_sha) = ca.leaf("localhost", 1, 2040);
+        let (cert, key, server_sha) = leaf(&ca, "localhost", 1, 2040);
         write(dir, "server.pem", &cert);
         write(dir, "server.key", &key);
-        write(dir, "ca.pem", &ca.issuer.pem());
-        let (cert, key, _) = ca.leaf("client-a", 2, 2040);
+        write(dir, "ca.pem", &ca.pem());
+        let (cert, key, _) = leaf(&ca, "client-a", 2, 2040);
         write(dir, "client.pem", &cert);
         write(dir, "client.key", &key);
         let rogue = Ca::new("some other CA");
-        let (cert, key, _) = rogue.leaf("client-a", 3, 2040);
+        let (cert, key, _) = leaf(&rogue, "client-a", 3, 2040);
         write(dir, "rogue.pem", &cert);
         write(dir, "rogue.key", &key);
         // A second server certificate from the same CA, for rotation: other key, serial and expiry.
-        let (cert, key, next_sha) = ca.leaf("localhost", 4, 2045);
+        let (cert, key, next_sha) = leaf(&ca, "localhost", 4, 2045);
         write(dir, "server-next.pem", &cert);
         write(dir, "server-next.key", &key);
         write(dir, "server-next.sha256", &next_sha);
@@ -106,10 +76,6 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    fs::write(dir.join(name), text).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------------------

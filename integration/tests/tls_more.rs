@@ -9,7 +9,6 @@
 //! Every certificate is made here with rcgen in the test's temp dir; every server is on 127.0.0.1 on a
 //! free port and is stopped when its test ends.
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,43 +20,13 @@ use base64::Engine;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use outpost_integration::gen;
 use outpost_integration::otlp_json::{self, Attr, Signal};
+use outpost_integration::pki::{write, Ca};
 use outpost_integration::{free_port, wait_for, Agent};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 // ---------------------------------------------------------------------------------------------------------
 // Certificates
-
-struct Ca(CertifiedIssuer<'static, KeyPair>);
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
-    }
-
-    /// A certificate for `name` (CN and DNS SAN, and 127.0.0.1 as an IP SAN) and its key, as PEM.
-    fn leaf(&self, name: &str) -> (String, String) {
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.0).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// The files of one test: `ca.pem`; `server.pem`/`.key` (localhost, 127.0.0.1); client certificates
 /// `edge-1` and `edge-2` from the same CA; `other-ca.pem`, a CA that signed nothing here.
@@ -68,17 +37,17 @@ struct Pki {
 impl Pki {
     fn new(dir: &Path) -> Pki {
         let ca = Ca::new("outpost test CA");
-        write(dir, "ca.pem", &ca.0.pem());
+        write(dir, "ca.pem", &ca.pem());
         for (name, file) in [
             ("localhost", "server"),
             ("edge-1", "edge-1"),
             ("edge-2", "edge-2"),
         ] {
-            let (cert, key) = ca.leaf(name);
-            write(dir, &format!("{file}.pem"), &cert);
-            write(dir, &format!("{file}.key"), &key);
+            let leaf = ca.leaf(name);
+            write(dir, &format!("{file}.pem"), &leaf.cert_pem);
+            write(dir, &format!("{file}.key"), &leaf.key_pem);
         }
-        write(dir, "other-ca.pem", &Ca::new("another CA").0.pem());
+        write(dir, "other-ca.pem", &Ca::new("another CA").pem());
         Pki {
             dir: dir.to_path_buf(),
         }
@@ -119,13 +88,6 @@ impl Pki {
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Writes beside and renames over, so a reader never sees a half-written file.
-fn write(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!("{name}.tmp"));
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
