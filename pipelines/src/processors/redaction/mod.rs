@@ -16,6 +16,7 @@
 //! whole unless `fail_closed: false`. Every redaction is counted in `outpost_redactions_total{rule,
 //! signal}` and every dropped record in the processor's dropped counter (reason `redaction`).
 
+mod batch;
 mod digits;
 pub mod engine;
 mod literals;
