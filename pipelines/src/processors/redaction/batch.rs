@@ -231,6 +231,9 @@ pub(crate) struct Batch {
     ends: Vec<u32>,
     /// Each pending value's key bits (`None`: no key).
     keys: Vec<Option<u64>>,
+    /// Which pending values are over `max_value_size` (kept in the chunk as empty values, so results
+    /// stay in index order).
+    large: Vec<bool>,
     /// Per pending value, what the passes found: its literal rules, streamed sets and long run.
     literal_rules: Vec<u64>,
     sets: Vec<u8>,
@@ -256,6 +259,7 @@ impl Engine {
         b.text.clear();
         b.ends.clear();
         b.keys.clear();
+        b.large.clear();
         b.first = 0;
         b.pushed = 0;
         b.found.clear();
@@ -268,19 +272,20 @@ impl Engine {
     pub fn batch_push(&self, key: Option<&str>, hay: &[u8], scratch: &mut Scratch) -> usize {
         let index = scratch.batch.pushed;
         scratch.batch.pushed += 1;
-        if hay.len() > self.max_value_size() {
-            scratch
-                .batch
-                .results
-                .push((index as u32, TOO_LARGE, TOO_LARGE));
-            return index;
-        }
-        let Some(plan) = self.plan().filter(|_| hay.len() < CHUNK) else {
+        let too_large = hay.len() > self.max_value_size();
+        let Some(plan) = self.plan().filter(|_| too_large || hay.len() < CHUNK) else {
             // Scanned alone, after what is pending so results stay in index order.
             self.batch_flush(scratch);
             scratch.batch.first = index + 1;
-            let _ = self.scan(key, hay, scratch);
-            scratch.keep_batch_findings(index);
+            match self.scan(key, hay, scratch) {
+                Ok(()) => scratch.keep_batch_findings(index),
+                Err(TooLarge) => {
+                    scratch
+                        .batch
+                        .results
+                        .push((index as u32, TOO_LARGE, TOO_LARGE));
+                }
+            }
             return index;
         };
         if scratch.batch.text.len() + hay.len() + 1 > CHUNK {
@@ -294,10 +299,13 @@ impl Engine {
         if b.ends.is_empty() {
             b.first = index;
         }
+        // A value too large to scan stays in the chunk, empty, so results stay in index order.
+        let hay = if too_large { &[][..] } else { hay };
         b.text.extend_from_slice(hay);
         b.ends.push(b.text.len() as u32);
         b.text.push(plan.sep);
         b.keys.push(key);
+        b.large.push(too_large);
         index
     }
 
@@ -413,6 +421,12 @@ impl Engine {
         for j in 0..n {
             let end = b.ends[j] as usize;
             let run = b.runs[j] as usize;
+            if b.large[j] {
+                b.results
+                    .push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
+                start = end + 1;
+                continue;
+            }
             let possible = plan.possible(b.literal_rules[j], b.sets[j], run, b.keys[j]);
             if possible != 0 {
                 let known = Known {
@@ -434,6 +448,7 @@ impl Engine {
         b.text.clear();
         b.ends.clear();
         b.keys.clear();
+        b.large.clear();
         scratch.batch = b;
     }
 }

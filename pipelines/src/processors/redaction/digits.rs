@@ -179,6 +179,37 @@ mod tests {
         best
     }
 
+    /// The digits of the run still open at the end of `hay` (0 when none is).
+    fn reference_run_ending(hay: &[u8]) -> usize {
+        let (mut run, mut gap) = (0usize, 0usize);
+        for &b in hay {
+            let digit = b.is_ascii_digit();
+            let sep = !digit
+                && run > 0
+                && gap < 2
+                && matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')');
+            run = if digit {
+                run + 1
+            } else if sep {
+                run
+            } else {
+                0
+            };
+            gap = if sep { gap + 1 } else { 0 };
+        }
+        run
+    }
+
+    /// Whether the run holding the digit at `end` goes on to a later digit.
+    fn continues(hay: &[u8], end: usize) -> bool {
+        let next = |i: usize| hay.get(i).copied();
+        let sep = |b: Option<u8>| matches!(b, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')'));
+        let digit = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_digit());
+        digit(next(end + 1))
+            || (sep(next(end + 1)) && digit(next(end + 2)))
+            || (sep(next(end + 1)) && sep(next(end + 2)) && digit(next(end + 3)))
+    }
+
     #[test]
     fn digit_runs_span_up_to_two_separators() {
         for (text, want) in [
@@ -218,6 +249,28 @@ mod tests {
         #[test]
         fn equals_the_byte_by_byte_definition(hay in "[0-9 ./()a-]{0,300}") {
             prop_assert_eq!(longest_run(hay.as_bytes()), reference(hay.as_bytes()));
+        }
+
+        #[test]
+        fn reports_every_run_of_at_least_min(
+            hay in "[0-9 ./()a\\x00-]{0,300}",
+            min in 1..14usize,
+        ) {
+            // The reference: the run's digits so far at each digit that no later digit of the same
+            // run follows.
+            let mut want = Vec::new();
+            for end in 0..hay.len() {
+                let here = reference_run_ending(&hay.as_bytes()[..=end]);
+                if here >= min
+                    && hay.as_bytes()[end].is_ascii_digit()
+                    && !continues(hay.as_bytes(), end)
+                {
+                    want.push((end, here));
+                }
+            }
+            let mut got = Vec::new();
+            for_each_run(hay.as_bytes(), min, |end, n| got.push((end, n)));
+            prop_assert_eq!(got, want);
         }
 
         #[test]
