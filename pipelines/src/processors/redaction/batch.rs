@@ -25,7 +25,7 @@ use super::screen::ByteSet;
 
 /// Bytes of values gathered before the streaming passes run: big enough that per-pass costs vanish,
 /// small enough to stay in the L2 cache with its lower-cased copy.
-pub(crate) const CHUNK: usize = 128 * 1024;
+pub(crate) const CHUNK: usize = 32 * 1024;
 
 /// At most this many bytes are streamed with `memchr` (one `memchr3` pass).
 const STREAMED_BYTES: usize = 3;
@@ -456,13 +456,21 @@ impl Engine {
 /// Bit `i`: byte `i` of `chunk` (at most 64 bytes) is an ASCII upper-case letter.
 #[inline]
 fn upper_mask(chunk: &[u8]) -> u64 {
-    let mut block = [0u8; 64];
-    block[..chunk.len()].copy_from_slice(chunk);
-    let mut flags = [0u8; 64];
-    for i in 0..64 {
-        flags[i] = u8::from(block[i].wrapping_sub(b'A') < 26);
+    let flags = |block: &[u8; 64]| {
+        let mut flags = [0u8; 64];
+        for i in 0..64 {
+            flags[i] = u8::from(block[i].wrapping_sub(b'A') < 26);
+        }
+        digits::pack(&flags)
+    };
+    match <&[u8; 64]>::try_from(chunk) {
+        Ok(block) => flags(block),
+        Err(_) => {
+            let mut block = [0u8; 64];
+            block[..chunk.len()].copy_from_slice(chunk);
+            flags(&block)
+        }
     }
-    digits::pack(&flags)
 }
 
 /// Moves the findings of the last single-value scan into the batch's results as value `index`'s.

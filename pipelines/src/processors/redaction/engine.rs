@@ -596,7 +596,7 @@ impl Engine {
         // A direct-mapped memo: a handful of keys recur in every batch, and a key's slot is found
         // by a hash, not by comparing it with every memoised key. Unbounded key sets (keys with ids
         // in them) only overwrite slots.
-        const MEMO_SLOTS: usize = 64;
+        const MEMO_SLOTS: usize = 256;
         if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
             *memo = None;
         }
