@@ -225,7 +225,10 @@ fn bench(c: &mut Criterion) {
     // The batch API finds exactly what scanning each value alone finds.
     let mut batched_hits = 0;
     for chunk in values.chunks(BATCH) {
-        engine.scan_many(chunk.iter().map(|(k, v)| (Some(*k), v.as_bytes())), &mut scratch);
+        engine.scan_many(
+            chunk.iter().map(|(k, v)| (Some(*k), v.as_bytes())),
+            &mut scratch,
+        );
         let results: Vec<(usize, Vec<_>)> = scratch
             .batch_results()
             .map(|(i, f)| (i, f.expect("fits").to_vec()))

@@ -413,7 +413,11 @@ impl Engine {
                     sets[v] |= plan.upper_bit;
                     // The rest of this value's letters in the block are not needed.
                     let past = ends[v] as usize - at;
-                    m = if past >= 64 { 0 } else { m & !((1u64 << past) - 1) };
+                    m = if past >= 64 {
+                        0
+                    } else {
+                        m & !((1u64 << past) - 1)
+                    };
                 }
             }
         }
@@ -422,8 +426,7 @@ impl Engine {
             let end = b.ends[j] as usize;
             let run = b.runs[j] as usize;
             if b.large[j] {
-                b.results
-                    .push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
+                b.results.push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
                 start = end + 1;
                 continue;
             }
@@ -510,7 +513,10 @@ impl Scratch {
     pub fn load_batch_findings(&mut self, index: usize) -> Result<(), TooLarge> {
         let b = &mut self.batch;
         let i = index as u32;
-        if b.results.get(b.cursor.wrapping_sub(1)).is_some_and(|r| r.0 >= i) {
+        if b.results
+            .get(b.cursor.wrapping_sub(1))
+            .is_some_and(|r| r.0 >= i)
+        {
             b.cursor = b.results.partition_point(|r| r.0 < i);
         }
         while b.results.get(b.cursor).is_some_and(|r| r.0 < i) {

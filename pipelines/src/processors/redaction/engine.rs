@@ -600,12 +600,8 @@ impl Engine {
         if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
             *memo = None;
         }
-        let (_, slots) = memo.get_or_insert_with(|| {
-            (
-                self.id,
-                vec![(String::new(), u64::MAX); MEMO_SLOTS],
-            )
-        });
+        let (_, slots) =
+            memo.get_or_insert_with(|| (self.id, vec![(String::new(), u64::MAX); MEMO_SLOTS]));
         let slot = &mut slots[key_hash(key.as_bytes()) % MEMO_SLOTS];
         // `u64::MAX` marks an empty slot (an empty key's bits are memoised like any other's).
         if slot.1 != u64::MAX && slot.0 == key {

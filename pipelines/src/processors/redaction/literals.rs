@@ -148,7 +148,12 @@ impl Literals {
     /// there, whose rules include those of its literal prefixes), so over text made of several values
     /// each value's reported rules are exactly the rules with a literal in it, provided the values are
     /// joined by a byte no literal holds.
-    pub(crate) fn for_each_hit(&self, lower: &[u8], len: usize, mut hit: impl FnMut(usize, &[u32])) {
+    pub(crate) fn for_each_hit(
+        &self,
+        lower: &[u8],
+        len: usize,
+        mut hit: impl FnMut(usize, &[u32]),
+    ) {
         match &self.search {
             Search::Packed { searcher, .. } => {
                 search_packed(searcher, &self.rules, lower, len, &mut hit);

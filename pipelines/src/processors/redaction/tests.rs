@@ -625,16 +625,25 @@ fn batch_scans_do_exactly_what_value_by_value_scans_do() {
         let (mut batched, mut alone) = (r.processor::<Traces>(&t), r.processor::<Traces>(&t));
         let numbers = |d: &str| d.matches("IntValue").count();
         let (mut a, mut b) = (payloads(), payloads());
-        let n = (batched.redact(&mut a.0), alone.redact_value_by_value(&mut b.0));
+        let n = (
+            batched.redact(&mut a.0),
+            alone.redact_value_by_value(&mut b.0),
+        );
         assert_eq!(n.0, n.1, "config {i}");
         assert_eq!(encoded(&a.0), encoded(&b.0), "config {i}");
         assert_eq!(batched.collected.alone, 0, "config {i}: traces");
-        let n = (batched.redact(&mut a.1), alone.redact_value_by_value(&mut b.1));
+        let n = (
+            batched.redact(&mut a.1),
+            alone.redact_value_by_value(&mut b.1),
+        );
         assert_eq!(n.0, n.1, "config {i}");
         assert_eq!(encoded(&a.1), encoded(&b.1), "config {i}");
         assert_eq!(batched.collected.alone, 0, "config {i}: logs");
         let before = numbers(&encoded(&a.2));
-        let n = (batched.redact(&mut a.2), alone.redact_value_by_value(&mut b.2));
+        let n = (
+            batched.redact(&mut a.2),
+            alone.redact_value_by_value(&mut b.2),
+        );
         assert_eq!(n.0, n.1, "config {i}");
         assert_eq!(encoded(&a.2), encoded(&b.2), "config {i}");
         let converted = if cfg.redact_all_types { before } else { 0 };

@@ -697,21 +697,26 @@ impl Redact for Metrics {
                 c.scope(&sm.scope);
                 for m in &sm.metrics {
                     match &m.data {
-                        Some(Data::Gauge(g)) => {
-                            g.data_points.iter().for_each(|p| c.point(&p.attributes, &p.exemplars))
-                        }
-                        Some(Data::Sum(s)) => {
-                            s.data_points.iter().for_each(|p| c.point(&p.attributes, &p.exemplars))
-                        }
-                        Some(Data::Histogram(h)) => {
-                            h.data_points.iter().for_each(|p| c.point(&p.attributes, &p.exemplars))
-                        }
-                        Some(Data::ExponentialHistogram(h)) => {
-                            h.data_points.iter().for_each(|p| c.point(&p.attributes, &p.exemplars))
-                        }
-                        Some(Data::Summary(s)) => {
-                            s.data_points.iter().for_each(|p| c.point(&p.attributes, &[]))
-                        }
+                        Some(Data::Gauge(g)) => g
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::Sum(s)) => s
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::Histogram(h)) => h
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::ExponentialHistogram(h)) => h
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::Summary(s)) => s
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &[])),
                         None => {}
                     }
                 }
