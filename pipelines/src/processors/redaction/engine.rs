@@ -21,6 +21,10 @@
 //! 5. Each remaining rule's own regular expression finds where, and its validator (Luhn, mod-97, …)
 //!    confirms, and may narrow, every match.
 //!
+//! [`Engine::scan`] scans one value. The processor scans a payload's values as one batch
+//! ([`Engine::scan_many`], module `batch`): cheap passes over all of them at once decide which values
+//! some rule may match, and only those go through the stages above, with the same results.
+//!
 //! Recall is never traded for speed: each stage only skips a rule whose pattern cannot match (a byte
 //! set or a gate is a necessary condition of the pattern; the literal search and the automaton report
 //! every literal and pattern present, overlaps included), so the rules that run find exactly what
