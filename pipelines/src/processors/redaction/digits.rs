@@ -41,7 +41,7 @@ fn masks(block: &[u8; 64]) -> (u64, u64) {
 /// Packs 64 flags of 0 or 1 into a word: eight at a time, by a multiplication that gathers each
 /// byte's low bit into the top byte.
 #[inline]
-fn pack(flags: &[u8; 64]) -> u64 {
+pub(crate) fn pack(flags: &[u8; 64]) -> u64 {
     let mut m = 0u64;
     for (i, c) in flags.chunks_exact(8).enumerate() {
         let w = u64::from_le_bytes(c.try_into().expect("chunks of 8"));
@@ -52,6 +52,18 @@ fn pack(flags: &[u8; 64]) -> u64 {
 
 /// The longest run of digits in `hay`, consecutive digits at most two separators apart.
 pub(crate) fn longest_run(hay: &[u8]) -> usize {
+    let mut best = 0;
+    for_each_run(hay, 1, |_, digits| best = best.max(digits));
+    best
+}
+
+/// Calls `found(end, digits)` for every run of `hay` (as [`longest_run`] defines them) that holds at
+/// least `min` digits, in order: `end` is the index of the run's last digit. Runs never cross a byte
+/// that is neither a digit nor a separator, so over values joined by such a byte each run lies in one
+/// value. Blocks where no stretch of digits and bridges is `min` bytes long (and none goes on from or
+/// into a neighbouring block) skip the per-run loop: a run of `min` digits is at least `min` bytes long.
+#[inline]
+pub(crate) fn for_each_run(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
     let mut blocks = hay.chunks(64).map(|c| match <&[u8; 64]>::try_from(c) {
         Ok(block) => masks(block),
         Err(_) => {
@@ -63,13 +75,14 @@ pub(crate) fn longest_run(hay: &[u8]) -> usize {
     });
     let (mut prev_d, mut prev_s) = (0u64, 0u64);
     let Some((mut d, mut s)) = blocks.next() else {
-        return 0;
+        return;
     };
     let mut prev_j = 0u64;
-    // Digits before the current block, and before the start of the chain still open, if any.
+    // Digits before the current block, and before the start of the run still open, if any.
     let mut base = 0usize;
     let mut open: Option<usize> = None;
-    let mut best = 0usize;
+    let mut offset = 0usize;
+    let stretch = min.clamp(1, 64);
     loop {
         let next = blocks.next();
         let last = next.is_none();
@@ -86,49 +99,57 @@ pub(crate) fn longest_run(hay: &[u8]) -> usize {
                 | (bd & after1(s, next_s) & after2(d, next_d))
                 | (before1(s, prev_s) & before2(d, prev_d) & ad));
         let j = d | bridges;
-        // The next block's bridges need this block's; recomputing its first bit is enough.
-        let next_j0 = next_d & 1
-            | next_s
-                & 1
-                & ((d >> 63 & (next_d >> 1))
-                    | (d >> 63 & (next_s >> 1) & (next_d >> 2))
-                    | (s >> 63 & (d >> 62) & (next_d >> 1)));
-        let starts = j & !(j << 1 | prev_j >> 63);
-        let ends = j & !(j >> 1 | next_j0 << 63);
-        let (mut starts, mut ends) = (starts, ends);
-        loop {
-            if open.is_none() {
-                if starts == 0 {
+        // Bits where `stretch` consecutive bytes of runs start, within this block.
+        let mut long = j;
+        for i in 1..stretch {
+            long &= j >> i;
+        }
+        if open.is_some() || long != 0 || j >> 63 != 0 {
+            // The next block's bridges need this block's; recomputing its first bit is enough.
+            let next_j0 = next_d & 1
+                | next_s
+                    & 1
+                    & ((d >> 63 & (next_d >> 1))
+                        | (d >> 63 & (next_s >> 1) & (next_d >> 2))
+                        | (s >> 63 & (d >> 62) & (next_d >> 1)));
+            let mut starts = j & !(j << 1 | prev_j >> 63);
+            let mut ends = j & !(j >> 1 | next_j0 << 63);
+            loop {
+                if open.is_none() {
+                    if starts == 0 {
+                        break;
+                    }
+                    let at = starts.trailing_zeros();
+                    starts &= starts - 1;
+                    open = Some(base + (d & ((1u64 << at) - 1)).count_ones() as usize);
+                }
+                if ends == 0 {
+                    // The run goes on into the next block.
                     break;
                 }
-                let at = starts.trailing_zeros();
-                starts &= starts - 1;
-                open = Some(base + (d & ((1u64 << at) - 1)).count_ones() as usize);
-            }
-            if ends == 0 {
-                // The chain goes on into the next block.
-                break;
-            }
-            let at = ends.trailing_zeros();
-            ends &= ends - 1;
-            let through = if at == 63 {
-                u64::MAX
-            } else {
-                (1u64 << (at + 1)) - 1
-            };
-            let digits = base + (d & through).count_ones() as usize;
-            if let Some(start) = open.take() {
-                best = best.max(digits - start);
+                let at = ends.trailing_zeros();
+                ends &= ends - 1;
+                let through = if at == 63 {
+                    u64::MAX
+                } else {
+                    (1u64 << (at + 1)) - 1
+                };
+                let digits = base + (d & through).count_ones() as usize;
+                if let Some(start) = open.take() {
+                    if digits - start >= min {
+                        found(offset + at as usize, digits - start);
+                    }
+                }
             }
         }
         base += d.count_ones() as usize;
+        offset += 64;
         if last {
             break;
         }
         (prev_d, prev_s, prev_j) = (d, s, j);
         (d, s) = (next_d, next_s);
     }
-    best
 }
 
 #[cfg(test)]
@@ -156,6 +177,37 @@ mod tests {
             best = best.max(run);
         }
         best
+    }
+
+    /// The digits of the run still open at the end of `hay` (0 when none is).
+    fn reference_run_ending(hay: &[u8]) -> usize {
+        let (mut run, mut gap) = (0usize, 0usize);
+        for &b in hay {
+            let digit = b.is_ascii_digit();
+            let sep = !digit
+                && run > 0
+                && gap < 2
+                && matches!(b, b' ' | b'-' | b'.' | b'/' | b'(' | b')');
+            run = if digit {
+                run + 1
+            } else if sep {
+                run
+            } else {
+                0
+            };
+            gap = if sep { gap + 1 } else { 0 };
+        }
+        run
+    }
+
+    /// Whether the run holding the digit at `end` goes on to a later digit.
+    fn continues(hay: &[u8], end: usize) -> bool {
+        let next = |i: usize| hay.get(i).copied();
+        let sep = |b: Option<u8>| matches!(b, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')'));
+        let digit = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_digit());
+        digit(next(end + 1))
+            || (sep(next(end + 1)) && digit(next(end + 2)))
+            || (sep(next(end + 1)) && sep(next(end + 2)) && digit(next(end + 3)))
     }
 
     #[test]
@@ -197,6 +249,28 @@ mod tests {
         #[test]
         fn equals_the_byte_by_byte_definition(hay in "[0-9 ./()a-]{0,300}") {
             prop_assert_eq!(longest_run(hay.as_bytes()), reference(hay.as_bytes()));
+        }
+
+        #[test]
+        fn reports_every_run_of_at_least_min(
+            hay in "[0-9 ./()a\\x00-]{0,300}",
+            min in 1..14usize,
+        ) {
+            // The reference: the run's digits so far at each digit that no later digit of the same
+            // run follows.
+            let mut want = Vec::new();
+            for end in 0..hay.len() {
+                let here = reference_run_ending(&hay.as_bytes()[..=end]);
+                if here >= min
+                    && hay.as_bytes()[end].is_ascii_digit()
+                    && !continues(hay.as_bytes(), end)
+                {
+                    want.push((end, here));
+                }
+            }
+            let mut got = Vec::new();
+            for_each_run(hay.as_bytes(), min, |end, n| got.push((end, n)));
+            prop_assert_eq!(got, want);
         }
 
         #[test]

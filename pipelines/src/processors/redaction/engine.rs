@@ -21,6 +21,10 @@
 //! 5. Each remaining rule's own regular expression finds where, and its validator (Luhn, mod-97, …)
 //!    confirms, and may narrow, every match.
 //!
+//! [`Engine::scan`] scans one value. The processor scans a payload's values as one batch
+//! ([`Engine::scan_many`], module `batch`): cheap passes over all of them at once decide which values
+//! some rule may match, and only those go through the stages above, with the same results.
+//!
 //! Recall is never traded for speed: each stage only skips a rule whose pattern cannot match (a byte
 //! set or a gate is a necessary condition of the pattern; the literal search and the automaton report
 //! every literal and pattern present, overlaps included), so the rules that run find exactly what
@@ -47,6 +51,7 @@ use regex_automata::util::syntax;
 use regex_automata::{meta, Input, PatternID, PatternSet};
 use sha2::Sha256;
 
+use super::batch::{Batch, Plan, RuleConditions};
 use super::digits;
 use super::literals::Literals;
 use super::screen::{self, ByteSet, Screen};
@@ -132,7 +137,7 @@ pub struct Finding {
 /// Per-caller working memory, so a scan allocates nothing in the common case.
 #[derive(Default)]
 pub struct Scratch {
-    findings: Vec<Finding>,
+    pub(super) findings: Vec<Finding>,
     seen: Vec<u64>,
     candidates: Vec<u32>,
     /// The value lower-cased for the literal search.
@@ -144,6 +149,8 @@ pub struct Scratch {
     /// For recent attribute keys, which keyed rules' `keys` they match (bits as `Rule::key_bit`),
     /// tagged with the engine: a handful of keys recur in every batch, and each is matched once.
     key_memo: Option<(u64, Vec<(String, u64)>)>,
+    /// A batch scan's pending values and results (module `batch`).
+    pub(super) batch: Batch,
 }
 
 impl Scratch {
@@ -160,6 +167,22 @@ pub enum Verdict {
     Rewrite(Vec<u8>),
     DropAttribute,
     DropRecord,
+}
+
+/// An attribute key, by name or (in batch scans, looked up when the value was pushed) by the bits of
+/// the keyed rules it matches.
+#[derive(Clone, Copy)]
+pub(super) enum Key<'k> {
+    Name(Option<&'k str>),
+    Bits(Option<u64>),
+}
+
+/// What a batch's streaming passes found in a value: the rules with one of their literals in it, and
+/// its longest digit run when at least the shortest `min_run` of any rule (else 0).
+#[derive(Clone, Copy)]
+pub(super) struct Known {
+    pub literal_rules: u64,
+    pub run: usize,
 }
 
 /// The value exceeds `max_value_size` and was not scanned.
@@ -231,6 +254,8 @@ pub struct Engine {
     digit_set: Option<meta::Regex>,
     /// Distinguishes engines for the caches kept in a [`Scratch`].
     id: u64,
+    /// What batch scans stream for; `None`: batches scan value by value.
+    plan: Option<Plan>,
     needs_digits: bool,
     allowed_values: Vec<Regex>,
     opts: Options,
@@ -350,6 +375,18 @@ impl Engine {
             })
             .collect();
         let gate_tables = GateTables::new(&gates);
+        let conditions: Vec<RuleConditions> = gates
+            .iter()
+            .zip(&rule_sets)
+            .map(|(g, sets)| RuleConditions {
+                literal_gate: g.literal_gate,
+                min_run: g.min_run,
+                key_bit: g.key_bit,
+                keyed: g.keyed,
+                sets,
+            })
+            .collect();
+        let plan = Plan::new(&conditions, literal_list.iter().map(|(l, _)| l.as_str()));
         let literals = if literal_list.is_empty() {
             None
         } else {
@@ -372,6 +409,7 @@ impl Engine {
             literals,
             digit_set,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            plan,
             allowed_values,
             opts,
         })
@@ -396,6 +434,20 @@ impl Engine {
         &self,
         key: Option<&str>,
         hay: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<(), TooLarge> {
+        self.scan_impl(Key::Name(key), hay, None, scratch)
+    }
+
+    /// [`Engine::scan`], with the key given as its bits (batch scans look keys up when they are
+    /// pushed) and, from a batch's streaming passes, the rules whose literals are in `hay` and its
+    /// longest digit run (or 0 when shorter than every rule's `min_run`), which are then not searched
+    /// again.
+    pub(super) fn scan_impl(
+        &self,
+        key: Key<'_>,
+        hay: &[u8],
+        known: Option<Known>,
         scratch: &mut Scratch,
     ) -> Result<(), TooLarge> {
         scratch.findings.clear();
@@ -424,7 +476,7 @@ impl Engine {
         }
         // Only values with enough digits for some rule get the run scan, once; the key is looked up
         // once too.
-        let mut run = None;
+        let mut run = known.map(|k| k.run);
         let mut key_bits = None;
         candidates.retain(|&r| {
             let gate = &self.gates[r as usize];
@@ -433,19 +485,21 @@ impl Engine {
             {
                 return false;
             }
-            match (gate.keyed, gate.key_bit) {
-                (false, _) => true,
-                (true, _) if key.is_none() => false,
-                (true, Some(bit)) => {
-                    *key_bits.get_or_insert_with(|| {
-                        self.key_bits(key.unwrap_or_default(), &mut scratch.key_memo)
-                    }) & 1 << bit
+            match (gate.keyed, gate.key_bit, key) {
+                (false, _, _) => true,
+                (true, _, Key::Name(None) | Key::Bits(None)) => false,
+                (true, Some(bit), Key::Bits(Some(bits))) => bits & 1 << bit != 0,
+                (true, Some(bit), Key::Name(Some(k))) => {
+                    *key_bits.get_or_insert_with(|| self.key_bits(k, &mut scratch.key_memo))
+                        & 1 << bit
                         != 0
                 }
-                (true, None) => self.rules[r as usize]
+                (true, None, Key::Name(Some(k))) => self.rules[r as usize]
                     .keys
                     .as_ref()
-                    .is_some_and(|keys| key.is_some_and(|k| keys.is_match(k.as_bytes()))),
+                    .is_some_and(|keys| keys.is_match(k.as_bytes())),
+                // Batches are only used when every keyed rule has a bit.
+                (true, None, Key::Bits(Some(_))) => true,
             }
         });
         if let Some(literals) = self.literals.as_ref().filter(|_| {
@@ -456,9 +510,13 @@ impl Engine {
             let seen = &mut scratch.seen;
             seen.clear();
             seen.resize(self.rules.len().div_ceil(64), 0);
-            literals.for_each_rule(hay, &mut scratch.lower, |r| {
-                seen[r as usize / 64] |= 1 << (r % 64);
-            });
+            match known {
+                // Batches are only used with at most 64 rules.
+                Some(k) => seen[0] = k.literal_rules,
+                None => literals.for_each_rule(hay, &mut scratch.lower, |r| {
+                    seen[r as usize / 64] |= 1 << (r % 64);
+                }),
+            }
             candidates.retain(|&r| {
                 !self.gates[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
             });
@@ -503,6 +561,23 @@ impl Engine {
         Ok(())
     }
 
+    pub(super) fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
+    }
+
+    pub(super) fn literal_search(&self) -> Option<&Literals> {
+        self.literals.as_ref()
+    }
+
+    pub(super) fn max_value_size(&self) -> usize {
+        self.opts.max_value_size
+    }
+
+    /// Which keyed rules' `keys` match `key` (bits as `Rule::key_bit`), memoised in `scratch`.
+    pub(super) fn key_bits_of(&self, key: &str, scratch: &mut Scratch) -> u64 {
+        self.key_bits(key, &mut scratch.key_memo)
+    }
+
     /// The first gate rule by rule, for engines with more than 64 rules.
     fn gate_by_rule(&self, present: u64, digits: usize, candidates: &mut Vec<u32>) {
         for (w, gates) in self.gates.chunks(64).enumerate() {
@@ -522,13 +597,19 @@ impl Engine {
 
     /// Which of the first 64 keyed rules' `keys` match `key`, from the memo when it is there.
     fn key_bits(&self, key: &str, memo: &mut Option<(u64, Vec<(String, u64)>)>) -> u64 {
-        const MEMO_KEYS: usize = 64;
+        // A direct-mapped memo: a handful of keys recur in every batch, and a key's slot is found
+        // by a hash, not by comparing it with every memoised key. Unbounded key sets (keys with ids
+        // in them) only overwrite slots.
+        const MEMO_SLOTS: usize = 256;
         if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
             *memo = None;
         }
-        let (_, keys) = memo.get_or_insert_with(|| (self.id, Vec::new()));
-        if let Some((_, bits)) = keys.iter().find(|(k, _)| k == key) {
-            return *bits;
+        let (_, slots) =
+            memo.get_or_insert_with(|| (self.id, vec![(String::new(), u64::MAX); MEMO_SLOTS]));
+        let slot = &mut slots[key_hash(key.as_bytes()) % MEMO_SLOTS];
+        // `u64::MAX` marks an empty slot (an empty key's bits are memoised like any other's).
+        if slot.1 != u64::MAX && slot.0 == key {
+            return slot.1;
         }
         let bits = self
             .rules
@@ -536,11 +617,9 @@ impl Engine {
             .filter_map(|r| Some((r.keys.as_ref()?, r.key_bit?)))
             .filter(|(keys, _)| keys.is_match(key.as_bytes()))
             .fold(0u64, |bits, (_, bit)| bits | 1 << bit);
-        // Unbounded key sets (keys with ids in them) must not grow the memo without end.
-        if keys.len() == MEMO_KEYS {
-            keys.clear();
-        }
-        keys.push((key.to_owned(), bits));
+        slot.0.clear();
+        slot.0.push_str(key);
+        slot.1 = bits;
         bits
     }
 
@@ -723,6 +802,17 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
             at = next;
         }
     }
+}
+
+/// A quick hash of an attribute key for the key memo's slot (keys are short: a few words).
+fn key_hash(key: &[u8]) -> usize {
+    let mut h = key.len() as u64;
+    for c in key.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    (h >> 32) as usize
 }
 
 /// One automaton over `patterns`, built as [`build_regex`] builds each (bytes, Unicode off), reporting

@@ -28,6 +28,13 @@ pub(crate) struct Literals {
     search: Search,
     /// For each literal, the rules it lets through.
     rules: Vec<Vec<u32>>,
+    /// For long texts (batches), the same literals split by length, one searcher for those of three
+    /// bytes or less and one for the longer, each with the rules of its literals: Teddy compares as
+    /// many leading bytes as its shortest literal has (at most four), so the long literals searched
+    /// apart get a four-byte fingerprint and far fewer false candidates to verify. Empty: `search`.
+    split: Vec<(packed::Searcher, Vec<Vec<u32>>)>,
+    /// What [`Literals::pad`] appends.
+    padding: Option<(u8, usize)>,
 }
 
 impl Literals {
@@ -46,21 +53,41 @@ impl Literals {
                 pad,
             })
         });
+        let mut split = Vec::new();
+        if packed.is_some() {
+            let (short, long): (Vec<usize>, Vec<usize>) =
+                (0..literals.len()).partition(|&i| literals[i].0.len() <= 3);
+            for group in [short, long] {
+                if group.is_empty() {
+                    continue;
+                }
+                let mut builder = packed::Config::new()
+                    .match_kind(PackedKind::LeftmostLongest)
+                    .builder();
+                for &i in &group {
+                    builder.add(&literals[i].0);
+                }
+                let Some(searcher) = builder.build() else {
+                    split.clear();
+                    break;
+                };
+                let rules = group
+                    .iter()
+                    .map(|&i| prefix_rules(&literals, &literals[i].0))
+                    .collect();
+                split.push((searcher, rules));
+            }
+            // One group alone is what `search` already is.
+            if split.len() < 2 {
+                split.clear();
+            }
+        }
         let (search, rules) = match packed {
             Some(search) => {
                 // A literal's hit stands for every literal that is a prefix of it.
                 let rules = literals
                     .iter()
-                    .map(|(lit, _)| {
-                        let mut rules: Vec<u32> = literals
-                            .iter()
-                            .filter(|(other, _)| lit.starts_with(other.as_str()))
-                            .flat_map(|(_, r)| r.iter().copied())
-                            .collect();
-                        rules.sort_unstable();
-                        rules.dedup();
-                        rules
-                    })
+                    .map(|(lit, _)| prefix_rules(&literals, lit))
                     .collect();
                 (search, rules)
             }
@@ -74,7 +101,24 @@ impl Literals {
                 (Search::Overlapping(ac), rules)
             }
         };
-        Ok(Self { search, rules })
+        let padding = match &search {
+            Search::Packed { searcher, pad } => Some((
+                *pad,
+                split
+                    .iter()
+                    .map(|(s, _)| s.minimum_len())
+                    .chain([searcher.minimum_len()])
+                    .max()
+                    .unwrap_or(0),
+            )),
+            Search::Overlapping(_) => None,
+        };
+        Ok(Self {
+            search,
+            rules,
+            split,
+            padding,
+        })
     }
 
     /// Calls `hit` with every rule that has a literal in `hay` (a rule may be reported more than once).
@@ -83,36 +127,98 @@ impl Literals {
         lower.clear();
         lower.extend_from_slice(hay);
         lower.make_ascii_lowercase();
+        self.pad(lower);
+        self.for_each_hit(lower, hay.len(), |_, rules| {
+            for &r in rules {
+                hit(r);
+            }
+        });
+    }
+
+    /// Appends what [`Literals::for_each_hit`] needs after the text it searches.
+    pub(crate) fn pad(&self, lower: &mut Vec<u8>) {
+        if let Some((pad, len)) = self.padding {
+            lower.resize(lower.len() + len, pad);
+        }
+    }
+
+    /// Calls `hit(start, rules)` for every literal found in `lower[..len]` (ASCII lower-cased, then
+    /// padded by [`Literals::pad`]), in order of `start`: `rules` are the rules that literal lets
+    /// through. Every position where some literal starts is reported once (with the longest literal
+    /// there, whose rules include those of its literal prefixes), so over text made of several values
+    /// each value's reported rules are exactly the rules with a literal in it, provided the values are
+    /// joined by a byte no literal holds.
+    pub(crate) fn for_each_hit(
+        &self,
+        lower: &[u8],
+        len: usize,
+        mut hit: impl FnMut(usize, &[u32]),
+    ) {
         match &self.search {
-            Search::Packed { searcher, pad } => {
-                let len = lower.len();
-                lower.resize(len + searcher.minimum_len(), *pad);
-                let end = lower.len();
-                let mut at = 0;
-                // No literal holds the padding, so every hit starts inside the value.
-                while at < len {
-                    let Some(m) = searcher.find_in(&lower[..], Span::from(at..end)) else {
-                        break;
-                    };
-                    for &r in &self.rules[m.pattern().as_usize()] {
-                        hit(r);
-                    }
-                    at = m.start() + 1;
-                }
+            Search::Packed { searcher, .. } => {
+                search_packed(searcher, &self.rules, lower, len, &mut hit);
             }
             Search::Overlapping(ac) => {
-                for m in ac.find_overlapping_iter(&lower[..]) {
-                    for &r in &self.rules[m.pattern().as_usize()] {
-                        hit(r);
-                    }
+                for m in ac.find_overlapping_iter(&lower[..len]) {
+                    hit(m.start(), &self.rules[m.pattern().as_usize()]);
                 }
             }
+        }
+    }
+
+    /// [`Literals::for_each_hit`] for long texts: the literals split by length (see `split`), so
+    /// hits come in order of position from each searcher in turn.
+    pub(crate) fn for_each_hit_long(
+        &self,
+        lower: &[u8],
+        len: usize,
+        mut hit: impl FnMut(usize, &[u32]),
+    ) {
+        if self.split.is_empty() {
+            return self.for_each_hit(lower, len, hit);
+        }
+        for (searcher, rules) in &self.split {
+            search_packed(searcher, rules, lower, len, &mut hit);
         }
     }
 
     #[cfg(test)]
     fn is_packed(&self) -> bool {
         matches!(self.search, Search::Packed { .. })
+    }
+}
+
+/// The rules of every literal that is a prefix of `lit` (itself included): a leftmost-longest hit on
+/// `lit` stands for them all.
+fn prefix_rules(literals: &[(String, Vec<u32>)], lit: &str) -> Vec<u32> {
+    let mut rules: Vec<u32> = literals
+        .iter()
+        .filter(|(other, _)| lit.starts_with(other.as_str()))
+        .flat_map(|(_, r)| r.iter().copied())
+        .collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules
+}
+
+/// Every start of a literal of `searcher` in `lower[..len]` (padded), leftmost-longest, resuming one
+/// byte after each hit's start.
+fn search_packed(
+    searcher: &packed::Searcher,
+    rules: &[Vec<u32>],
+    lower: &[u8],
+    len: usize,
+    hit: &mut impl FnMut(usize, &[u32]),
+) {
+    let end = lower.len();
+    let mut at = 0;
+    // No literal holds the padding, so every hit starts inside the text.
+    while at < len {
+        let Some(m) = searcher.find_in(lower, Span::from(at..end)) else {
+            break;
+        };
+        hit(m.start(), &rules[m.pattern().as_usize()]);
+        at = m.start() + 1;
     }
 }
 

@@ -16,6 +16,7 @@
 //! whole unless `fail_closed: false`. Every redaction is counted in `outpost_redactions_total{rule,
 //! signal}` and every dropped record in the processor's dropped counter (reason `redaction`).
 
+mod batch;
 mod digits;
 pub mod engine;
 mod literals;
@@ -114,6 +115,7 @@ impl Redaction {
             counts: vec![0; self.engine.rule_count() + pseudo::IDS.len()],
             redaction: self.clone(),
             scratch: Scratch::default(),
+            collected: walk::Collected::default(),
         }
     }
 }
@@ -122,6 +124,8 @@ impl Redaction {
 pub struct RedactionProcessor {
     redaction: Redaction,
     scratch: Scratch,
+    /// The values of the payload being redacted, as pushed into the batch scan.
+    collected: walk::Collected,
     /// Redactions per counter index during one batch, flushed to `metrics` after it.
     counts: Vec<u64>,
     metrics: RedactionMetrics,
@@ -129,21 +133,55 @@ pub struct RedactionProcessor {
 
 impl RedactionProcessor {
     /// Redacts `data` in place; returns the number of items dropped.
+    ///
+    /// The payload's values are scanned as one batch first (see module `walk`), then the findings
+    /// applied.
     pub fn redact<T: Redact>(&mut self, data: &mut T) -> usize {
+        let engine = &self.redaction.engine;
+        self.collected.clear();
+        engine.batch_begin(&mut self.scratch);
+        data.collect(&mut walk::Collect {
+            engine,
+            policy: &self.redaction.policy,
+            scratch: &mut self.scratch,
+            collected: &mut self.collected,
+        });
+        engine.batch_finish(&mut self.scratch);
+        let mut w = walk::Walk {
+            engine,
+            policy: &self.redaction.policy,
+            scratch: &mut self.scratch,
+            counts: &mut self.counts,
+            collected: Some(&mut self.collected),
+        };
+        let dropped = data.redact(&mut w);
+        self.flush_counts();
+        dropped
+    }
+
+    /// [`RedactionProcessor::redact`] without the batch scan: each value scanned on its own, as a
+    /// reference for tests.
+    #[cfg(test)]
+    pub(crate) fn redact_value_by_value<T: Redact>(&mut self, data: &mut T) -> usize {
         let mut w = walk::Walk {
             engine: &self.redaction.engine,
             policy: &self.redaction.policy,
             scratch: &mut self.scratch,
             counts: &mut self.counts,
+            collected: None,
         };
         let dropped = data.redact(&mut w);
+        self.flush_counts();
+        dropped
+    }
+
+    fn flush_counts(&mut self) {
         for (i, n) in self.counts.iter_mut().enumerate() {
             if *n > 0 {
                 self.metrics.add(i, *n);
                 *n = 0;
             }
         }
-        dropped
     }
 }
 

@@ -109,7 +109,7 @@ pub fn engine(cfg: &RedactionProcessorConfig) -> Result<Engine, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::engine::{Scratch, Verdict};
+    use super::super::engine::{Finding, Scratch, TooLarge, Verdict};
     use super::*;
     use outpost_config::redaction::{shipped_pack, Vector, DEFAULT_PACKS, SHIPPED_PACKS};
 
@@ -386,6 +386,61 @@ mod tests {
                 gated.sort_unstable_by_key(|f| (f.rule, f.start, f.end));
                 every.sort_unstable_by_key(|f| (f.rule, f.start, f.end));
                 prop_assert_eq!(gated, every, "in {:?}", value);
+            }
+
+            /// A batch scan finds, value by value, exactly what scanning each value alone finds:
+            /// random batches of gate teasers under random keys, with empty values, values over
+            /// `max_value_size` and values that fill several chunks.
+            #[test]
+            fn batch_scans_find_what_single_scans_find(
+                values in prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["message", "customer.ssn", "user.dob", "passport", ""]),
+                        gate_teaser(),
+                        0..8usize,
+                    ),
+                    0..40,
+                ),
+                keyless in any::<bool>(),
+            ) {
+                static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+                let engine = ENGINE.get_or_init(|| {
+                    let cfg = RedactionProcessorConfig {
+                        max_value_size: outpost_config::ByteSize(40_000),
+                        ..RedactionProcessorConfig::default()
+                    };
+                    engine(&cfg).unwrap()
+                });
+                // Some values repeated into long ones: a batch spans chunks, and a value may be
+                // longer than a chunk or than `max_value_size`.
+                let values: Vec<(Option<&str>, String)> = values
+                    .iter()
+                    .map(|(k, v, rep)| {
+                        let v = match rep {
+                            7 => v.repeat(8_000 / v.len().max(1)),
+                            6 => format!("{v} ").repeat(30_000 / (v.len() + 1)),
+                            _ => v.clone(),
+                        };
+                        ((!keyless).then_some(*k), v)
+                    })
+                    .collect();
+                let mut scratch = Scratch::default();
+                engine.scan_many(values.iter().map(|(k, v)| (*k, v.as_bytes())), &mut scratch);
+                let batched: Vec<(usize, Result<Vec<Finding>, TooLarge>)> = scratch
+                    .batch_results()
+                    .map(|(i, f)| (i, f.map(|f| f.to_vec())))
+                    .collect();
+                let mut single = Scratch::default();
+                for (i, (k, v)) in values.iter().enumerate() {
+                    let want = engine.scan(*k, v.as_bytes(), &mut single).map(|()| single.findings().to_vec());
+                    let got = batched
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .map_or(Ok(Vec::new()), |(_, f)| f.clone());
+                    prop_assert_eq!(&got, &want, "value {} {:?}", i, v);
+                    let loaded = scratch.load_batch_findings(i).map(|()| scratch.findings().to_vec());
+                    prop_assert_eq!(loaded, want);
+                }
             }
 
             #[test]

@@ -42,7 +42,11 @@ impl ByteSet {
         self.0[usize::from(b / 64)] & (1 << (b % 64)) != 0
     }
 
-    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+    pub(crate) fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub(crate) fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
         (0..=255u8).filter(|&b| self.contains(b))
     }
 

@@ -473,3 +473,184 @@ fn values_too_large_or_too_deep_fail_closed() {
         "fail open passes it, counted"
     );
 }
+
+/// A payload of each signal with values of every kind the walk visits: nested bodies, events, links,
+/// statuses, exemplars, numbers, bytes, empty strings, ignored / blocked / not allowed keys, and
+/// values that drop their attribute or record part-way through an item.
+fn payloads() -> (Traces, Logs, Metrics) {
+    let mut traces = traces();
+    let spans = &mut traces.resource_spans[0].scope_spans[0].spans;
+    let mut second = spans[0].clone();
+    second.name = String::new();
+    second.attributes.extend([
+        kv("debug.raw", s(EMAIL)),
+        kv("client_secret", s("hunter22")),
+        kv("note", s(&format!("ORD-1234 and {SSN} then {CARD}"))),
+        kv(
+            "blob",
+            AnyValue {
+                value: Some(any_value::Value::BytesValue(EMAIL.as_bytes().to_vec())),
+            },
+        ),
+        kv("customer", s("support@example.com")),
+        kv("empty", s("")),
+    ]);
+    spans.push(second);
+    spans.push(Span {
+        name: "GET /health".into(),
+        attributes: vec![kv("http.route", s("/health")), kv("n", s("42"))],
+        ..Default::default()
+    });
+    let nested = AnyValue {
+        value: Some(any_value::Value::KvlistValue(KeyValueList {
+            values: vec![
+                kv("msg", s(&format!("refund to {CARD}"))),
+                kv("secret.token", s("abc")),
+                kv(
+                    "list",
+                    AnyValue {
+                        value: Some(any_value::Value::ArrayValue(ArrayValue {
+                            values: vec![s("ops"), s(EMAIL), s(""), s(SSN)],
+                        })),
+                    },
+                ),
+            ],
+        })),
+    };
+    let logs = Logs {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("host.name", s("edge-01"))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord {
+                        body: Some(nested),
+                        attributes: vec![kv("user.ssn", s("536228142"))],
+                        event_name: format!("login {EMAIL}"),
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        body: Some(s(&format!("plain {EMAIL} Bearer abcdefghijklmnop"))),
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        body: Some(s("nothing here")),
+                        attributes: vec![kv("note", s(SSN)), kv("customer", s(EMAIL))],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let point = |card: i64, who: &str| NumberDataPoint {
+        attributes: vec![
+            kv("user", s(who)),
+            kv(
+                "card",
+                AnyValue {
+                    value: Some(any_value::Value::IntValue(card)),
+                },
+            ),
+        ],
+        exemplars: vec![Exemplar {
+            filtered_attributes: vec![kv("who", s(who))],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let metrics = Metrics {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "payments".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![
+                            point(4111111111111111, EMAIL),
+                            point(7, "ops"),
+                            point(4111111111111111, SSN),
+                        ],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    (traces, logs, metrics)
+}
+
+/// The processor scans a payload's values as one batch; what it does must be exactly what scanning
+/// each value on its own does, whatever the policy and actions, and the applying walk must find every
+/// value it scans among those the collecting walk gathered (numbers aside, which it converts).
+#[test]
+fn batch_scans_do_exactly_what_value_by_value_scans_do() {
+    let mut configs = vec![RedactionProcessorConfig::default()];
+    configs.push(RedactionProcessorConfig {
+        ignored_keys: vec!["debug.raw".into()],
+        blocked_key_patterns: vec!["(?i)secret".into()],
+        blocked_values: vec!["ORD-[0-9]+".into()],
+        allowed_values: vec!["^support@example\\.com$".into()],
+        summary: RedactionSummary::Debug,
+        redact_all_types: true,
+        ..Default::default()
+    });
+    configs.push(RedactionProcessorConfig {
+        allowed_keys: vec!["http.route".into(), "customer".into(), "note".into()],
+        max_value_size: outpost_config::ByteSize(12),
+        ..Default::default()
+    });
+    for (action, rule) in [
+        (RedactionAction::DropRecord, "us_ssn"),
+        (RedactionAction::DropAttribute, "email"),
+        (RedactionAction::DropRecord, "email"),
+    ] {
+        let mut cfg = RedactionProcessorConfig::default();
+        cfg.rules.insert(
+            rule.into(),
+            RedactionRuleOverride {
+                action: Some(action),
+                ..Default::default()
+            },
+        );
+        configs.push(cfg);
+    }
+    for (i, cfg) in configs.iter().enumerate() {
+        let r = Redaction::new(cfg).unwrap();
+        let t = Telemetry::new();
+        let (mut batched, mut alone) = (r.processor::<Traces>(&t), r.processor::<Traces>(&t));
+        let numbers = |d: &str| d.matches("IntValue").count();
+        let (mut a, mut b) = (payloads(), payloads());
+        let n = (
+            batched.redact(&mut a.0),
+            alone.redact_value_by_value(&mut b.0),
+        );
+        assert_eq!(n.0, n.1, "config {i}");
+        assert_eq!(encoded(&a.0), encoded(&b.0), "config {i}");
+        assert_eq!(batched.collected.alone, 0, "config {i}: traces");
+        let n = (
+            batched.redact(&mut a.1),
+            alone.redact_value_by_value(&mut b.1),
+        );
+        assert_eq!(n.0, n.1, "config {i}");
+        assert_eq!(encoded(&a.1), encoded(&b.1), "config {i}");
+        assert_eq!(batched.collected.alone, 0, "config {i}: logs");
+        let before = numbers(&encoded(&a.2));
+        let n = (
+            batched.redact(&mut a.2),
+            alone.redact_value_by_value(&mut b.2),
+        );
+        assert_eq!(n.0, n.1, "config {i}");
+        assert_eq!(encoded(&a.2), encoded(&b.2), "config {i}");
+        let converted = if cfg.redact_all_types { before } else { 0 };
+        assert!(
+            batched.collected.alone <= converted,
+            "config {i}: metrics scanned {} values alone",
+            batched.collected.alone
+        );
+    }
+}

@@ -4,6 +4,17 @@
 //! for one attribute list or one value and is shared by all three. A record-level drop found anywhere
 //! in an item (its attributes, name, body, an event) drops that item; found in a resource's or a scope's
 //! attributes, it drops every item under it.
+//!
+//! A payload is walked twice. [`Collect`] first visits, read-only, every value the redaction walk may
+//! scan, in the order it would, and pushes them into one batch scan ([`Engine::batch_push`]): the
+//! values are scanned together, so the many that hold nothing cost a share of a few streaming passes
+//! rather than a scan each. [`Walk`] then applies the findings, value by value. It may visit fewer
+//! values than were collected (nothing after a record-level drop in the same record), never others
+//! and never in another order, so each value it reaches is found by moving forward through the
+//! collected ones; each is recognised by the address and length of its bytes, which no other live
+//! value shares while the payload is not changed between the two walks. A value it does not find (a
+//! number converted for `redact_all_types`, or any value the collecting walk missed) is scanned on its
+//! own: findings never depend on the batch.
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -44,12 +55,165 @@ impl Summary {
 
 const SUMMARY_PREFIX: &str = "redaction.";
 
+/// The values a [`Collect`] pushed into the batch scan, by batch index: the address and length of each
+/// one's bytes.
+#[derive(Default)]
+pub(crate) struct Collected {
+    ids: Vec<(usize, usize)>,
+    /// The next collected value the applying walk may reach.
+    cursor: usize,
+    /// Values the applying walk scanned on their own since the last [`Collected::clear`]
+    /// (not found among the collected ones).
+    pub(crate) alone: usize,
+}
+
+impl Collected {
+    pub(crate) fn clear(&mut self) {
+        self.ids.clear();
+        self.cursor = 0;
+        self.alone = 0;
+    }
+
+    /// The batch index of `bytes`, searched forward from the last value found.
+    fn find(&mut self, bytes: &[u8]) -> Option<usize> {
+        let id = (bytes.as_ptr() as usize, bytes.len());
+        let at = self.ids[self.cursor..].iter().position(|&c| c == id)?;
+        let index = self.cursor + at;
+        self.cursor = index + 1;
+        Some(index)
+    }
+}
+
+/// The read-only walk that gathers a payload's values into one batch scan, visiting them as
+/// [`Walk`] does: same values, same keys, same order, with the same policy (ignored, not allowed and
+/// blocked keys and too-deep values are not scanned).
+pub struct Collect<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) policy: &'a Policy,
+    pub(crate) scratch: &'a mut Scratch,
+    pub(crate) collected: &'a mut Collected,
+}
+
+impl Collect<'_> {
+    fn push(&mut self, key: Option<&str>, bytes: &[u8]) {
+        self.engine.batch_push(key, bytes, self.scratch);
+        self.collected
+            .ids
+            .push((bytes.as_ptr() as usize, bytes.len()));
+    }
+
+    fn value(&mut self, key: Option<&str>, v: &AnyValue, depth: usize) {
+        use any_value::Value;
+        let Some(inner) = v.value.as_ref() else {
+            return;
+        };
+        if depth > MAX_DEPTH && matches!(inner, Value::ArrayValue(_) | Value::KvlistValue(_)) {
+            return;
+        }
+        match inner {
+            Value::StringValue(s) => self.push(key, s.as_bytes()),
+            Value::BytesValue(b) => self.push(key, b),
+            Value::ArrayValue(a) => {
+                for item in &a.values {
+                    self.value(key, item, depth + 1);
+                }
+            }
+            Value::KvlistValue(kvs) => {
+                for kv in &kvs.values {
+                    self.key_value(kv, depth + 1);
+                }
+            }
+            // Numbers (with `redact_all_types`) are converted and scanned by the applying walk.
+            _ => {}
+        }
+    }
+
+    fn key_value(&mut self, kv: &KeyValue, depth: usize) {
+        if self.policy.ignored.contains(&kv.key) {
+            return;
+        }
+        let Some(value) = kv.value.as_ref() else {
+            return;
+        };
+        if self
+            .policy
+            .blocked_keys
+            .as_ref()
+            .is_some_and(|b| b.is_match(kv.key.as_bytes()))
+        {
+            return;
+        }
+        self.value(Some(&kv.key), value, depth);
+    }
+
+    fn attrs(&mut self, attrs: &[KeyValue]) {
+        for kv in attrs {
+            if self.policy.ignored.contains(&kv.key) {
+                continue;
+            }
+            if self.policy.allowlist_only
+                && !self.policy.allowed.contains(&kv.key)
+                && !kv.key.starts_with(SUMMARY_PREFIX)
+            {
+                continue;
+            }
+            self.key_value(kv, 0);
+        }
+    }
+
+    fn resource(&mut self, resource: &Option<Resource>) {
+        if let Some(r) = resource {
+            self.attrs(&r.attributes);
+        }
+    }
+
+    fn scope(&mut self, scope: &Option<InstrumentationScope>) {
+        if let Some(sc) = scope {
+            self.attrs(&sc.attributes);
+        }
+    }
+
+    fn span(&mut self, span: &Span) {
+        self.attrs(&span.attributes);
+        self.push(None, span.name.as_bytes());
+        for ev in &span.events {
+            self.attrs(&ev.attributes);
+            self.push(None, ev.name.as_bytes());
+        }
+        for link in &span.links {
+            self.attrs(&link.attributes);
+        }
+        if let Some(status) = &span.status {
+            self.push(None, status.message.as_bytes());
+        }
+    }
+
+    fn log(&mut self, rec: &LogRecord) {
+        self.attrs(&rec.attributes);
+        if let Some(body) = &rec.body {
+            self.value(None, body, 0);
+        }
+        if !rec.event_name.is_empty() {
+            self.push(None, rec.event_name.as_bytes());
+        }
+    }
+
+    fn point(&mut self, attrs: &[KeyValue], exemplars: &[Exemplar]) {
+        self.attrs(attrs);
+        for ex in exemplars {
+            self.attrs(&ex.filtered_attributes);
+        }
+    }
+}
+
 /// The state of one redaction pass over a payload.
 pub struct Walk<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) policy: &'a Policy,
     pub(crate) scratch: &'a mut Scratch,
     pub(crate) counts: &'a mut [u64],
+    /// The batch scan's values, when [`Collect`] ran first.
+    pub(crate) collected: Option<&'a mut Collected>,
 }
 
 impl Walk<'_> {
@@ -57,14 +221,28 @@ impl Walk<'_> {
         self.counts[self.engine.rule_count() + which] += 1;
     }
 
-    /// Scans `bytes`; `Some(new bytes)` when they change, or the outcome when the value must go.
+    /// Scans `bytes` (or takes its findings from the batch scan when `collected` and found there);
+    /// `Some(new bytes)` when they change, or the outcome when the value must go.
     fn scan(
         &mut self,
         key: Option<&str>,
         bytes: &[u8],
         utf8: bool,
+        collected: bool,
     ) -> Result<Option<Vec<u8>>, Outcome> {
-        if let Err(TooLarge) = self.engine.scan(key, bytes, self.scratch) {
+        let index = match (&mut self.collected, collected) {
+            (Some(c), true) => {
+                let index = c.find(bytes);
+                c.alone += usize::from(index.is_none());
+                index
+            }
+            _ => None,
+        };
+        let scanned = match index {
+            Some(i) => self.scratch.load_batch_findings(i),
+            None => self.engine.scan(key, bytes, self.scratch),
+        };
+        if let Err(TooLarge) = scanned {
             self.count_pseudo(pseudo::TOO_LARGE);
             return Ok(self
                 .policy
@@ -84,7 +262,13 @@ impl Walk<'_> {
 
     /// A string in place.
     pub(crate) fn text(&mut self, key: Option<&str>, s: &mut String) -> Outcome {
-        match self.scan(key, s.as_bytes(), true) {
+        self.text_from(key, s, true)
+    }
+
+    /// A string in place; `collected`: it is one of the payload's own (not a converted number), so
+    /// the batch scan has it.
+    fn text_from(&mut self, key: Option<&str>, s: &mut String, collected: bool) -> Outcome {
+        match self.scan(key, s.as_bytes(), true, collected) {
             Ok(None) => Outcome::Kept,
             Ok(Some(out)) => {
                 // Replacements are whole characters, so this holds; if it ever did not, fail closed.
@@ -128,7 +312,7 @@ impl Walk<'_> {
         }
         match inner {
             Value::StringValue(s) => self.text(key, s),
-            Value::BytesValue(b) => match self.scan(key, b, false) {
+            Value::BytesValue(b) => match self.scan(key, b, false, true) {
                 Ok(None) => Outcome::Kept,
                 Ok(Some(out)) => {
                     *b = out;
@@ -142,7 +326,7 @@ impl Walk<'_> {
                     Value::DoubleValue(d) => d.to_string(),
                     _ => unreachable!("matched above"),
                 };
-                match self.text(key, &mut s) {
+                match self.text_from(key, &mut s, false) {
                     Outcome::Changed => {
                         *inner = Value::StringValue(s);
                         Outcome::Changed
@@ -426,9 +610,24 @@ fn any_text(v: &AnyValue) -> String {
 pub trait Redact: SignalData {
     #[doc(hidden)]
     fn redact(&mut self, w: &mut Walk<'_>) -> usize;
+    /// Pushes every value [`Redact::redact`] may scan, in its order, into `c`'s batch.
+    #[doc(hidden)]
+    fn collect(&self, c: &mut Collect<'_>);
 }
 
 impl Redact for Traces {
+    fn collect(&self, c: &mut Collect<'_>) {
+        for rs in &self.resource_spans {
+            c.resource(&rs.resource);
+            for ss in &rs.scope_spans {
+                c.scope(&ss.scope);
+                for span in &ss.spans {
+                    c.span(span);
+                }
+            }
+        }
+    }
+
     fn redact(&mut self, w: &mut Walk<'_>) -> usize {
         let mut dropped = 0;
         for rs in &mut self.resource_spans {
@@ -454,6 +653,18 @@ impl Redact for Traces {
 }
 
 impl Redact for Logs {
+    fn collect(&self, c: &mut Collect<'_>) {
+        for rl in &self.resource_logs {
+            c.resource(&rl.resource);
+            for sl in &rl.scope_logs {
+                c.scope(&sl.scope);
+                for rec in &sl.log_records {
+                    c.log(rec);
+                }
+            }
+        }
+    }
+
     fn redact(&mut self, w: &mut Walk<'_>) -> usize {
         let mut dropped = 0;
         for rl in &mut self.resource_logs {
@@ -479,6 +690,40 @@ impl Redact for Logs {
 }
 
 impl Redact for Metrics {
+    fn collect(&self, c: &mut Collect<'_>) {
+        for rm in &self.resource_metrics {
+            c.resource(&rm.resource);
+            for sm in &rm.scope_metrics {
+                c.scope(&sm.scope);
+                for m in &sm.metrics {
+                    match &m.data {
+                        Some(Data::Gauge(g)) => g
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::Sum(s)) => s
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::Histogram(h)) => h
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::ExponentialHistogram(h)) => h
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &p.exemplars)),
+                        Some(Data::Summary(s)) => s
+                            .data_points
+                            .iter()
+                            .for_each(|p| c.point(&p.attributes, &[])),
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
     fn redact(&mut self, w: &mut Walk<'_>) -> usize {
         let mut dropped = 0;
         for rm in &mut self.resource_metrics {
