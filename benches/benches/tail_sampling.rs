@@ -14,6 +14,10 @@
 //! queue (`Stream::append`, sync `never` so that fsync's waiting is not counted), and measures the
 //! process's CPU time, which includes the queue's writer thread and RocksDB's own threads.
 //!
+//! Before the criterion groups, `paired_report` runs both comparisons again in interleaved blocks (see
+//! its doc): criterion's figures for the two sides are taken seconds apart and move with the machine's
+//! neighbours; the paired cost does not.
+//!
 //! Time is CPU time (`CLOCK_THREAD_CPUTIME_ID` for the seam, `CLOCK_PROCESS_CPUTIME_ID` with the queue),
 //! not wall time: the build machine is shared, and wall time there measures the neighbours as much as
 //! the processor.
