@@ -8,7 +8,9 @@
 //!
 //! `parse` and `parse_convert_encode` read every line in full (the path a scrape took before the scrape
 //! cache, and still takes for a series seen for the first time); `cached_parse_convert[_encode]` is the
-//! scrape loop's path, through the target's line cache, commit included.
+//! scrape loop's path through the target's line cache as it was before the direct encoder (owned OTLP
+//! structs, then prost's encode), commit included; `cached_parse_convert_direct_encode` is the scrape
+//! loop's path now: the line cache, then the request written straight into protobuf bytes.
 //!
 //! The allocator is mimalloc, as in the `outpost` binary. Time is the benchmark thread's CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the build machine is shared, and wall time there measures
@@ -228,6 +230,37 @@ fn scrape(c: &mut Criterion) {
             })
         });
     }
+
+    // The scrape loop's path now: the same request written straight into its protobuf encoding from
+    // the cache, no OTLP structs, the bytes freed as the queue would after its append.
+    let mut direct = SeriesCache::default();
+    let direct_scrape = |cache: &mut SeriesCache, now: u64| {
+        cache.begin(&t, now);
+        let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
+        let out = cache.finish_encoded(
+            &t,
+            Some(ScrapeReport {
+                up: true,
+                duration_seconds: 0.01,
+                samples_scraped: stats.exposed,
+                samples_post_relabeling: stats.kept,
+            }),
+        );
+        let points = out.points;
+        black_box(out.request);
+        convert::commit(cache, out.next);
+        points
+    };
+    assert_eq!(direct_scrape(&mut direct, 1), warm_points);
+    group.bench_function("cached_parse_convert_direct_encode", |b| {
+        let mut now = 2u64;
+        b.iter_custom(|iters| {
+            cpu_time(iters, || {
+                now += 1_000_000_000;
+                black_box(direct_scrape(&mut direct, now));
+            })
+        })
+    });
     group.finish();
 }
 

@@ -117,7 +117,9 @@ struct Cumulative {
 struct Slot {
     key: u64,
     group: u32,
-    attrs: Vec<KeyValue>,
+    /// The data point attributes as they are encoded in a point of the series' kind: the repeated
+    /// `attributes` field, every `KeyValue` with its field key and length (see [`encode`]).
+    attrs: Box<[u8]>,
     /// As of the last queued scrape; `Some` means the series is live and will be marked stale when it
     /// goes missing.
     committed: Option<Cumulative>,
@@ -182,6 +184,38 @@ pub struct SeriesCache {
     dropped: Vec<(&'static str, usize)>,
     sample_lines: Vec<(u32, u32, u32)>,
     comment_lines: Vec<(u32, u32)>,
+    /// What the scrape being finished emits, in request order ([`SeriesCache::plan`]).
+    emitted: Vec<Emitted>,
+    /// The encoder's work space, kept for its capacity.
+    scratch: encode::Scratch,
+}
+
+/// Where an emitted point comes from, which decides how its metric is described when the point is
+/// the first of its metric in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A sample of the page (its family's HELP and TYPE describe the metric).
+    Scraped,
+    /// `up` and the `scrape_*` series.
+    Synthetic,
+    /// A staleness marker (the family may be gone from the page).
+    Stale,
+}
+
+/// [`Emitted::acc`] of a point that has no accumulator.
+const NO_ACC: u32 = u32::MAX;
+
+/// One point of the request being finished.
+#[derive(Debug, Clone, Copy)]
+struct Emitted {
+    slot: u32,
+    origin: Origin,
+    /// The point's [`PointAcc`] in `points` (buckets, quantiles and sum), or [`NO_ACC`].
+    acc: u32,
+    start_ns: u64,
+    time_ns: u64,
+    /// The value of a number point, the count of a histogram or summary.
+    value: f64,
 }
 
 impl SeriesCache {
@@ -461,6 +495,7 @@ impl SeriesCache {
         if let Some(&i) = self.by_key.get(&key) {
             return i;
         }
+        let kind = group.kind;
         let g = match self.group_index.get(&group) {
             Some(&g) => g,
             None => {
@@ -474,7 +509,7 @@ impl SeriesCache {
         self.slots.push(Slot {
             key,
             group: g,
-            attrs: to_otlp::attributes_owned(attrs),
+            attrs: encode::attributes(&to_otlp::attributes_owned(attrs), kind),
             committed: None,
             pending: Cumulative {
                 start_ns: 0,
@@ -533,21 +568,17 @@ impl SeriesCache {
         }
     }
 
-    /// Builds the request of the scrape begun with [`begin`](Self::begin): its points, the synthetic
-    /// series of `report` (none when the target is going away), and staleness markers.
-    pub fn finish(&mut self, target: &Target, report: Option<ScrapeReport>) -> Converted {
+    /// Decides what the scrape begun with [`begin`](Self::begin) emits, into `emitted` in request order:
+    /// its points with their start times, the synthetic series of `report` (none when the target is
+    /// going away), and staleness markers. Sets every emitted series' pending state for [`commit`].
+    /// Returns the number of series not in the previous scrape.
+    fn plan(&mut self, report: Option<ScrapeReport>) -> usize {
         let scrape = self.scrape;
         let now_ns = self.now_ns;
-        let mut out = Builder::new(
-            target,
-            std::mem::take(&mut self.extra_resource),
-            self.groups.len(),
-        );
+        self.emitted.clear();
         let mut series_added = 0;
-        for p in self.points[..self.npoints].iter_mut() {
+        for (i, p) in self.points[..self.npoints].iter_mut().enumerate() {
             let slot = &mut self.slots[p.slot as usize];
-            let g = slot.group as usize;
-            let group = &self.groups[g];
             let previous = slot.committed;
             let start = |current: f64, time_ns: u64| -> u64 {
                 if let Some(c) = p.created_ns {
@@ -559,99 +590,38 @@ impl SeriesCache {
                     None => time_ns,
                 }
             };
-            let families = &self.families;
-            let state = match group.kind {
-                Kind::Counter => {
-                    let start_ns = start(p.value, p.time_ns);
-                    out.sum(
-                        g,
-                        group,
-                        families,
-                        &slot.attrs,
-                        start_ns,
-                        p.time_ns,
-                        p.value,
-                    );
-                    (start_ns, p.value)
-                }
-                Kind::Gauge => {
-                    out.gauge(g, group, Some(families), &slot.attrs, p.time_ns, p.value);
-                    (0, p.value)
-                }
-                Kind::Histogram => {
+            let (start_ns, last) = match self.groups[slot.group as usize].kind {
+                Kind::Counter => (start(p.value, p.time_ns), p.value),
+                Kind::Gauge => (0, p.value),
+                Kind::Histogram | Kind::Summary => {
                     let Some(count) = p.count else {
-                        self.dropped.push(("incomplete_histogram", 1));
+                        let reason = if self.groups[slot.group as usize].kind == Kind::Histogram {
+                            "incomplete_histogram"
+                        } else {
+                            "incomplete_summary"
+                        };
+                        self.dropped.push((reason, 1));
                         continue;
                     };
-                    p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    let mut bounds = Vec::with_capacity(p.buckets.len());
-                    let mut counts = Vec::with_capacity(p.buckets.len() + 1);
-                    let mut below = 0.0;
-                    for (le, cumulative) in &p.buckets {
-                        if le.is_infinite() {
-                            continue;
-                        }
-                        bounds.push(*le);
-                        counts.push(as_count(cumulative - below));
-                        below = cumulative.max(below);
-                    }
-                    counts.push(as_count(count - below));
-                    let start_ns = start(count, p.time_ns);
-                    out.histogram(
-                        g,
-                        group,
-                        families,
-                        HistogramDataPoint {
-                            attributes: slot.attrs.clone(),
-                            start_time_unix_nano: start_ns,
-                            time_unix_nano: p.time_ns,
-                            count: as_count(count),
-                            sum: p.sum,
-                            bucket_counts: counts,
-                            explicit_bounds: bounds,
-                            ..Default::default()
-                        },
-                    );
-                    (start_ns, count)
-                }
-                Kind::Summary => {
-                    let Some(count) = p.count else {
-                        self.dropped.push(("incomplete_summary", 1));
-                        continue;
-                    };
-                    let mut quantiles: Vec<summary_data_point::ValueAtQuantile> = p
-                        .buckets
-                        .iter()
-                        .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
-                            quantile,
-                            value,
-                        })
-                        .collect();
-                    quantiles.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
-                    let start_ns = start(count, p.time_ns);
-                    out.summary(
-                        g,
-                        group,
-                        families,
-                        SummaryDataPoint {
-                            attributes: slot.attrs.clone(),
-                            start_time_unix_nano: start_ns,
-                            time_unix_nano: p.time_ns,
-                            count: as_count(count),
-                            sum: p.sum.unwrap_or(0.0),
-                            quantile_values: quantiles,
-                            ..Default::default()
-                        },
-                    );
-                    (start_ns, count)
+                    (start(count, p.time_ns), count)
                 }
             };
+            // Bounds and quantiles in order (stable: equal ones keep the page's order).
+            p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            self.emitted.push(Emitted {
+                slot: p.slot,
+                origin: Origin::Scraped,
+                acc: i as u32,
+                start_ns,
+                time_ns: p.time_ns,
+                value: last,
+            });
             if previous.is_none() {
                 series_added += 1;
             }
             slot.pending = Cumulative {
-                start_ns: state.0,
-                last: state.1,
+                start_ns,
+                last,
                 last_ns: p.time_ns,
             };
             slot.pending_scrape = scrape;
@@ -675,10 +645,8 @@ impl SeriesCache {
                     family: name.to_owned(),
                     kind: Kind::Gauge,
                 };
-                let i = self.slot(group, Vec::new()) as usize;
-                let slot = &mut self.slots[i];
-                let g = slot.group as usize;
-                out.gauge(g, &self.groups[g], None, &slot.attrs, now_ns, value);
+                let i = self.slot(group, Vec::new());
+                let slot = &mut self.slots[i as usize];
                 slot.point_scrape = scrape;
                 slot.pending = Cumulative {
                     start_ns: 0,
@@ -686,24 +654,125 @@ impl SeriesCache {
                     last_ns: now_ns,
                 };
                 slot.pending_scrape = scrape;
+                self.emitted.push(Emitted {
+                    slot: i,
+                    origin: Origin::Synthetic,
+                    acc: NO_ACC,
+                    start_ns: 0,
+                    time_ns: now_ns,
+                    value,
+                });
             }
         }
 
         // Staleness: what the last queued scrape had and this one has not.
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             if let (Some(c), true) = (slot.committed, slot.pending_scrape != scrape) {
-                let g = slot.group as usize;
-                out.stale(g, &self.groups[g], &slot.attrs, c.start_ns, now_ns);
+                let start_ns = match self.groups[slot.group as usize].kind {
+                    Kind::Gauge => 0,
+                    _ => c.start_ns,
+                };
+                self.emitted.push(Emitted {
+                    slot: i as u32,
+                    origin: Origin::Stale,
+                    acc: NO_ACC,
+                    start_ns,
+                    time_ns: now_ns,
+                    value: f64::NAN,
+                });
             }
         }
+        series_added
+    }
 
+    /// Builds the request of the scrape begun with [`begin`](Self::begin) as owned OTLP structs: its
+    /// points, the synthetic series of `report` (none when the target is going away), and staleness
+    /// markers. The scrape loop writes the same request encoded instead
+    /// ([`finish_encoded`](Self::finish_encoded)); this form is the reference the encoder is tested
+    /// against, and what tests and benchmarks read.
+    pub fn finish(&mut self, target: &Target, report: Option<ScrapeReport>) -> Converted {
+        let series_added = self.plan(report);
+        let mut out = Builder::new(
+            target,
+            std::mem::take(&mut self.extra_resource),
+            self.groups.len(),
+        );
+        let families = &self.families;
+        for e in &self.emitted {
+            let slot = &self.slots[e.slot as usize];
+            let g = slot.group as usize;
+            let group = &self.groups[g];
+            let attrs = encode::decode_attributes(&slot.attrs, group.kind);
+            match (e.origin, group.kind) {
+                (Origin::Stale, _) => out.stale(g, group, &attrs, e.start_ns, e.time_ns),
+                (Origin::Synthetic, _) => out.gauge(g, group, None, &attrs, e.time_ns, e.value),
+                (Origin::Scraped, Kind::Counter) => out.sum(
+                    g,
+                    group,
+                    families,
+                    &attrs,
+                    e.start_ns,
+                    e.time_ns,
+                    e.value,
+                ),
+                (Origin::Scraped, Kind::Gauge) => {
+                    out.gauge(g, group, Some(families), &attrs, e.time_ns, e.value)
+                }
+                (Origin::Scraped, Kind::Histogram) => {
+                    let p = &self.points[e.acc as usize];
+                    let mut bounds = Vec::with_capacity(p.buckets.len());
+                    let mut counts = Vec::with_capacity(p.buckets.len() + 1);
+                    histogram_buckets(&p.buckets, e.value, &mut bounds, &mut counts);
+                    out.histogram(
+                        g,
+                        group,
+                        families,
+                        HistogramDataPoint {
+                            attributes: attrs,
+                            start_time_unix_nano: e.start_ns,
+                            time_unix_nano: e.time_ns,
+                            count: as_count(e.value),
+                            sum: p.sum,
+                            bucket_counts: counts,
+                            explicit_bounds: bounds,
+                            ..Default::default()
+                        },
+                    );
+                }
+                (Origin::Scraped, Kind::Summary) => {
+                    let p = &self.points[e.acc as usize];
+                    let quantiles = p
+                        .buckets
+                        .iter()
+                        .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
+                            quantile,
+                            value,
+                        })
+                        .collect();
+                    out.summary(
+                        g,
+                        group,
+                        families,
+                        SummaryDataPoint {
+                            attributes: attrs,
+                            start_time_unix_nano: e.start_ns,
+                            time_unix_nano: e.time_ns,
+                            count: as_count(e.value),
+                            sum: p.sum.unwrap_or(0.0),
+                            quantile_values: quantiles,
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+        }
         let (request, points) = out.finish();
         Converted {
             request,
             points,
             series_added,
             dropped: std::mem::take(&mut self.dropped),
-            next: NextState(scrape),
+            next: NextState(self.scrape),
         }
     }
 
@@ -757,9 +826,11 @@ pub struct ScrapeReport {
     pub samples_post_relabeling: usize,
 }
 
-/// The result of converting one scrape; apply it with [`commit`] once it is queued.
-pub struct Converted {
-    pub request: Metrics,
+/// The result of converting one scrape; apply it with [`commit`] once it is queued. `request` is
+/// owned OTLP structs ([`SeriesCache::finish`]) or their protobuf encoding
+/// ([`SeriesCache::finish_encoded`]).
+pub struct Converted<P = Metrics> {
+    pub request: P,
     /// Data points in `request`.
     pub points: usize,
     /// Series that were not in the previous scrape.
@@ -870,6 +941,23 @@ fn parse_bound(s: &str) -> Option<f64> {
     }
 }
 
+/// A histogram's explicit bounds and per-bucket counts from its cumulative `(le, count)` buckets,
+/// sorted by bound, and its total count: the `+Inf` bucket is implied by the count.
+fn histogram_buckets(buckets: &[(f64, f64)], count: f64, bounds: &mut Vec<f64>, counts: &mut Vec<u64>) {
+    bounds.clear();
+    counts.clear();
+    let mut below = 0.0;
+    for (le, cumulative) in buckets {
+        if le.is_infinite() {
+            continue;
+        }
+        bounds.push(*le);
+        counts.push(as_count(cumulative - below));
+        below = cumulative.max(below);
+    }
+    counts.push(as_count(count - below));
+}
+
 fn as_count(v: f64) -> u64 {
     if v.is_finite() && v > 0.0 {
         v.round() as u64
@@ -881,7 +969,7 @@ fn as_count(v: f64) -> u64 {
 type Families = FxHashMap<String, FamilyMeta>;
 
 /// The HELP of a group's family (for a counter named `x_total`, also that of `x`).
-fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f str> {
+fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f String> {
     families
         .get(&group.family)
         .or_else(|| {
@@ -890,7 +978,7 @@ fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f str> {
                 .strip_suffix("_total")
                 .and_then(|base| families.get(base))
         })
-        .and_then(|m| m.help.as_deref())
+        .and_then(|m| m.help.as_ref())
 }
 
 fn type_name(t: FamilyType) -> &'static str {
@@ -1135,10 +1223,10 @@ impl<'t> Builder<'t> {
     }
 }
 
-fn new_metric(group: &Group, help: Option<&str>, ptype: &str, data: metric::Data) -> Metric {
+fn new_metric(group: &Group, help: Option<&String>, ptype: &str, data: metric::Data) -> Metric {
     Metric {
         name: group.family.clone(),
-        description: help.unwrap_or_default().to_owned(),
+        description: help.cloned().unwrap_or_default(),
         metadata: vec![string_kv("prometheus.type", ptype)],
         data: Some(data),
         ..Default::default()
@@ -1161,6 +1249,8 @@ fn empty_data(kind: Kind) -> metric::Data {
         Kind::Summary => metric::Data::Summary(Summary::default()),
     }
 }
+
+mod encode;
 
 #[cfg(test)]
 mod tests;

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http::header;
 use outpost_config::{BasicAuth, ScrapeConfig};
 use outpost_pipelines::telemetry::{ReceiverMetrics, ScrapeMetrics};
-use outpost_pipelines::Refusal;
+use outpost_pipelines::{Metrics, Refusal};
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{self, ScrapeReport, SeriesCache, Target};
 use super::relabel::{self, Relabeler};
 use crate::prom::to_otlp::{Labels, INSTANCE_LABEL, JOB_LABEL, NAME_LABEL};
-use crate::receivers::{admit, Inputs, Outcome};
+use crate::receivers::{admit_encoded, Inputs, Outcome};
 
 /// What every target of a job shares.
 pub struct Job {
@@ -225,7 +225,7 @@ pub async fn run(
                 )
             }
         };
-        let converted = cache.finish(&st.target, Some(report));
+        let converted = cache.finish_encoded(&st.target, Some(report));
         deliver(&job, &mut cache, converted, page_bytes).await;
 
         next += interval;
@@ -238,19 +238,19 @@ pub async fn run(
     // The target was removed: its series end now.
     if !cache.is_empty() {
         cache.begin(&st.target, now_ns());
-        let converted = cache.finish(&st.target, None);
+        let converted = cache.finish_encoded(&st.target, None);
         deliver(&job, &mut cache, converted, 0).await;
     }
 }
 
 /// Queues one converted scrape and, once it is queued, makes it the state the next one is compared
-/// with. A refusal skips the scrape (counted) and keeps the previous state. `page_bytes` (the page's
-/// size) is what the scrape is charged against a memory_limiter: the OTLP form is of the same order, and
-/// measuring it exactly would cost a pass over every point.
+/// with. A refusal skips the scrape (counted) and keeps the previous state. The scrape travels as the
+/// protobuf its cache wrote ([`SeriesCache::finish_encoded`]), decoded only for a processor that reads
+/// items. It is charged against a memory_limiter at the larger of the page's size and its encoded size.
 async fn deliver(
     job: &Job,
     cache: &mut SeriesCache,
-    converted: convert::Converted,
+    converted: convert::Converted<Vec<u8>>,
     page_bytes: usize,
 ) {
     for (reason, n) in &converted.dropped {
@@ -261,9 +261,15 @@ async fn deliver(
         convert::commit(cache, converted.next);
         return;
     }
-    // Staleness markers and synthetic series of a failed scrape: about 64 bytes a point.
-    let bytes = page_bytes.max(converted.points * 64) as u64;
-    let outcome = admit(&job.inputs, &job.receiver_metrics, converted.request, bytes).await;
+    let bytes = page_bytes.max(converted.request.len()) as u64;
+    let outcome = admit_encoded::<Metrics>(
+        &job.inputs,
+        &job.receiver_metrics,
+        converted.request,
+        converted.points,
+        bytes,
+    )
+    .await;
     match outcome {
         Outcome::Accepted(_) => {
             convert::commit(cache, converted.next);
