@@ -264,5 +264,59 @@ fn scrape(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scrape);
+/// The queue's side of a scrape: compressing its encoded request (one scrape of the page, in steady
+/// state) at the queue's zstd level and at faster ones, with a fresh zstd context per record (as
+/// `zstd::bulk::compress` does, which the queue's `encode_record` uses) and with one reused. The
+/// compressed size of each level is printed once: the trade is speed against the queue's disk footprint.
+fn queue_zstd(c: &mut Criterion) {
+    let text = page(2_000);
+    let t = target();
+    let mut cache = SeriesCache::default();
+    let mut payload = Vec::new();
+    for now in [1, 2] {
+        cache.begin(&t, now);
+        let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
+        let out = cache.finish_encoded(
+            &t,
+            Some(ScrapeReport {
+                up: true,
+                duration_seconds: 0.01,
+                samples_scraped: stats.exposed,
+                samples_post_relabeling: stats.kept,
+            }),
+        );
+        convert::commit(&mut cache, out.next);
+        payload = out.request;
+    }
+    let samples = parse::parse(&text).unwrap().samples.len();
+    let mut group = c.benchmark_group("prometheus_queue_zstd");
+    group.throughput(Throughput::Elements(samples as u64));
+    for level in [3, 1, -1, -3, -5] {
+        let compressed = zstd::bulk::compress(&payload, level).unwrap();
+        eprintln!(
+            "zstd level {level}: {} → {} bytes ({:.2}x)",
+            payload.len(),
+            compressed.len(),
+            payload.len() as f64 / compressed.len() as f64
+        );
+        group.bench_function(format!("level_{level}"), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    black_box(zstd::bulk::compress(black_box(&payload), level).unwrap());
+                })
+            })
+        });
+        let mut reused = zstd::bulk::Compressor::new(level).unwrap();
+        group.bench_function(format!("level_{level}_reused_context"), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    black_box(reused.compress(black_box(&payload)).unwrap());
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scrape, queue_zstd);
 criterion_main!(benches);

@@ -148,6 +148,24 @@ struct LineEntry {
     seen: u64,
 }
 
+/// A sample line of the last page (see [`SeriesCache::last_lines`]).
+#[derive(Debug, Clone, Copy)]
+struct PageLine {
+    start: u32,
+    end: u32,
+    key: u64,
+    line: Option<LineRef>,
+}
+
+impl PageLine {
+    const NONE: PageLine = PageLine {
+        start: 0,
+        end: 0,
+        key: 0,
+        line: None,
+    };
+}
+
 /// A point being assembled from one or more sample lines. Kept across scrapes so the bucket vectors
 /// keep their capacity.
 #[derive(Debug)]
@@ -184,6 +202,16 @@ pub struct SeriesCache {
     dropped: Vec<(&'static str, usize)>,
     sample_lines: Vec<(u32, u32, u32)>,
     comment_lines: Vec<(u32, u32)>,
+    /// The last page read in full, and its sample lines in page order: where each one's series text is
+    /// in `last_page`, its key in `lines` and what it contributes (`None`: dropped by relabeling). A
+    /// target lists its series in the same order scrape after scrape, so a line is first compared with
+    /// the line at the same position of the last page: no hash, no lookup, and both texts are read in
+    /// order. A span of `(0, 0)` is a line with no entry.
+    last_page: String,
+    last_lines: Vec<PageLine>,
+    next_lines: Vec<PageLine>,
+    /// The scrape `last_page` was read in.
+    scrape_of_last_page: u64,
     /// What the scrape being finished emits, in request order ([`SeriesCache::plan`]).
     emitted: Vec<Emitted>,
     /// The encoder's work space, kept for its capacity.
@@ -283,8 +311,16 @@ impl SeriesCache {
         }
 
         let sample_lines = std::mem::take(&mut self.sample_lines);
+        self.next_lines.clear();
         let result = self.add_lines(target, page, &sample_lines, &mut prepare, &mut stats);
         self.sample_lines = sample_lines;
+        if result.is_ok() {
+            // Only a page read to its end is the order the next one is compared with.
+            std::mem::swap(&mut self.last_lines, &mut self.next_lines);
+            self.last_page.clear();
+            self.last_page.push_str(page);
+            self.scrape_of_last_page = self.scrape;
+        }
         result.map(|()| stats)
     }
 
@@ -297,31 +333,54 @@ impl SeriesCache {
         stats: &mut PageStats,
     ) -> Result<(), ParseError> {
         let scrape = self.scrape;
-        for &(number, s, e) in sample_lines {
+        let base = page.as_ptr() as usize;
+        for (j, &(number, s, e)) in sample_lines.iter().enumerate() {
             let line = &page[s as usize..e as usize];
             stats.exposed += 1;
             let split = parse::split_sample(line);
             if let Some((series, value, ts)) = split {
-                let hash = xxh3_64(series.as_bytes());
-                if let Some(entry) = self.lines.get_mut(&hash) {
-                    if *entry.text == *series {
-                        let value = parse::parse_value(value);
-                        let ts = match ts {
-                            Some(t) => parse::parse_timestamp(t).map(Some),
-                            None => Some(None),
-                        };
-                        if let (Some(value), Some(ts)) = (value, ts) {
-                            entry.seen = scrape;
-                            if let Some(line) = entry.line {
-                                stats.kept += 1;
-                                let time_ns = self.time_of(target, ts);
-                                self.accumulate(line, value, time_ns);
+                let value_ts = || {
+                    let value = parse::parse_value(value)?;
+                    let ts = match ts {
+                        Some(t) => Some(parse::parse_timestamp(t)?),
+                        None => None,
+                    };
+                    Some((value, ts))
+                };
+                let start = (series.as_ptr() as usize - base) as u32;
+                let span = (start, start + series.len() as u32);
+                // The line at the same position of the last page.
+                let same = self.last_lines.get(j).copied().filter(|l| {
+                    self.last_page.get(l.start as usize..l.end as usize) == Some(series)
+                });
+                let known = match same {
+                    Some(l) => Some((l.key, l.line)),
+                    None => {
+                        let key = xxh3_64(series.as_bytes());
+                        match self.lines.get_mut(&key) {
+                            Some(entry) if *entry.text == *series => {
+                                entry.seen = scrape;
+                                Some((key, entry.line))
                             }
-                            continue;
+                            _ => None,
                         }
-                        // A bad value: the full parser says what is wrong with it.
                     }
+                };
+                if let (Some((key, known)), Some((value, ts))) = (known, value_ts()) {
+                    self.next_lines.push(PageLine {
+                        start: span.0,
+                        end: span.1,
+                        key,
+                        line: known,
+                    });
+                    if let Some(line) = known {
+                        stats.kept += 1;
+                        let time_ns = self.time_of(target, ts);
+                        self.accumulate(line, value, time_ns);
+                    }
+                    continue;
                 }
+                // Unknown, or a bad value: the full parser reads it (and says what is wrong).
             }
             let sample = parse::sample_line(line).map_err(|message| ParseError {
                 line: number as usize,
@@ -332,6 +391,8 @@ impl SeriesCache {
                 value,
                 timestamp_ms,
             } = sample;
+            // Until it is remembered below, the line has no entry to compare the next page's with.
+            self.next_lines.push(PageLine::NONE);
             let keep = match prepare(&mut labels) {
                 Ok(keep) => keep,
                 Err(e) => {
@@ -351,14 +412,24 @@ impl SeriesCache {
             });
             let remember = |cache: &mut Self, line: Option<LineRef>| {
                 if let Some((series, _, _)) = split {
+                    let key = xxh3_64(series.as_bytes());
                     cache.lines.insert(
-                        xxh3_64(series.as_bytes()),
+                        key,
                         LineEntry {
                             text: series.into(),
                             line,
                             seen: scrape,
                         },
                     );
+                    let start = (series.as_ptr() as usize - base) as u32;
+                    if let Some(last) = cache.next_lines.last_mut() {
+                        *last = PageLine {
+                            start,
+                            end: start + series.len() as u32,
+                            key,
+                            line,
+                        };
+                    }
                 }
             };
             if !keep {
@@ -408,6 +479,7 @@ impl SeriesCache {
         if kinds(&families) != kinds(&self.families) {
             // Lines were resolved under the old TYPEs.
             self.lines.clear();
+            self.last_lines.clear();
         }
         self.families = families;
     }
@@ -782,6 +854,13 @@ impl SeriesCache {
             return;
         }
         let cutoff = self.scrape.saturating_sub(EVICT_AFTER);
+        // Lines found at their place on the last page were not looked up, but were seen.
+        let last_seen = self.scrape_of_last_page;
+        for l in &self.last_lines {
+            if let Some(entry) = self.lines.get_mut(&l.key) {
+                entry.seen = entry.seen.max(last_seen);
+            }
+        }
         self.lines.retain(|_, l| l.seen >= cutoff);
         let old = |s: &Slot| s.committed.is_none() && s.point_scrape < cutoff;
         if !self.slots.iter().any(old) {
@@ -789,6 +868,7 @@ impl SeriesCache {
         }
         // Slot numbers change: every line entry pointing at one is rebuilt from the page.
         self.lines.clear();
+        self.last_lines.clear();
         self.slots.retain(|s| !old(s));
         let mut groups = Vec::new();
         let mut group_index = FxHashMap::default();

@@ -725,3 +725,35 @@ fn the_encoded_request_is_the_owned_request() {
         assert_eq!(own_timestamp > 0, honor_timestamps);
     }
 }
+
+#[test]
+fn lines_that_move_on_the_page_are_still_read_right() {
+    // The line cache first compares a line with the one at the same position of the last page; when
+    // series are reordered, inserted, removed or replaced by one of the same length, the requests must
+    // still be those of a full parse.
+    let pages = [
+        "# TYPE c counter\nc{a=\"1\"} 1\nc{a=\"2\"} 2\ng 3\n",
+        "# TYPE c counter\nc{a=\"2\"} 5\nc{a=\"1\"} 4\ng 6\n",
+        "# TYPE c counter\nc{a=\"2\"} 6\nc{a=\"3\"} 1\nc{a=\"1\"} 5\ng 7\n",
+        "# TYPE c counter\nc{a=\"3\"} 2\nc{a=\"1\"} 6\ng 8\nsecret 1\n",
+        "# TYPE c counter\nc{a=\"4\"} 9\nc{a=\"1\"} 7\nsecret 2\ng 9\n",
+        "# TYPE c counter\nc{a=\"4\"} 9\nc{a=\"1\"} bad\ng 9\n",
+        "# TYPE c counter\nc{a=\"4\"} 10\nc{a=\"1\"} 8\ng 10\n",
+    ];
+    let mut cached = SeriesCache::default();
+    let mut uncached = SeriesCache::default();
+    for (i, page) in pages.iter().enumerate() {
+        let t = 10 * (i as u64 + 1);
+        let Ok(a) = cached_scrape(&mut cached, page, t, "secret") else {
+            assert_eq!(i, 5, "only the page with a bad value fails");
+            continue;
+        };
+        let b = uncached_scrape(&mut uncached, page, t, "secret");
+        assert_eq!(a.request, b.request, "page {i}");
+        assert_eq!(
+            (a.points, a.series_added, &a.dropped),
+            (b.points, b.series_added, &b.dropped),
+            "page {i}"
+        );
+    }
+}
