@@ -77,7 +77,11 @@ impl<T: SignalData> Batch<T> {
 
     /// [`Batch::from_encoded`] for one client request: `bytes` as a receiver encoded them itself (the
     /// prometheus receiver writes a scrape's request straight from its scrape cache).
-    pub fn from_encoded_with_admission(bytes: Vec<u8>, items: usize, admission: Arc<Admission>) -> Self {
+    pub fn from_encoded_with_admission(
+        bytes: Vec<u8>,
+        items: usize,
+        admission: Arc<Admission>,
+    ) -> Self {
         Self {
             data: T::default(),
             encoded: Some(Encoded { bytes, items }),

@@ -89,10 +89,9 @@ impl<T: SignalData> PipelineInput<T> {
     ) -> Result<AckWait, Refusal> {
         self.reserve(bytes)?;
         let (admission, wait) = Admission::new(bytes, self.budget.clone());
-        match self
-            .tx
-            .try_send(Batch::from_encoded_with_admission(payload, items, admission))
-        {
+        match self.tx.try_send(Batch::from_encoded_with_admission(
+            payload, items, admission,
+        )) {
             Ok(()) => Ok(wait),
             // Dropping the refused admission releases its reservation; nobody waits on it, and the
             // payload is not decoded just to be dropped.

@@ -778,15 +778,9 @@ impl SeriesCache {
             match (e.origin, group.kind) {
                 (Origin::Stale, _) => out.stale(g, group, &attrs, e.start_ns, e.time_ns),
                 (Origin::Synthetic, _) => out.gauge(g, group, None, &attrs, e.time_ns, e.value),
-                (Origin::Scraped, Kind::Counter) => out.sum(
-                    g,
-                    group,
-                    families,
-                    &attrs,
-                    e.start_ns,
-                    e.time_ns,
-                    e.value,
-                ),
+                (Origin::Scraped, Kind::Counter) => {
+                    out.sum(g, group, families, &attrs, e.start_ns, e.time_ns, e.value)
+                }
                 (Origin::Scraped, Kind::Gauge) => {
                     out.gauge(g, group, Some(families), &attrs, e.time_ns, e.value)
                 }
@@ -1023,7 +1017,12 @@ fn parse_bound(s: &str) -> Option<f64> {
 
 /// A histogram's explicit bounds and per-bucket counts from its cumulative `(le, count)` buckets,
 /// sorted by bound, and its total count: the `+Inf` bucket is implied by the count.
-fn histogram_buckets(buckets: &[(f64, f64)], count: f64, bounds: &mut Vec<f64>, counts: &mut Vec<u64>) {
+fn histogram_buckets(
+    buckets: &[(f64, f64)],
+    count: f64,
+    bounds: &mut Vec<f64>,
+    counts: &mut Vec<u64>,
+) {
     bounds.clear();
     counts.clear();
     let mut below = 0.0;

@@ -25,9 +25,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, HistogramDataPoint, NumberDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::encoding::{
-    self, encode_key, encode_varint, encoded_len_varint, key_len, WireType,
-};
+use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
 use super::{
@@ -93,6 +91,8 @@ trait Sink {
     fn uint32(&mut self, tag: u32, v: u32);
     fn int32(&mut self, tag: u32, v: i32);
     fn boolean(&mut self, tag: u32, v: bool);
+    /// `&String`, as prost's string encoding takes it.
+    #[allow(clippy::ptr_arg)]
     fn string(&mut self, tag: u32, v: &String);
     fn packed_fixed64(&mut self, tag: u32, v: &[u64]);
     fn packed_double(&mut self, tag: u32, v: &[f64]);
