@@ -32,7 +32,14 @@
 //!   by `metric_relabel_configs`".
 //!
 //! A known line then costs a hash, a lookup, and parsing its value (and timestamp): no label parsing, no
-//! relabeling, no allocation. A line the cache does not know is parsed in full, relabeled and resolved
+//! relabeling, no allocation. Since a target lists its series in the same order every time, a line is
+//! first compared with the line at its position on the last page read in full (kept with where each of
+//! its lines' series text is and what it resolved to): two buffers read in order instead of a hash and
+//! a probe into cold memory; only a line that moved is looked up.
+//!
+//! The request is written straight into its protobuf encoding ([`SeriesCache::finish_encoded`], see
+//! [`encode`]): each slot keeps its attributes encoded once. [`SeriesCache::finish`] builds the same
+//! request as owned structs, the reference the encoder is tested against. A line the cache does not know is parsed in full, relabeled and resolved
 //! (and remembered). Line entries are only right for the families' TYPEs they were resolved under: when
 //! the page's comment lines change, the families are re-read, and if a TYPE changed every line entry is
 //! forgotten. The relabel rules, `honor_labels` and the target's labels are fixed for the life of a
