@@ -183,7 +183,22 @@ pub fn encode_record(
     let mut out = Vec::with_capacity(HEADER_LEN + bound);
     out.resize(HEADER_LEN, 0);
     out.resize(HEADER_LEN + bound, 0);
-    let written = zstd::bulk::compress_to_buffer(payload, &mut out[HEADER_LEN..], ZSTD_LEVEL)
+    // One compression context per thread, kept: making one per record (what `zstd::bulk::compress`
+    // does) allocates and clears zstd's tables every time, which for small records costs as much as
+    // the compression.
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let written = COMPRESSOR
+        .with(|c| {
+            let mut c = c.borrow_mut();
+            let c = match &mut *c {
+                Some(c) => c,
+                None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+            };
+            c.compress_to_buffer(payload, &mut out[HEADER_LEN..])
+        })
         .map_err(|e| FormatError(format!("zstd compression failed: {e}")))?;
     out.truncate(HEADER_LEN + written);
     let header = RecordHeader {

@@ -52,7 +52,7 @@ use crate::telemetry::TailSamplingMetrics;
 
 pub use policy::Verdict;
 use policy::{combine, Policy, Predicate, Summary, TraceView};
-use store::{Codec, Fragment, Group, Groups};
+use store::{Codec, Fragment, Group, GroupKey, Groups};
 
 /// The span attribute naming the policy that kept the span's trace.
 pub const POLICY_ATTRIBUTE: &str = "tailsampling.policy";
@@ -196,6 +196,72 @@ impl DecisionCache {
     }
 }
 
+/// Buffers of the per-request work, reused from one request to the next.
+struct Scratch {
+    /// Per span of the scope at hand: its index in `traces`, or `u32::MAX` for an invalid trace id.
+    slot: Vec<u32>,
+    /// The scope's traces in order of first appearance: id, start in `order`, span count.
+    traces: Vec<(TraceId, u32, u32)>,
+    /// Span indexes grouped by trace, in arrival order within a trace.
+    order: Vec<u32>,
+    where_: IdMap<usize>,
+    key: GroupKey,
+}
+
+impl Scratch {
+    fn new(hash: IdHash) -> Self {
+        Self {
+            slot: Vec::new(),
+            traces: Vec::new(),
+            order: Vec::new(),
+            where_: HashMap::with_hasher(hash),
+            key: GroupKey::default(),
+        }
+    }
+
+    /// Groups `spans` by trace into `traces` and `order` without moving them; returns how many have
+    /// an invalid trace id (those are left out).
+    fn group_by_trace(&mut self, spans: &[Span]) -> usize {
+        self.slot.clear();
+        self.traces.clear();
+        self.where_.clear();
+        let mut invalid = 0;
+        for span in spans {
+            let Ok(id) = <TraceId>::try_from(span.trace_id.as_slice()) else {
+                invalid += 1;
+                self.slot.push(u32::MAX);
+                continue;
+            };
+            // A trace's spans are usually adjacent: try the previous one's before hashing.
+            let t = match self.traces.last() {
+                Some((last, _, _)) if *last == id => self.traces.len() - 1,
+                _ => *self.where_.entry(id).or_insert_with(|| {
+                    self.traces.push((id, 0, 0));
+                    self.traces.len() - 1
+                }),
+            };
+            self.traces[t].2 += 1;
+            self.slot.push(t as u32);
+        }
+        // A counting sort: each trace's start, then its spans' indexes in arrival order.
+        let mut at = 0;
+        for t in &mut self.traces {
+            t.1 = at;
+            at += t.2;
+            t.2 = 0;
+        }
+        self.order.clear();
+        self.order.resize(at as usize, 0);
+        for (k, &t) in self.slot.iter().enumerate() {
+            if let Some(e) = self.traces.get_mut(t as usize) {
+                self.order[(e.1 + e.2) as usize] = k as u32;
+                e.2 += 1;
+            }
+        }
+        invalid
+    }
+}
+
 /// Kept spans gathered into one encoded payload (an export request's encoding), grouped under their
 /// resource and scope.
 #[derive(Default)]
@@ -205,7 +271,12 @@ struct Kept {
     /// be reused once its last span is let go).
     index: HashMap<u32, Vec<usize>>,
     spans: usize,
+    /// Emptied span buffers of earlier takes, so a steady flow of kept traces does not grow new ones.
+    pool: Vec<Vec<u8>>,
 }
+
+/// A span buffer larger than this is freed after a take rather than kept in [`Kept::pool`].
+const KEPT_POOL_MAX_CAPACITY: usize = 1 << 20;
 
 struct KeptGroup {
     rs_head: Vec<u8>,
@@ -235,7 +306,7 @@ impl Kept {
         self.groups.push(KeptGroup {
             rs_head: rs_head.to_vec(),
             ss_head: ss_head.to_vec(),
-            spans: Vec::new(),
+            spans: self.pool.pop().unwrap_or_default(),
         });
         let i = self.groups.len() - 1;
         slots.push(i);
@@ -284,7 +355,15 @@ impl Kept {
             out.extend_from_slice(&g.spans);
         }
         let spans = self.spans;
-        *self = Kept::default();
+        self.spans = 0;
+        self.index.clear();
+        for g in self.groups.drain(..) {
+            let mut buf = g.spans;
+            if buf.capacity() <= KEPT_POOL_MAX_CAPACITY {
+                buf.clear();
+                self.pool.push(buf);
+            }
+        }
         (out, spans)
     }
 }
@@ -326,6 +405,7 @@ pub struct TailSampling {
     held_traces: usize,
     next_gen: u64,
     kept: Kept,
+    scratch: Option<Scratch>,
     /// [`policy_attribute`] of every policy by index, and last of none (`""`).
     policy_attrs: Vec<Vec<u8>>,
     /// The hasher of the trace maps, also for the per-request grouping of spans by trace.
@@ -375,6 +455,7 @@ impl TailSampling {
             held_traces: 0,
             next_gen: 0,
             kept: Kept::default(),
+            scratch: None,
             policy_attrs,
             id_hash,
             stats: Stats::default(),
@@ -406,68 +487,71 @@ impl TailSampling {
         let mut passthrough = Traces::default();
         let mut invalid = 0usize;
         let mut late_dropped = 0usize;
+        let mut scratch = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| Scratch::new(self.id_hash));
         for rs in data.resource_spans {
-            for ss in rs.scope_spans {
+            let ResourceSpans {
+                resource,
+                scope_spans,
+                schema_url: resource_schema_url,
+            } = rs;
+            for ss in scope_spans {
+                let ScopeSpans {
+                    scope,
+                    mut spans,
+                    schema_url: scope_schema_url,
+                } = ss;
                 let group = Group {
-                    resource: rs.resource.clone(),
-                    resource_schema_url: rs.schema_url.clone(),
-                    scope: ss.scope.clone(),
-                    scope_schema_url: ss.schema_url.clone(),
+                    resource: resource.as_ref(),
+                    resource_schema_url: &resource_schema_url,
+                    scope: scope.as_ref(),
+                    scope_schema_url: &scope_schema_url,
                 };
-                // Hashed only if some span of the scope is held.
-                let mut hash = None;
-                // The spans of this scope, by trace, in arrival order.
-                let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
-                let mut where_: IdMap<usize> = HashMap::with_hasher(self.id_hash);
-                for span in ss.spans {
-                    let Ok(id) = <TraceId>::try_from(span.trace_id.as_slice()) else {
-                        invalid += 1;
-                        continue;
-                    };
-                    // A trace's spans are usually adjacent: try the previous one's before hashing.
-                    let i = match by_trace.last() {
-                        Some((last, _)) if *last == id => by_trace.len() - 1,
-                        _ => *where_.entry(id).or_insert_with(|| {
-                            by_trace.push((id, Vec::new()));
-                            by_trace.len() - 1
-                        }),
-                    };
-                    by_trace[i].1.push(span);
-                }
+                // Keyed only if some span of the scope is held.
+                let mut keyed = false;
+                invalid += scratch.group_by_trace(&spans);
                 let mut pass_spans = Vec::new();
-                for (id, spans) in by_trace {
+                for &(id, start, len) in &scratch.traces {
+                    let idx = &scratch.order[start as usize..(start + len) as usize];
                     match self.settled(&id) {
                         Some((true, policy)) => {
-                            self.late(true, spans.len());
+                            self.late(true, idx.len());
                             let name = self.policy_name(policy);
-                            for mut s in spans {
+                            for &k in idx {
+                                let mut s = std::mem::take(&mut spans[k as usize]);
                                 mark(&mut s, name);
                                 pass_spans.push(s);
                             }
                         }
                         Some((false, _)) => {
-                            self.late(false, spans.len());
-                            late_dropped += spans.len();
+                            self.late(false, idx.len());
+                            late_dropped += idx.len();
                         }
                         None => {
-                            let hash = *hash.get_or_insert_with(|| group.hash());
-                            self.hold(id, &group, hash, spans, now, out)
+                            if !keyed {
+                                scratch.key.set(&group);
+                                keyed = true;
+                            }
+                            self.hold(id, &group, &scratch.key, (&mut spans, idx), now, out)
                         }
                     }
                 }
                 if !pass_spans.is_empty() {
                     passthrough.resource_spans.push(ResourceSpans {
-                        resource: group.resource,
-                        schema_url: group.resource_schema_url,
+                        resource: resource.clone(),
+                        schema_url: resource_schema_url.clone(),
                         scope_spans: vec![ScopeSpans {
-                            scope: group.scope,
-                            schema_url: group.scope_schema_url,
+                            scope,
+                            schema_url: scope_schema_url,
                             spans: pass_spans,
                         }],
                     });
                 }
             }
         }
+        self.scratch = Some(scratch);
         out.dropped("invalid_trace_id", invalid);
         out.dropped("not_sampled", late_dropped);
         self.flush_kept(out);
@@ -512,32 +596,34 @@ impl TailSampling {
         self.metrics.late_spans(keep, n);
     }
 
-    /// Adds `spans` of trace `id` to what is held, then makes room if that went over a bound.
+    /// Adds the spans of trace `id` (those of `spans.0` at the indexes `spans.1`) to what is held, then
+    /// makes room if that went over a bound.
     fn hold(
         &mut self,
         id: TraceId,
-        group: &Group,
-        hash: u64,
-        spans: Vec<Span>,
+        group: &Group<'_>,
+        key: &GroupKey,
+        (spans, idx): (&mut [Span], &[u32]),
         now: Instant,
         out: &mut Emit<Traces>,
     ) {
         let gid = self
             .groups
-            .intern(group, hash, spans.len() as u64, &self.predicates);
+            .intern(group, key, idx.len() as u64, &self.predicates);
         let mut summary = Summary::default();
         if let Some(hits) = self.groups.hits(gid) {
             summary.hits.union(hits);
         }
         let mut root = false;
         self.codec.begin(gid);
-        for mut s in spans {
+        for &k in idx {
+            let s = &mut spans[k as usize];
             root |= s.parent_span_id.is_empty();
             s.trace_id.clear();
             // A policy attribute the span came with is replaced by ours when the trace is kept, so it
             // is not stored; the policies still see the span as sent.
-            let stripped = strip_policy_attribute(&mut s);
-            let len = self.codec.push(&s);
+            let stripped = strip_policy_attribute(s);
+            let len = self.codec.push(s);
             let stripped_len: usize = stripped
                 .iter()
                 .map(|kv| 1 + encoded_len_varint(kv.encoded_len() as u64) + kv.encoded_len())
@@ -545,7 +631,7 @@ impl TailSampling {
             s.attributes.extend(stripped);
             // 16 trace-id bytes with their tag and length, and the span's own tag, were part of the
             // span as sent.
-            summary.add(&s, (len + stripped_len + 1 + 18) as u64, &self.predicates);
+            summary.add(s, (len + stripped_len + 1 + 18) as u64, &self.predicates);
         }
         let frag = self.codec.finish();
         let cost = frag.cost();

@@ -21,34 +21,34 @@
 
 use std::collections::HashMap;
 
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::encoding::{decode_varint, encode_varint};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::encoding::{decode_varint, encode_varint, WireType};
 use prost::Message;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 use zstd::zstd_safe::{CCtx, DCtx};
 
 use super::policy::{Hits, Predicate};
 
-/// A resource and scope pair spans arrived with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Group {
-    pub resource: Option<Resource>,
-    pub resource_schema_url: String,
-    pub scope: Option<InstrumentationScope>,
-    pub scope_schema_url: String,
+/// A resource and scope pair spans arrived with, borrowed from the request.
+#[derive(Clone, Copy)]
+pub struct Group<'a> {
+    pub resource: Option<&'a Resource>,
+    pub resource_schema_url: &'a str,
+    pub scope: Option<&'a InstrumentationScope>,
+    pub scope_schema_url: &'a str,
 }
 
 struct Interned {
-    group: Group,
     /// The span predicates the resource's attributes meet, for every trace with a span in this group.
     hits: Hits,
     hash: u64,
-    /// The encodings of the group's `ResourceSpans` and `ScopeSpans` without their children: what a
-    /// kept span is framed under on its way out.
-    rs_head: Vec<u8>,
-    ss_head: Vec<u8>,
+    /// The encodings of the group's `ResourceSpans` and `ScopeSpans` without their children, one after
+    /// the other, split at `split`: what a kept span is framed under on its way out, and the group's
+    /// identity (equal groups encode equally, so a lookup compares bytes instead of decoded structs).
+    key: Box<[u8]>,
+    split: usize,
     /// Held spans that name this group.
     refs: u64,
     bytes: usize,
@@ -63,80 +63,89 @@ pub struct Groups {
     bytes: usize,
 }
 
-fn attrs_cost(attrs: &[KeyValue]) -> usize {
-    attrs.iter().map(|kv| kv.encoded_len() + 64).sum()
+/// `ResourceSpans.resource`, `ResourceSpans.schema_url`; `ScopeSpans.scope`, `ScopeSpans.schema_url`.
+const FIELD_HEAD: u32 = 1;
+const FIELD_SCHEMA_URL: u32 = 3;
+
+/// A `schema_url` field, as `prost::encoding::string::encode` writes it (which wants a `String`).
+fn encode_str(s: &str, buf: &mut Vec<u8>) {
+    prost::encoding::encode_key(FIELD_SCHEMA_URL, WireType::LengthDelimited, buf);
+    encode_varint(s.len() as u64, buf);
+    buf.extend_from_slice(s.as_bytes());
 }
 
-impl Group {
-    /// The group's `ResourceSpans` and `ScopeSpans` encoded without their children (see [`Interned`]).
-    fn heads(&self) -> (Vec<u8>, Vec<u8>) {
-        let rs = ResourceSpans {
-            resource: self.resource.clone(),
-            scope_spans: Vec::new(),
-            schema_url: self.resource_schema_url.clone(),
-        };
-        let ss = ScopeSpans {
-            scope: self.scope.clone(),
-            spans: Vec::new(),
-            schema_url: self.scope_schema_url.clone(),
-        };
-        (rs.encode_to_vec(), ss.encode_to_vec())
-    }
+/// A group's identity: the encodings of its `ResourceSpans` and `ScopeSpans` without their children, as
+/// prost would encode them, one after the other, and their hash. Taken once per scope of a request, into
+/// a buffer reused across requests.
+#[derive(Default)]
+pub struct GroupKey {
+    bytes: Vec<u8>,
+    split: usize,
+    hash: u64,
+}
 
-    /// A hash of the group's contents, for [`Groups::intern`]; taken once per scope of a request.
-    pub fn hash(&self) -> u64 {
-        let mut buf = Vec::new();
-        if let Some(r) = &self.resource {
-            r.encode(&mut buf).expect("a Vec grows as needed");
+impl GroupKey {
+    /// Makes this the key of `group`.
+    pub fn set(&mut self, group: &Group<'_>) {
+        self.split = group.key(&mut self.bytes);
+        self.hash = xxhash_rust::xxh3::xxh3_64(&self.bytes);
+    }
+}
+
+impl Group<'_> {
+    /// Writes the group's key into `buf` (cleared first) and returns where the `ScopeSpans` part
+    /// starts (see [`GroupKey`]).
+    fn key(&self, buf: &mut Vec<u8>) -> usize {
+        buf.clear();
+        if let Some(r) = self.resource {
+            prost::encoding::message::encode(FIELD_HEAD, r, buf);
         }
-        buf.extend_from_slice(self.resource_schema_url.as_bytes());
-        // Lengths between the parts, so that bytes moving from one part to the next change the hash.
-        buf.extend_from_slice(&(buf.len() as u64).to_le_bytes());
-        if let Some(s) = &self.scope {
-            s.encode(&mut buf).expect("a Vec grows as needed");
+        if !self.resource_schema_url.is_empty() {
+            encode_str(self.resource_schema_url, buf);
         }
-        buf.extend_from_slice(&(self.scope_schema_url.len() as u64).to_le_bytes());
-        buf.extend_from_slice(self.scope_schema_url.as_bytes());
-        xxhash_rust::xxh3::xxh3_64(&buf)
+        let split = buf.len();
+        if let Some(s) = self.scope {
+            prost::encoding::message::encode(FIELD_HEAD, s, buf);
+        }
+        if !self.scope_schema_url.is_empty() {
+            encode_str(self.scope_schema_url, buf);
+        }
+        split
     }
 }
 
 impl Groups {
-    /// The id of `group` (whose [`Group::hash`] is `hash`), interning it; `spans` more held spans now
-    /// name it. A new group's resource is checked against `preds` once, here.
-    pub fn intern(&mut self, group: &Group, hash: u64, spans: u64, preds: &[Predicate]) -> u32 {
+    /// The id of `group`, whose key is `key`, interning it; `spans` more held spans now name it. A new
+    /// group's resource is checked against `preds` once, here.
+    pub fn intern(
+        &mut self,
+        group: &Group<'_>,
+        key: &GroupKey,
+        spans: u64,
+        preds: &[Predicate],
+    ) -> u32 {
+        let (hash, split) = (key.hash, key.split);
+        let key = key.bytes.as_slice();
         if let Some(ids) = self.by_hash.get(&hash) {
             for &id in ids {
                 if let Some(slot) = self.slots[id as usize].as_mut() {
-                    if slot.group == *group {
+                    if *slot.key == *key && slot.split == split {
                         slot.refs += spans;
                         return id;
                     }
                 }
             }
         }
-        let (rs_head, ss_head) = group.heads();
-        let bytes = std::mem::size_of::<Interned>()
-            + rs_head.len()
-            + ss_head.len()
-            + group
-                .resource
-                .as_ref()
-                .map_or(0, |r| attrs_cost(&r.attributes))
-            + group.scope.as_ref().map_or(0, |s| {
-                s.name.len() + s.version.len() + attrs_cost(&s.attributes)
-            });
+        let bytes = std::mem::size_of::<Interned>() + key.len().next_multiple_of(16);
         let hits = group
             .resource
-            .as_ref()
             .map(|r| Hits::of_resource(preds, &r.attributes))
             .unwrap_or_default();
         let entry = Interned {
-            group: group.clone(),
             hits,
             hash,
-            rs_head,
-            ss_head,
+            key: key.into(),
+            split,
             refs: spans,
             bytes,
         };
@@ -160,7 +169,7 @@ impl Groups {
         self.slots
             .get(id as usize)
             .and_then(Option::as_ref)
-            .map(|i| (i.rs_head.as_slice(), i.ss_head.as_slice()))
+            .map(|i| i.key.split_at(i.split))
     }
 
     /// The predicates the resource of group `id` meets.
