@@ -285,6 +285,37 @@ impl SeriesCache {
         &mut self,
         target: &Target,
         page: &str,
+        prepare: impl FnMut(&mut Labels) -> Result<bool, String>,
+    ) -> Result<PageStats, ParseError> {
+        let stats = self.read_page(target, page, prepare)?;
+        // Only a page read to its end is the order the next one is compared with.
+        self.last_page.clear();
+        self.last_page.push_str(page);
+        Ok(stats)
+    }
+
+    /// [`add_page`](Self::add_page) for a page the caller owns: a page read to its end is kept by
+    /// swapping buffers instead of copying it, and `page` is handed back holding the previous one,
+    /// whose capacity the caller reuses for the next fetch. A scrape thus allocates no page-sized
+    /// buffer once the target's page size is reached: a fresh one each scrape costs the kernel its
+    /// page faults and zeroing, as the allocator returns large freed blocks to the system between
+    /// scrapes. On an error `page` is left as it was.
+    pub fn add_owned_page(
+        &mut self,
+        target: &Target,
+        page: &mut String,
+        prepare: impl FnMut(&mut Labels) -> Result<bool, String>,
+    ) -> Result<PageStats, ParseError> {
+        let stats = self.read_page(target, page, prepare)?;
+        std::mem::swap(&mut self.last_page, page);
+        Ok(stats)
+    }
+
+    /// Reads `page`; on success `last_lines` describe it and the caller must make it `last_page`.
+    fn read_page(
+        &mut self,
+        target: &Target,
+        page: &str,
         mut prepare: impl FnMut(&mut Labels) -> Result<bool, String>,
     ) -> Result<PageStats, ParseError> {
         let mut stats = PageStats::default();
@@ -322,10 +353,7 @@ impl SeriesCache {
         let result = self.add_lines(target, page, &sample_lines, &mut prepare, &mut stats);
         self.sample_lines = sample_lines;
         if result.is_ok() {
-            // Only a page read to its end is the order the next one is compared with.
             std::mem::swap(&mut self.last_lines, &mut self.next_lines);
-            self.last_page.clear();
-            self.last_page.push_str(page);
             self.scrape_of_last_page = self.scrape;
         }
         result.map(|()| stats)

@@ -757,3 +757,58 @@ fn lines_that_move_on_the_page_are_still_read_right() {
         );
     }
 }
+
+#[test]
+fn an_owned_page_is_kept_without_a_copy_and_reads_as_a_borrowed_one() {
+    // The scrape loop reads into a buffer it keeps: the cache takes the page read in full by swapping
+    // and hands back the page before it, whose capacity the next fetch reuses. Requests must be those
+    // of the copying path, also after a failed page and when lines move.
+    let pages = [
+        "# TYPE c counter\nc{a=\"1\"} 1\nc{a=\"2\"} 2\ng 3\n",
+        "# TYPE c counter\nc{a=\"2\"} 5\nc{a=\"1\"} 4\ng 6\n",
+        "# TYPE c counter\nc{a=\"2\"} 6\nc{a=\"1\"} bad\ng 7\n",
+        "# TYPE c counter\nc{a=\"2\"} 7\nc{a=\"3\"} 1\nc{a=\"1\"} 5\ng 8\n",
+        "# TYPE c counter\nc{a=\"2\"} 8\nc{a=\"3\"} 2\nc{a=\"1\"} 6\ng 9\n",
+    ];
+    let target = target();
+    let mut copied = SeriesCache::default();
+    let mut owned = SeriesCache::default();
+    let mut buffer = String::new();
+    let mut last_good: Option<&str> = None;
+    for (i, page) in pages.iter().enumerate() {
+        let t = 10 * (i as u64 + 1) * SEC;
+        copied.begin(&target, t);
+        owned.begin(&target, t);
+        let a = copied.add_page(&target, page, |_| Ok(true));
+        buffer.clear();
+        buffer.push_str(page);
+        let b = owned.add_owned_page(&target, &mut buffer, |_| Ok(true));
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!((a.exposed, a.kept), (b.exposed, b.kept), "page {i}");
+                // The page before it (none at first) comes back.
+                assert_eq!(buffer, last_good.unwrap_or(""), "page {i}");
+                last_good = Some(page);
+            }
+            (Err(_), Err(_)) => {
+                assert_eq!(i, 2, "only the page with a bad value fails");
+                assert_eq!(buffer, *page, "a failed page stays with the caller");
+                copied.begin(&target, t);
+                owned.begin(&target, t);
+            }
+            (a, b) => panic!("page {i}: {a:?} against {b:?}"),
+        }
+        let report = Some(ScrapeReport {
+            up: true,
+            duration_seconds: 0.5,
+            samples_scraped: 0,
+            samples_post_relabeling: 0,
+        });
+        let x = copied.finish_encoded(&target, report);
+        let y = owned.finish_encoded(&target, report);
+        assert_eq!(x.request, y.request, "page {i}");
+        assert_eq!(x.points, y.points, "page {i}");
+        commit(&mut copied, x.next);
+        commit(&mut owned, y.next);
+    }
+}
