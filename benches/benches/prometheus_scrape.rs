@@ -8,7 +8,9 @@
 //!
 //! `parse` and `parse_convert_encode` read every line in full (the path a scrape took before the scrape
 //! cache, and still takes for a series seen for the first time); `cached_parse_convert[_encode]` is the
-//! scrape loop's path, through the target's line cache, commit included.
+//! scrape loop's path through the target's line cache as it was before the direct encoder (owned OTLP
+//! structs, then prost's encode), commit included; `cached_parse_convert_direct_encode` is the scrape
+//! loop's path now: the line cache, then the request written straight into protobuf bytes.
 //!
 //! The allocator is mimalloc, as in the `outpost` binary. Time is the benchmark thread's CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the build machine is shared, and wall time there measures
@@ -228,8 +230,93 @@ fn scrape(c: &mut Criterion) {
             })
         });
     }
+
+    // The scrape loop's path now: the same request written straight into its protobuf encoding from
+    // the cache, no OTLP structs, the bytes freed as the queue would after its append.
+    let mut direct = SeriesCache::default();
+    let direct_scrape = |cache: &mut SeriesCache, now: u64| {
+        cache.begin(&t, now);
+        let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
+        let out = cache.finish_encoded(
+            &t,
+            Some(ScrapeReport {
+                up: true,
+                duration_seconds: 0.01,
+                samples_scraped: stats.exposed,
+                samples_post_relabeling: stats.kept,
+            }),
+        );
+        let points = out.points;
+        black_box(out.request);
+        convert::commit(cache, out.next);
+        points
+    };
+    assert_eq!(direct_scrape(&mut direct, 1), warm_points);
+    group.bench_function("cached_parse_convert_direct_encode", |b| {
+        let mut now = 2u64;
+        b.iter_custom(|iters| {
+            cpu_time(iters, || {
+                now += 1_000_000_000;
+                black_box(direct_scrape(&mut direct, now));
+            })
+        })
+    });
     group.finish();
 }
 
-criterion_group!(benches, scrape);
+/// The queue's side of a scrape: compressing its encoded request (one scrape of the page, in steady
+/// state) at the queue's zstd level and at faster ones, with a fresh zstd context per record (as
+/// `zstd::bulk::compress` does, which the queue's `encode_record` uses) and with one reused. The
+/// compressed size of each level is printed once: the trade is speed against the queue's disk footprint.
+fn queue_zstd(c: &mut Criterion) {
+    let text = page(2_000);
+    let t = target();
+    let mut cache = SeriesCache::default();
+    let mut payload = Vec::new();
+    for now in [1, 2] {
+        cache.begin(&t, now);
+        let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
+        let out = cache.finish_encoded(
+            &t,
+            Some(ScrapeReport {
+                up: true,
+                duration_seconds: 0.01,
+                samples_scraped: stats.exposed,
+                samples_post_relabeling: stats.kept,
+            }),
+        );
+        convert::commit(&mut cache, out.next);
+        payload = out.request;
+    }
+    let samples = parse::parse(&text).unwrap().samples.len();
+    let mut group = c.benchmark_group("prometheus_queue_zstd");
+    group.throughput(Throughput::Elements(samples as u64));
+    for level in [3, 1, -1, -3, -5] {
+        let compressed = zstd::bulk::compress(&payload, level).unwrap();
+        eprintln!(
+            "zstd level {level}: {} → {} bytes ({:.2}x)",
+            payload.len(),
+            compressed.len(),
+            payload.len() as f64 / compressed.len() as f64
+        );
+        group.bench_function(format!("level_{level}"), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    black_box(zstd::bulk::compress(black_box(&payload), level).unwrap());
+                })
+            })
+        });
+        let mut reused = zstd::bulk::Compressor::new(level).unwrap();
+        group.bench_function(format!("level_{level}_reused_context"), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    black_box(reused.compress(black_box(&payload)).unwrap());
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scrape, queue_zstd);
 criterion_main!(benches);

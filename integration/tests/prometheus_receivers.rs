@@ -595,12 +595,20 @@ receivers:
             - targets: ["127.0.0.1:{}"]
   prometheusremotewrite:
     endpoint: 127.0.0.1:{rw_port}
+# A processor that reads items: the scrapes, which the receiver admits encoded, reach it decoded.
+processors:
+  attributes/mark:
+    actions:
+      - key: pipeline.seen
+        action: insert
+        value: "yes"
 {OUTPUT}
 service:
   extensions: [health_check]
   pipelines:
     metrics:
       receivers: [prometheus, prometheusremotewrite]
+      processors: [attributes/mark]
       exporters: [file]
 "#,
         app.port
@@ -632,6 +640,17 @@ service:
     assert!(named(&items, "app_temperature_celsius")
         .iter()
         .any(|i| flags(i) & 1 == 1));
+    // Every scraped point went through the processor.
+    for name in ["up", "app_temperature_celsius", "app_requests_total"] {
+        let scraped = named(&items, name);
+        assert!(!scraped.is_empty(), "{name}");
+        assert!(
+            scraped
+                .iter()
+                .all(|i| i.attr("pipeline.seen") == Some(&str_attr("yes"))),
+            "{name}: a point missed the attributes processor"
+        );
+    }
 
     let url = format!("http://127.0.0.1:{rw_port}/api/v1/write");
     let (status, body) = raw_post(&url, "application/x-protobuf", b"\x00garbage not snappy");

@@ -13,7 +13,8 @@
 //! fails its clients' requests with a retryable error, so data that was lost is never acknowledged.
 //!
 //! Part of a batch's payload may travel *encoded* ([`Batch::from_encoded`]): the prost encoding of more
-//! of the same export request, as a processor that stores data encoded (tail_sampling) releases it. An
+//! of the same export request, as a processor that stores data encoded (tail_sampling) releases it, or
+//! as a receiver that writes its requests encoded (prometheus, from its scrape cache) admits it. An
 //! export request's only field is its repeated list of resource groups, so the concatenation of two
 //! encodings is the encoding of the merged request: merging appends bytes and the queue seam
 //! ([`Batch::take_payload`]) writes them as they are, so data that was encoded once is never decoded and
@@ -71,6 +72,20 @@ impl<T: SignalData> Batch<T> {
             data: T::default(),
             encoded: Some(Encoded { bytes, items }),
             admissions: Vec::new(),
+        }
+    }
+
+    /// [`Batch::from_encoded`] for one client request: `bytes` as a receiver encoded them itself (the
+    /// prometheus receiver writes a scrape's request straight from its scrape cache).
+    pub fn from_encoded_with_admission(
+        bytes: Vec<u8>,
+        items: usize,
+        admission: Arc<Admission>,
+    ) -> Self {
+        Self {
+            data: T::default(),
+            encoded: Some(Encoded { bytes, items }),
+            admissions: vec![admission],
         }
     }
 

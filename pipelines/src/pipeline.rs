@@ -60,13 +60,8 @@ impl<T: SignalData> PipelineInput<T> {
     /// [`PipelineInput::try_admit`] that hands the data back when it is refused, for a receiver that
     /// holds on to it and tries again later (a file tailer under backpressure) without copying it first.
     pub fn try_admit_or_return(&self, data: T, bytes: u64) -> Result<AckWait, (Refusal, T)> {
-        if self.gate.as_ref().is_some_and(Queue::pressure) {
-            return Err((Refusal::Pressure("queue_full"), data));
-        }
-        if let Some(budget) = &self.budget {
-            if !budget.try_reserve(bytes) {
-                return Err((Refusal::Pressure("memory_limit"), data));
-            }
+        if let Err(refusal) = self.reserve(bytes) {
+            return Err((refusal, data));
         }
         let (admission, wait) = Admission::new(bytes, self.budget.clone());
         let refused = |batch: Batch<T>| {
@@ -81,6 +76,47 @@ impl<T: SignalData> PipelineInput<T> {
                 Err((Refusal::Unavailable("pipeline_stopped"), refused(b)))
             }
         }
+    }
+
+    /// [`PipelineInput::try_admit`] for a request the receiver encoded itself: `payload` is the prost
+    /// encoding of a `T` holding `items` items (see [`Batch::from_encoded`]). It travels encoded to the
+    /// queue unless a processor needs to look at its items.
+    pub fn try_admit_encoded(
+        &self,
+        payload: Vec<u8>,
+        items: usize,
+        bytes: u64,
+    ) -> Result<AckWait, Refusal> {
+        self.reserve(bytes)?;
+        let (admission, wait) = Admission::new(bytes, self.budget.clone());
+        match self.tx.try_send(Batch::from_encoded_with_admission(
+            payload, items, admission,
+        )) {
+            Ok(()) => Ok(wait),
+            // Dropping the refused admission releases its reservation; nobody waits on it, and the
+            // payload is not decoded just to be dropped.
+            Err(TrySendError::Full(b)) => {
+                b.discard();
+                Err(Refusal::Pressure("pipeline_full"))
+            }
+            Err(TrySendError::Closed(b)) => {
+                b.discard();
+                Err(Refusal::Unavailable("pipeline_stopped"))
+            }
+        }
+    }
+
+    /// Takes `bytes` from the memory budget, unless the queue (`overflow: block`) or the budget says no.
+    fn reserve(&self, bytes: u64) -> Result<(), Refusal> {
+        if self.gate.as_ref().is_some_and(Queue::pressure) {
+            return Err(Refusal::Pressure("queue_full"));
+        }
+        if let Some(budget) = &self.budget {
+            if !budget.try_reserve(bytes) {
+                return Err(Refusal::Pressure("memory_limit"));
+            }
+        }
+        Ok(())
     }
 
     /// Admits data produced inside outpost (a connector's), waiting for room instead of refusing, so

@@ -15,7 +15,7 @@ pub mod syslog;
 use std::sync::{Arc, RwLock};
 
 use outpost_pipelines::telemetry::ReceiverMetrics;
-use outpost_pipelines::{Logs, Metrics, PipelineInput, Refusal, Traces};
+use outpost_pipelines::{AckWait, Logs, Metrics, PipelineInput, Refusal, Traces};
 
 use crate::otlp::{OtlpSignal, Rejected};
 
@@ -102,32 +102,82 @@ pub async fn admit<T: OtlpSignal + InputsOf>(
     if items == 0 {
         return Outcome::Accepted(rejected);
     }
-    let mut waits = Vec::with_capacity(targets.len());
     let mut data = Some(data);
-    for (i, input) in targets.iter().enumerate() {
-        let payload = if i + 1 == targets.len() {
+    let last = targets.len() - 1;
+    let admitted = admit_each(targets, |i, input| {
+        let payload = if i == last {
             data.take().expect("taken once, by the last pipeline")
         } else {
             data.as_ref()
                 .expect("present until the last pipeline")
                 .clone()
         };
-        match input.try_admit(payload, bytes) {
-            Ok(w) => waits.push(w),
-            Err(refusal) => {
-                // Pipelines that already took the data keep it; the client's retry may duplicate it
-                // there, which at-least-once delivery allows, while refusing loses nothing.
-                metrics.refused(T::SIGNAL, refusal.reason(), items);
-                return Outcome::Refused(refusal);
-            }
-        }
-    }
-    for w in waits {
-        if let Err(refusal) = w.wait().await {
-            metrics.refused(T::SIGNAL, refusal.reason(), items);
-            return Outcome::Refused(refusal);
-        }
+        input.try_admit(payload, bytes)
+    })
+    .await;
+    if let Err(refusal) = admitted {
+        metrics.refused(T::SIGNAL, refusal.reason(), items);
+        return Outcome::Refused(refusal);
     }
     metrics.accepted(T::SIGNAL, items);
     Outcome::Accepted(rejected)
+}
+
+/// [`admit`] for a request the receiver wrote encoded itself: `payload` is the prost encoding of a `T`
+/// holding `items` valid items (the receiver vouches for both; see `Batch::from_encoded`). Pipelines
+/// get it encoded: it reaches the queue as it is unless a processor needs its items decoded.
+pub async fn admit_encoded<T: OtlpSignal + InputsOf>(
+    inputs: &Inputs,
+    metrics: &ReceiverMetrics,
+    payload: Vec<u8>,
+    items: usize,
+    bytes: u64,
+) -> Outcome {
+    let routes = inputs.current();
+    let targets = T::of(&routes);
+    if targets.is_empty() {
+        metrics.refused(T::SIGNAL, "signal_not_enabled", items);
+        return Outcome::NotEnabled;
+    }
+    if items == 0 {
+        return Outcome::Accepted(Rejected::default());
+    }
+    let mut payload = Some(payload);
+    let last = targets.len() - 1;
+    let admitted = admit_each(targets, |i, input| {
+        let bytes_of = if i == last {
+            payload.take().expect("taken once, by the last pipeline")
+        } else {
+            payload
+                .as_ref()
+                .expect("present until the last pipeline")
+                .clone()
+        };
+        input.try_admit_encoded(bytes_of, items, bytes)
+    })
+    .await;
+    if let Err(refusal) = admitted {
+        metrics.refused(T::SIGNAL, refusal.reason(), items);
+        return Outcome::Refused(refusal);
+    }
+    metrics.accepted(T::SIGNAL, items);
+    Outcome::Accepted(Rejected::default())
+}
+
+/// Admits one request into every pipeline in `targets` (`try_one` hands pipeline `i` its copy) and
+/// waits until every one has queued it. The first refusal ends it: pipelines that already took the
+/// data keep it; the client's retry may duplicate it there, which at-least-once delivery allows, while
+/// refusing loses nothing.
+async fn admit_each<T>(
+    targets: &[PipelineInput<T>],
+    mut try_one: impl FnMut(usize, &PipelineInput<T>) -> Result<AckWait, Refusal>,
+) -> Result<(), Refusal> {
+    let mut waits = Vec::with_capacity(targets.len());
+    for (i, input) in targets.iter().enumerate() {
+        waits.push(try_one(i, input)?);
+    }
+    for w in waits {
+        w.wait().await?;
+    }
+    Ok(())
 }

@@ -32,7 +32,14 @@
 //!   by `metric_relabel_configs`".
 //!
 //! A known line then costs a hash, a lookup, and parsing its value (and timestamp): no label parsing, no
-//! relabeling, no allocation. A line the cache does not know is parsed in full, relabeled and resolved
+//! relabeling, no allocation. Since a target lists its series in the same order every time, a line is
+//! first compared with the line at its position on the last page read in full (kept with where each of
+//! its lines' series text is and what it resolved to): two buffers read in order instead of a hash and
+//! a probe into cold memory; only a line that moved is looked up.
+//!
+//! The request is written straight into its protobuf encoding ([`SeriesCache::finish_encoded`], see
+//! [`encode`]): each slot keeps its attributes encoded once. [`SeriesCache::finish`] builds the same
+//! request as owned structs, the reference the encoder is tested against. A line the cache does not know is parsed in full, relabeled and resolved
 //! (and remembered). Line entries are only right for the families' TYPEs they were resolved under: when
 //! the page's comment lines change, the families are re-read, and if a TYPE changed every line entry is
 //! forgotten. The relabel rules, `honor_labels` and the target's labels are fixed for the life of a
@@ -117,7 +124,9 @@ struct Cumulative {
 struct Slot {
     key: u64,
     group: u32,
-    attrs: Vec<KeyValue>,
+    /// The data point attributes as they are encoded in a point of the series' kind: the repeated
+    /// `attributes` field, every `KeyValue` with its field key and length (see [`encode`]).
+    attrs: Box<[u8]>,
     /// As of the last queued scrape; `Some` means the series is live and will be marked stale when it
     /// goes missing.
     committed: Option<Cumulative>,
@@ -144,6 +153,24 @@ struct LineEntry {
     /// `None`: dropped by `metric_relabel_configs`.
     line: Option<LineRef>,
     seen: u64,
+}
+
+/// A sample line of the last page (see [`SeriesCache::last_lines`]).
+#[derive(Debug, Clone, Copy)]
+struct PageLine {
+    start: u32,
+    end: u32,
+    key: u64,
+    line: Option<LineRef>,
+}
+
+impl PageLine {
+    const NONE: PageLine = PageLine {
+        start: 0,
+        end: 0,
+        key: 0,
+        line: None,
+    };
 }
 
 /// A point being assembled from one or more sample lines. Kept across scrapes so the bucket vectors
@@ -182,6 +209,48 @@ pub struct SeriesCache {
     dropped: Vec<(&'static str, usize)>,
     sample_lines: Vec<(u32, u32, u32)>,
     comment_lines: Vec<(u32, u32)>,
+    /// The last page read in full, and its sample lines in page order: where each one's series text is
+    /// in `last_page`, its key in `lines` and what it contributes (`None`: dropped by relabeling). A
+    /// target lists its series in the same order scrape after scrape, so a line is first compared with
+    /// the line at the same position of the last page: no hash, no lookup, and both texts are read in
+    /// order. A span of `(0, 0)` is a line with no entry.
+    last_page: String,
+    last_lines: Vec<PageLine>,
+    next_lines: Vec<PageLine>,
+    /// The scrape `last_page` was read in.
+    scrape_of_last_page: u64,
+    /// What the scrape being finished emits, in request order ([`SeriesCache::plan`]).
+    emitted: Vec<Emitted>,
+    /// The encoder's work space, kept for its capacity.
+    scratch: encode::Scratch,
+}
+
+/// Where an emitted point comes from, which decides how its metric is described when the point is
+/// the first of its metric in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A sample of the page (its family's HELP and TYPE describe the metric).
+    Scraped,
+    /// `up` and the `scrape_*` series.
+    Synthetic,
+    /// A staleness marker (the family may be gone from the page).
+    Stale,
+}
+
+/// [`Emitted::acc`] of a point that has no accumulator.
+const NO_ACC: u32 = u32::MAX;
+
+/// One point of the request being finished.
+#[derive(Debug, Clone, Copy)]
+struct Emitted {
+    slot: u32,
+    origin: Origin,
+    /// The point's [`PointAcc`] in `points` (buckets, quantiles and sum), or [`NO_ACC`].
+    acc: u32,
+    start_ns: u64,
+    time_ns: u64,
+    /// The value of a number point, the count of a histogram or summary.
+    value: f64,
 }
 
 impl SeriesCache {
@@ -213,6 +282,37 @@ impl SeriesCache {
     /// `Err`: the series breaks a limit, which fails the scrape after the page is read, without being
     /// remembered). A page that does not parse fails at its first bad line; then begin again.
     pub fn add_page(
+        &mut self,
+        target: &Target,
+        page: &str,
+        prepare: impl FnMut(&mut Labels) -> Result<bool, String>,
+    ) -> Result<PageStats, ParseError> {
+        let stats = self.read_page(target, page, prepare)?;
+        // Only a page read to its end is the order the next one is compared with.
+        self.last_page.clear();
+        self.last_page.push_str(page);
+        Ok(stats)
+    }
+
+    /// [`add_page`](Self::add_page) for a page the caller owns: a page read to its end is kept by
+    /// swapping buffers instead of copying it, and `page` is handed back holding the previous one,
+    /// whose capacity the caller reuses for the next fetch. A scrape thus allocates no page-sized
+    /// buffer once the target's page size is reached: a fresh one each scrape costs the kernel its
+    /// page faults and zeroing, as the allocator returns large freed blocks to the system between
+    /// scrapes. On an error `page` is left as it was.
+    pub fn add_owned_page(
+        &mut self,
+        target: &Target,
+        page: &mut String,
+        prepare: impl FnMut(&mut Labels) -> Result<bool, String>,
+    ) -> Result<PageStats, ParseError> {
+        let stats = self.read_page(target, page, prepare)?;
+        std::mem::swap(&mut self.last_page, page);
+        Ok(stats)
+    }
+
+    /// Reads `page`; on success `last_lines` describe it and the caller must make it `last_page`.
+    fn read_page(
         &mut self,
         target: &Target,
         page: &str,
@@ -249,8 +349,13 @@ impl SeriesCache {
         }
 
         let sample_lines = std::mem::take(&mut self.sample_lines);
+        self.next_lines.clear();
         let result = self.add_lines(target, page, &sample_lines, &mut prepare, &mut stats);
         self.sample_lines = sample_lines;
+        if result.is_ok() {
+            std::mem::swap(&mut self.last_lines, &mut self.next_lines);
+            self.scrape_of_last_page = self.scrape;
+        }
         result.map(|()| stats)
     }
 
@@ -263,31 +368,54 @@ impl SeriesCache {
         stats: &mut PageStats,
     ) -> Result<(), ParseError> {
         let scrape = self.scrape;
-        for &(number, s, e) in sample_lines {
+        let base = page.as_ptr() as usize;
+        for (j, &(number, s, e)) in sample_lines.iter().enumerate() {
             let line = &page[s as usize..e as usize];
             stats.exposed += 1;
             let split = parse::split_sample(line);
             if let Some((series, value, ts)) = split {
-                let hash = xxh3_64(series.as_bytes());
-                if let Some(entry) = self.lines.get_mut(&hash) {
-                    if *entry.text == *series {
-                        let value = parse::parse_value(value);
-                        let ts = match ts {
-                            Some(t) => parse::parse_timestamp(t).map(Some),
-                            None => Some(None),
-                        };
-                        if let (Some(value), Some(ts)) = (value, ts) {
-                            entry.seen = scrape;
-                            if let Some(line) = entry.line {
-                                stats.kept += 1;
-                                let time_ns = self.time_of(target, ts);
-                                self.accumulate(line, value, time_ns);
+                let value_ts = || {
+                    let value = parse::parse_value(value)?;
+                    let ts = match ts {
+                        Some(t) => Some(parse::parse_timestamp(t)?),
+                        None => None,
+                    };
+                    Some((value, ts))
+                };
+                let start = (series.as_ptr() as usize - base) as u32;
+                let span = (start, start + series.len() as u32);
+                // The line at the same position of the last page.
+                let same = self.last_lines.get(j).copied().filter(|l| {
+                    self.last_page.get(l.start as usize..l.end as usize) == Some(series)
+                });
+                let known = match same {
+                    Some(l) => Some((l.key, l.line)),
+                    None => {
+                        let key = xxh3_64(series.as_bytes());
+                        match self.lines.get_mut(&key) {
+                            Some(entry) if *entry.text == *series => {
+                                entry.seen = scrape;
+                                Some((key, entry.line))
                             }
-                            continue;
+                            _ => None,
                         }
-                        // A bad value: the full parser says what is wrong with it.
                     }
+                };
+                if let (Some((key, known)), Some((value, ts))) = (known, value_ts()) {
+                    self.next_lines.push(PageLine {
+                        start: span.0,
+                        end: span.1,
+                        key,
+                        line: known,
+                    });
+                    if let Some(line) = known {
+                        stats.kept += 1;
+                        let time_ns = self.time_of(target, ts);
+                        self.accumulate(line, value, time_ns);
+                    }
+                    continue;
                 }
+                // Unknown, or a bad value: the full parser reads it (and says what is wrong).
             }
             let sample = parse::sample_line(line).map_err(|message| ParseError {
                 line: number as usize,
@@ -298,6 +426,8 @@ impl SeriesCache {
                 value,
                 timestamp_ms,
             } = sample;
+            // Until it is remembered below, the line has no entry to compare the next page's with.
+            self.next_lines.push(PageLine::NONE);
             let keep = match prepare(&mut labels) {
                 Ok(keep) => keep,
                 Err(e) => {
@@ -317,14 +447,24 @@ impl SeriesCache {
             });
             let remember = |cache: &mut Self, line: Option<LineRef>| {
                 if let Some((series, _, _)) = split {
+                    let key = xxh3_64(series.as_bytes());
                     cache.lines.insert(
-                        xxh3_64(series.as_bytes()),
+                        key,
                         LineEntry {
                             text: series.into(),
                             line,
                             seen: scrape,
                         },
                     );
+                    let start = (series.as_ptr() as usize - base) as u32;
+                    if let Some(last) = cache.next_lines.last_mut() {
+                        *last = PageLine {
+                            start,
+                            end: start + series.len() as u32,
+                            key,
+                            line,
+                        };
+                    }
                 }
             };
             if !keep {
@@ -374,6 +514,7 @@ impl SeriesCache {
         if kinds(&families) != kinds(&self.families) {
             // Lines were resolved under the old TYPEs.
             self.lines.clear();
+            self.last_lines.clear();
         }
         self.families = families;
     }
@@ -461,6 +602,7 @@ impl SeriesCache {
         if let Some(&i) = self.by_key.get(&key) {
             return i;
         }
+        let kind = group.kind;
         let g = match self.group_index.get(&group) {
             Some(&g) => g,
             None => {
@@ -474,7 +616,7 @@ impl SeriesCache {
         self.slots.push(Slot {
             key,
             group: g,
-            attrs: to_otlp::attributes_owned(attrs),
+            attrs: encode::attributes(&to_otlp::attributes_owned(attrs), kind),
             committed: None,
             pending: Cumulative {
                 start_ns: 0,
@@ -533,21 +675,17 @@ impl SeriesCache {
         }
     }
 
-    /// Builds the request of the scrape begun with [`begin`](Self::begin): its points, the synthetic
-    /// series of `report` (none when the target is going away), and staleness markers.
-    pub fn finish(&mut self, target: &Target, report: Option<ScrapeReport>) -> Converted {
+    /// Decides what the scrape begun with [`begin`](Self::begin) emits, into `emitted` in request order:
+    /// its points with their start times, the synthetic series of `report` (none when the target is
+    /// going away), and staleness markers. Sets every emitted series' pending state for [`commit`].
+    /// Returns the number of series not in the previous scrape.
+    fn plan(&mut self, report: Option<ScrapeReport>) -> usize {
         let scrape = self.scrape;
         let now_ns = self.now_ns;
-        let mut out = Builder::new(
-            target,
-            std::mem::take(&mut self.extra_resource),
-            self.groups.len(),
-        );
+        self.emitted.clear();
         let mut series_added = 0;
-        for p in self.points[..self.npoints].iter_mut() {
+        for (i, p) in self.points[..self.npoints].iter_mut().enumerate() {
             let slot = &mut self.slots[p.slot as usize];
-            let g = slot.group as usize;
-            let group = &self.groups[g];
             let previous = slot.committed;
             let start = |current: f64, time_ns: u64| -> u64 {
                 if let Some(c) = p.created_ns {
@@ -559,99 +697,38 @@ impl SeriesCache {
                     None => time_ns,
                 }
             };
-            let families = &self.families;
-            let state = match group.kind {
-                Kind::Counter => {
-                    let start_ns = start(p.value, p.time_ns);
-                    out.sum(
-                        g,
-                        group,
-                        families,
-                        &slot.attrs,
-                        start_ns,
-                        p.time_ns,
-                        p.value,
-                    );
-                    (start_ns, p.value)
-                }
-                Kind::Gauge => {
-                    out.gauge(g, group, Some(families), &slot.attrs, p.time_ns, p.value);
-                    (0, p.value)
-                }
-                Kind::Histogram => {
+            let (start_ns, last) = match self.groups[slot.group as usize].kind {
+                Kind::Counter => (start(p.value, p.time_ns), p.value),
+                Kind::Gauge => (0, p.value),
+                Kind::Histogram | Kind::Summary => {
                     let Some(count) = p.count else {
-                        self.dropped.push(("incomplete_histogram", 1));
+                        let reason = if self.groups[slot.group as usize].kind == Kind::Histogram {
+                            "incomplete_histogram"
+                        } else {
+                            "incomplete_summary"
+                        };
+                        self.dropped.push((reason, 1));
                         continue;
                     };
-                    p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    let mut bounds = Vec::with_capacity(p.buckets.len());
-                    let mut counts = Vec::with_capacity(p.buckets.len() + 1);
-                    let mut below = 0.0;
-                    for (le, cumulative) in &p.buckets {
-                        if le.is_infinite() {
-                            continue;
-                        }
-                        bounds.push(*le);
-                        counts.push(as_count(cumulative - below));
-                        below = cumulative.max(below);
-                    }
-                    counts.push(as_count(count - below));
-                    let start_ns = start(count, p.time_ns);
-                    out.histogram(
-                        g,
-                        group,
-                        families,
-                        HistogramDataPoint {
-                            attributes: slot.attrs.clone(),
-                            start_time_unix_nano: start_ns,
-                            time_unix_nano: p.time_ns,
-                            count: as_count(count),
-                            sum: p.sum,
-                            bucket_counts: counts,
-                            explicit_bounds: bounds,
-                            ..Default::default()
-                        },
-                    );
-                    (start_ns, count)
-                }
-                Kind::Summary => {
-                    let Some(count) = p.count else {
-                        self.dropped.push(("incomplete_summary", 1));
-                        continue;
-                    };
-                    let mut quantiles: Vec<summary_data_point::ValueAtQuantile> = p
-                        .buckets
-                        .iter()
-                        .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
-                            quantile,
-                            value,
-                        })
-                        .collect();
-                    quantiles.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
-                    let start_ns = start(count, p.time_ns);
-                    out.summary(
-                        g,
-                        group,
-                        families,
-                        SummaryDataPoint {
-                            attributes: slot.attrs.clone(),
-                            start_time_unix_nano: start_ns,
-                            time_unix_nano: p.time_ns,
-                            count: as_count(count),
-                            sum: p.sum.unwrap_or(0.0),
-                            quantile_values: quantiles,
-                            ..Default::default()
-                        },
-                    );
-                    (start_ns, count)
+                    (start(count, p.time_ns), count)
                 }
             };
+            // Bounds and quantiles in order (stable: equal ones keep the page's order).
+            p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            self.emitted.push(Emitted {
+                slot: p.slot,
+                origin: Origin::Scraped,
+                acc: i as u32,
+                start_ns,
+                time_ns: p.time_ns,
+                value: last,
+            });
             if previous.is_none() {
                 series_added += 1;
             }
             slot.pending = Cumulative {
-                start_ns: state.0,
-                last: state.1,
+                start_ns,
+                last,
                 last_ns: p.time_ns,
             };
             slot.pending_scrape = scrape;
@@ -675,10 +752,8 @@ impl SeriesCache {
                     family: name.to_owned(),
                     kind: Kind::Gauge,
                 };
-                let i = self.slot(group, Vec::new()) as usize;
-                let slot = &mut self.slots[i];
-                let g = slot.group as usize;
-                out.gauge(g, &self.groups[g], None, &slot.attrs, now_ns, value);
+                let i = self.slot(group, Vec::new());
+                let slot = &mut self.slots[i as usize];
                 slot.point_scrape = scrape;
                 slot.pending = Cumulative {
                     start_ns: 0,
@@ -686,24 +761,119 @@ impl SeriesCache {
                     last_ns: now_ns,
                 };
                 slot.pending_scrape = scrape;
+                self.emitted.push(Emitted {
+                    slot: i,
+                    origin: Origin::Synthetic,
+                    acc: NO_ACC,
+                    start_ns: 0,
+                    time_ns: now_ns,
+                    value,
+                });
             }
         }
 
         // Staleness: what the last queued scrape had and this one has not.
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             if let (Some(c), true) = (slot.committed, slot.pending_scrape != scrape) {
-                let g = slot.group as usize;
-                out.stale(g, &self.groups[g], &slot.attrs, c.start_ns, now_ns);
+                let start_ns = match self.groups[slot.group as usize].kind {
+                    Kind::Gauge => 0,
+                    _ => c.start_ns,
+                };
+                self.emitted.push(Emitted {
+                    slot: i as u32,
+                    origin: Origin::Stale,
+                    acc: NO_ACC,
+                    start_ns,
+                    time_ns: now_ns,
+                    value: f64::NAN,
+                });
             }
         }
+        series_added
+    }
 
+    /// Builds the request of the scrape begun with [`begin`](Self::begin) as owned OTLP structs: its
+    /// points, the synthetic series of `report` (none when the target is going away), and staleness
+    /// markers. The scrape loop writes the same request encoded instead
+    /// ([`finish_encoded`](Self::finish_encoded)); this form is the reference the encoder is tested
+    /// against, and what tests and benchmarks read.
+    pub fn finish(&mut self, target: &Target, report: Option<ScrapeReport>) -> Converted {
+        let series_added = self.plan(report);
+        let mut out = Builder::new(
+            target,
+            std::mem::take(&mut self.extra_resource),
+            self.groups.len(),
+        );
+        let families = &self.families;
+        for e in &self.emitted {
+            let slot = &self.slots[e.slot as usize];
+            let g = slot.group as usize;
+            let group = &self.groups[g];
+            let attrs = encode::decode_attributes(&slot.attrs, group.kind);
+            match (e.origin, group.kind) {
+                (Origin::Stale, _) => out.stale(g, group, &attrs, e.start_ns, e.time_ns),
+                (Origin::Synthetic, _) => out.gauge(g, group, None, &attrs, e.time_ns, e.value),
+                (Origin::Scraped, Kind::Counter) => {
+                    out.sum(g, group, families, &attrs, e.start_ns, e.time_ns, e.value)
+                }
+                (Origin::Scraped, Kind::Gauge) => {
+                    out.gauge(g, group, Some(families), &attrs, e.time_ns, e.value)
+                }
+                (Origin::Scraped, Kind::Histogram) => {
+                    let p = &self.points[e.acc as usize];
+                    let mut bounds = Vec::with_capacity(p.buckets.len());
+                    let mut counts = Vec::with_capacity(p.buckets.len() + 1);
+                    histogram_buckets(&p.buckets, e.value, &mut bounds, &mut counts);
+                    out.histogram(
+                        g,
+                        group,
+                        families,
+                        HistogramDataPoint {
+                            attributes: attrs,
+                            start_time_unix_nano: e.start_ns,
+                            time_unix_nano: e.time_ns,
+                            count: as_count(e.value),
+                            sum: p.sum,
+                            bucket_counts: counts,
+                            explicit_bounds: bounds,
+                            ..Default::default()
+                        },
+                    );
+                }
+                (Origin::Scraped, Kind::Summary) => {
+                    let p = &self.points[e.acc as usize];
+                    let quantiles = p
+                        .buckets
+                        .iter()
+                        .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
+                            quantile,
+                            value,
+                        })
+                        .collect();
+                    out.summary(
+                        g,
+                        group,
+                        families,
+                        SummaryDataPoint {
+                            attributes: attrs,
+                            start_time_unix_nano: e.start_ns,
+                            time_unix_nano: e.time_ns,
+                            count: as_count(e.value),
+                            sum: p.sum.unwrap_or(0.0),
+                            quantile_values: quantiles,
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+        }
         let (request, points) = out.finish();
         Converted {
             request,
             points,
             series_added,
             dropped: std::mem::take(&mut self.dropped),
-            next: NextState(scrape),
+            next: NextState(self.scrape),
         }
     }
 
@@ -713,6 +883,13 @@ impl SeriesCache {
             return;
         }
         let cutoff = self.scrape.saturating_sub(EVICT_AFTER);
+        // Lines found at their place on the last page were not looked up, but were seen.
+        let last_seen = self.scrape_of_last_page;
+        for l in &self.last_lines {
+            if let Some(entry) = self.lines.get_mut(&l.key) {
+                entry.seen = entry.seen.max(last_seen);
+            }
+        }
         self.lines.retain(|_, l| l.seen >= cutoff);
         let old = |s: &Slot| s.committed.is_none() && s.point_scrape < cutoff;
         if !self.slots.iter().any(old) {
@@ -720,6 +897,7 @@ impl SeriesCache {
         }
         // Slot numbers change: every line entry pointing at one is rebuilt from the page.
         self.lines.clear();
+        self.last_lines.clear();
         self.slots.retain(|s| !old(s));
         let mut groups = Vec::new();
         let mut group_index = FxHashMap::default();
@@ -757,9 +935,11 @@ pub struct ScrapeReport {
     pub samples_post_relabeling: usize,
 }
 
-/// The result of converting one scrape; apply it with [`commit`] once it is queued.
-pub struct Converted {
-    pub request: Metrics,
+/// The result of converting one scrape; apply it with [`commit`] once it is queued. `request` is
+/// owned OTLP structs ([`SeriesCache::finish`]) or their protobuf encoding
+/// ([`SeriesCache::finish_encoded`]).
+pub struct Converted<P = Metrics> {
+    pub request: P,
     /// Data points in `request`.
     pub points: usize,
     /// Series that were not in the previous scrape.
@@ -870,6 +1050,28 @@ fn parse_bound(s: &str) -> Option<f64> {
     }
 }
 
+/// A histogram's explicit bounds and per-bucket counts from its cumulative `(le, count)` buckets,
+/// sorted by bound, and its total count: the `+Inf` bucket is implied by the count.
+fn histogram_buckets(
+    buckets: &[(f64, f64)],
+    count: f64,
+    bounds: &mut Vec<f64>,
+    counts: &mut Vec<u64>,
+) {
+    bounds.clear();
+    counts.clear();
+    let mut below = 0.0;
+    for (le, cumulative) in buckets {
+        if le.is_infinite() {
+            continue;
+        }
+        bounds.push(*le);
+        counts.push(as_count(cumulative - below));
+        below = cumulative.max(below);
+    }
+    counts.push(as_count(count - below));
+}
+
 fn as_count(v: f64) -> u64 {
     if v.is_finite() && v > 0.0 {
         v.round() as u64
@@ -881,7 +1083,7 @@ fn as_count(v: f64) -> u64 {
 type Families = FxHashMap<String, FamilyMeta>;
 
 /// The HELP of a group's family (for a counter named `x_total`, also that of `x`).
-fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f str> {
+fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f String> {
     families
         .get(&group.family)
         .or_else(|| {
@@ -890,7 +1092,7 @@ fn help<'f>(families: &'f Families, group: &Group) -> Option<&'f str> {
                 .strip_suffix("_total")
                 .and_then(|base| families.get(base))
         })
-        .and_then(|m| m.help.as_deref())
+        .and_then(|m| m.help.as_ref())
 }
 
 fn type_name(t: FamilyType) -> &'static str {
@@ -1135,10 +1337,10 @@ impl<'t> Builder<'t> {
     }
 }
 
-fn new_metric(group: &Group, help: Option<&str>, ptype: &str, data: metric::Data) -> Metric {
+fn new_metric(group: &Group, help: Option<&String>, ptype: &str, data: metric::Data) -> Metric {
     Metric {
         name: group.family.clone(),
-        description: help.unwrap_or_default().to_owned(),
+        description: help.cloned().unwrap_or_default(),
         metadata: vec![string_kv("prometheus.type", ptype)],
         data: Some(data),
         ..Default::default()
@@ -1161,6 +1363,8 @@ fn empty_data(kind: Kind) -> metric::Data {
         Kind::Summary => metric::Data::Summary(Summary::default()),
     }
 }
+
+mod encode;
 
 #[cfg(test)]
 mod tests;

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http::header;
 use outpost_config::{BasicAuth, ScrapeConfig};
 use outpost_pipelines::telemetry::{ReceiverMetrics, ScrapeMetrics};
-use outpost_pipelines::Refusal;
+use outpost_pipelines::{Metrics, Refusal};
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{self, ScrapeReport, SeriesCache, Target};
 use super::relabel::{self, Relabeler};
 use crate::prom::to_otlp::{Labels, INSTANCE_LABEL, JOB_LABEL, NAME_LABEL};
-use crate::receivers::{admit, Inputs, Outcome};
+use crate::receivers::{admit_encoded, Inputs, Outcome};
 
 /// What every target of a job shares.
 pub struct Job {
@@ -167,6 +167,7 @@ pub async fn run(
     let offset = Duration::from_nanos(st.key % (interval.as_nanos().max(1) as u64));
     let mut next = first_tick(interval, offset);
     let mut cache = SeriesCache::default();
+    let mut buffers = PageBuffers::default();
     let mut last_error: Option<String> = None;
     tracing::debug!(job = %job.name, url = %st.url, ?offset, "scraping target");
     loop {
@@ -179,13 +180,15 @@ pub async fn run(
         let scrape_start_ns = now_ns();
         let started = Instant::now();
         // A scrape in flight (up to scrape_timeout) must not hold up shutdown.
-        let body = tokio::select! {
-            r = fetch_page(&job, &st.url) => r,
+        let fetched = tokio::select! {
+            r = fetch_page(&job, &st.url, &mut buffers) => r,
             _ = shutdown.cancelled() => return,
         };
         cache.begin(&st.target, scrape_start_ns);
-        let result = body.and_then(|body| {
-            read_page(&job, &st.target, &mut cache, &body).map(|stats| (stats, body.len()))
+        let result = fetched.and_then(|()| {
+            let page_bytes = buffers.page.len();
+            read_page(&job, &st.target, &mut cache, &mut buffers.page)
+                .map(|stats| (stats, page_bytes))
         });
         let duration = started.elapsed().as_secs_f64();
         let (report, page_bytes) = match result {
@@ -225,7 +228,7 @@ pub async fn run(
                 )
             }
         };
-        let converted = cache.finish(&st.target, Some(report));
+        let converted = cache.finish_encoded(&st.target, Some(report));
         deliver(&job, &mut cache, converted, page_bytes).await;
 
         next += interval;
@@ -238,19 +241,19 @@ pub async fn run(
     // The target was removed: its series end now.
     if !cache.is_empty() {
         cache.begin(&st.target, now_ns());
-        let converted = cache.finish(&st.target, None);
+        let converted = cache.finish_encoded(&st.target, None);
         deliver(&job, &mut cache, converted, 0).await;
     }
 }
 
 /// Queues one converted scrape and, once it is queued, makes it the state the next one is compared
-/// with. A refusal skips the scrape (counted) and keeps the previous state. `page_bytes` (the page's
-/// size) is what the scrape is charged against a memory_limiter: the OTLP form is of the same order, and
-/// measuring it exactly would cost a pass over every point.
+/// with. A refusal skips the scrape (counted) and keeps the previous state. The scrape travels as the
+/// protobuf its cache wrote ([`SeriesCache::finish_encoded`]), decoded only for a processor that reads
+/// items. It is charged against a memory_limiter at the larger of the page's size and its encoded size.
 async fn deliver(
     job: &Job,
     cache: &mut SeriesCache,
-    converted: convert::Converted,
+    converted: convert::Converted<Vec<u8>>,
     page_bytes: usize,
 ) {
     for (reason, n) in &converted.dropped {
@@ -261,9 +264,15 @@ async fn deliver(
         convert::commit(cache, converted.next);
         return;
     }
-    // Staleness markers and synthetic series of a failed scrape: about 64 bytes a point.
-    let bytes = page_bytes.max(converted.points * 64) as u64;
-    let outcome = admit(&job.inputs, &job.receiver_metrics, converted.request, bytes).await;
+    let bytes = page_bytes.max(converted.request.len()) as u64;
+    let outcome = admit_encoded::<Metrics>(
+        &job.inputs,
+        &job.receiver_metrics,
+        converted.request,
+        converted.points,
+        bytes,
+    )
+    .await;
     match outcome {
         Outcome::Accepted(_) => {
             convert::commit(cache, converted.next);
@@ -279,9 +288,20 @@ async fn deliver(
     }
 }
 
-/// Fetches one page, within `scrape_timeout`.
-async fn fetch_page(job: &Job, url: &str) -> Result<String, ScrapeError> {
-    match tokio::time::timeout(job.timeout, fetch(job, url)).await {
+/// A target's buffers for the page, kept across scrapes for their capacity (see
+/// [`SeriesCache::add_owned_page`]).
+#[derive(Default)]
+struct PageBuffers {
+    /// The page being read; after a scrape read in full, the one before it (the cache keeps the
+    /// newest).
+    page: String,
+    /// A gzip-encoded body before it is decompressed into `page`.
+    compressed: Vec<u8>,
+}
+
+/// Fetches one page into `buffers.page`, within `scrape_timeout`.
+async fn fetch_page(job: &Job, url: &str, buffers: &mut PageBuffers) -> Result<(), ScrapeError> {
+    match tokio::time::timeout(job.timeout, fetch(job, url, buffers)).await {
         Ok(r) => r,
         Err(_) => Err(format!(
             "no complete answer within scrape_timeout ({})",
@@ -297,12 +317,12 @@ pub fn read_page(
     job: &Job,
     target: &Target,
     cache: &mut SeriesCache,
-    page: &str,
+    page: &mut String,
 ) -> Result<(usize, usize), ScrapeError> {
     // Counted as Prometheus counts them: the series' labels with the target's merged in.
     let target_labels = 2 + target.labels.len();
     let stats = cache
-        .add_page(target, page, |labels| {
+        .add_owned_page(target, page, |labels| {
             if !sample_labels(labels, target, job) {
                 return Ok(false);
             }
@@ -369,7 +389,7 @@ pub fn sample_labels(labels: &mut Labels, target: &Target, job: &Job) -> bool {
     true
 }
 
-async fn fetch(job: &Job, url: &str) -> Result<String, ScrapeError> {
+async fn fetch(job: &Job, url: &str, buffers: &mut PageBuffers) -> Result<(), ScrapeError> {
     let mut req = job
         .client
         .get(url)
@@ -404,10 +424,20 @@ async fn fetch(job: &Job, url: &str) -> Result<String, ScrapeError> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
     let limit = job.body_limit;
-    // Sized from Content-Length when there is one: growing a page-sized buffer chunk by chunk copies
-    // it several times over.
+    // The page is read into the target's kept buffer: its bytes are checked as UTF-8 only once it is
+    // complete, so the String is taken apart for the read and put back (empty on an error).
+    let mut page = std::mem::take(&mut buffers.page).into_bytes();
+    page.clear();
+    let body = if gzip {
+        &mut buffers.compressed
+    } else {
+        &mut page
+    };
+    body.clear();
+    // Reserved from Content-Length when there is one: growing a page-sized buffer chunk by chunk
+    // copies it several times over.
     let expected = resp.content_length().unwrap_or(0).min(limit);
-    let mut body: Vec<u8> = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    body.reserve(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = resp.chunk().await.map_err(|e| describe_reqwest(&e))? {
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(too_large(limit));
@@ -415,22 +445,31 @@ async fn fetch(job: &Job, url: &str) -> Result<String, ScrapeError> {
         body.extend_from_slice(&chunk);
     }
     if gzip {
-        let mut out = Vec::with_capacity(body.len() * 4);
-        flate2::read::GzDecoder::new(&body[..])
+        page.reserve(buffers.compressed.len() * 4);
+        flate2::read::GzDecoder::new(&buffers.compressed[..])
             .take(limit + 1)
-            .read_to_end(&mut out)
+            .read_to_end(&mut page)
             .map_err(|e| format!("the gzip body does not decompress: {e}"))?;
-        if out.len() as u64 > limit {
+        if page.len() as u64 > limit {
             return Err(too_large(limit));
         }
-        body = out;
     }
-    String::from_utf8(body).map_err(|e| {
-        format!(
-            "the page is not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })
+    match String::from_utf8(page) {
+        Ok(page) => {
+            buffers.page = page;
+            Ok(())
+        }
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.clear();
+            // Empty, so valid UTF-8: the buffer's capacity is kept.
+            buffers.page = String::from_utf8(bytes).unwrap_or_default();
+            Err(format!(
+                "the page is not UTF-8 text (invalid byte at offset {at})"
+            ))
+        }
+    }
 }
 
 fn too_large(limit: u64) -> String {

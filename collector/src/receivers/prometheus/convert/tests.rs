@@ -523,3 +523,292 @@ fn series_unseen_for_a_while_are_forgotten() {
     let c = cached_scrape(&mut cache, "a 2\ngone 3\n", 100, "").unwrap();
     assert_eq!(c.series_added, 1);
 }
+
+/// Pages for the encoder: every kind, HELP, `_created`, timestamps, a reset, a series that goes, a
+/// relabeled and a dropped series, target_info, a scope, a series with its own job, quantiles at 0.
+const ENCODE_PAGES: [&str; 3] = [
+    r#"# HELP requests_total Requests served.
+# TYPE requests_total counter
+requests_total{code="200",path="/a"} 10
+requests_total{code="500",path="/a"} 2 1700000000000
+requests_created{code="200",path="/a"} 1600000000
+# TYPE temperature gauge
+temperature{room="a b"} 21.5
+temperature{room="c"} 0
+untyped_thing{x="y"} -7
+# HELP latency Latency.
+# TYPE latency histogram
+latency_bucket{le="0.1"} 3
+latency_bucket{le="0.5"} 5
+latency_bucket{le="+Inf"} 6
+latency_sum 1.25
+latency_count 6
+latency_bucket{route="b",le="+Inf"} 0
+latency_count{route="b"} 0
+# TYPE rpc summary
+rpc{quantile="0"} 0
+rpc{quantile="0.9"} 0.7
+rpc{quantile="0.5"} 0.2
+rpc_sum 12
+rpc_count 40
+rpc_count{only="count"} 3
+secret{a="1"} 5
+# TYPE target_info gauge
+target_info{region="eu"} 1
+lib_calls{otel_scope_name="mylib",otel_scope_version="1.2"} 3
+pushed{job="batch",instance="runner-1"} 9
+"#,
+    // Values move; a counter resets; `temperature{room="c"}`, the summary and the scoped series go.
+    r#"# HELP requests_total Requests served.
+# TYPE requests_total counter
+requests_total{code="200",path="/a"} 4
+requests_total{code="500",path="/a"} 3 1700000010000
+requests_total{code="404",path="/b"} 1
+# TYPE temperature gauge
+temperature{room="a b"} 22
+untyped_thing{x="y"} 8
+# HELP latency Latency.
+# TYPE latency histogram
+latency_bucket{le="0.1"} 4
+latency_bucket{le="0.5"} 9
+latency_bucket{le="+Inf"} 9
+latency_sum 2
+latency_count 9
+pushed{job="batch",instance="runner-1"} 10
+"#,
+    // Only a new family: everything else is marked stale, in metrics the page no longer describes.
+    "# TYPE fresh gauge\nfresh 1\n",
+];
+
+/// One scrape through two caches that have seen the same scrapes: `page` (`None`: the scrape failed;
+/// `removed`: the target went away), read through the line cache with relabeling (`path` renamed
+/// `route_path`, `secret` dropped), then finished as owned structs by the first cache and encoded by
+/// the second.
+fn owned_and_encoded(
+    caches: &mut [SeriesCache; 2],
+    target: &Target,
+    page: Option<&str>,
+    t: u64,
+    removed: bool,
+) -> (Converted, Converted<Vec<u8>>) {
+    let read = |cache: &mut SeriesCache| {
+        cache.begin(target, t * SEC);
+        if removed {
+            return None;
+        }
+        let (up, exposed, kept) = match page {
+            Some(page) => {
+                let stats = cache
+                    .add_page(target, page, |labels| {
+                        if to_otlp::label(labels, NAME_LABEL) == Some("secret") {
+                            return Ok(false);
+                        }
+                        if let Some(i) = labels.iter().position(|(k, _)| k == "path") {
+                            labels[i].0 = "route_path".into();
+                            labels.sort();
+                        }
+                        Ok(true)
+                    })
+                    .unwrap();
+                (true, stats.exposed, stats.kept)
+            }
+            None => (false, 0, 0),
+        };
+        Some(ScrapeReport {
+            up,
+            duration_seconds: 0.25,
+            samples_scraped: exposed,
+            samples_post_relabeling: kept,
+        })
+    };
+    let report = read(&mut caches[0]);
+    let owned = caches[0].finish(target, report);
+    let report = read(&mut caches[1]);
+    let encoded = caches[1].finish_encoded(target, report);
+    let [a, b] = caches;
+    commit(a, NextState(owned.next.0));
+    commit(b, NextState(encoded.next.0));
+    (owned, encoded)
+}
+
+#[test]
+fn the_encoded_request_is_the_owned_request() {
+    use prost::Message;
+    for honor_timestamps in [true, false] {
+        let target = Target {
+            honor_timestamps,
+            ..target()
+        };
+        let mut caches = [SeriesCache::default(), SeriesCache::default()];
+        let scrapes = [
+            (Some(ENCODE_PAGES[0]), false),
+            (Some(ENCODE_PAGES[0]), false),
+            (Some(ENCODE_PAGES[1]), false),
+            (None, false),
+            (Some(ENCODE_PAGES[1]), false),
+            (Some(ENCODE_PAGES[2]), false),
+            (Some(ENCODE_PAGES[0]), false),
+            (None, true),
+        ];
+        let (mut stale, mut kinds, mut created_start, mut own_timestamp) = (0, Vec::new(), 0, 0);
+        for (i, (page, removed)) in scrapes.into_iter().enumerate() {
+            let t = 10 * (i as u64 + 1);
+            let (owned, encoded) = owned_and_encoded(&mut caches, &target, page, t, removed);
+            let at = format!("scrape {i}, honor_timestamps {honor_timestamps}");
+            let decoded = Metrics::decode(encoded.request.as_slice()).unwrap();
+            assert_eq!(decoded, owned.request, "{at}");
+            assert_eq!(
+                encoded.request,
+                owned.request.encode_to_vec(),
+                "{at}: prost's own bytes"
+            );
+            assert_eq!(encoded.points, owned.points, "{at}");
+            assert_eq!(encoded.points, pipelines_points(&decoded), "{at}");
+            assert_eq!(encoded.series_added, owned.series_added, "{at}");
+            assert_eq!(encoded.dropped, owned.dropped, "{at}");
+
+            // What the pages are meant to exercise, so the comparison covers it.
+            for m in metrics(&decoded) {
+                let kind = match &m.data {
+                    Some(metric::Data::Sum(s)) => {
+                        stale += s.data_points.iter().filter(|p| p.flags != 0).count();
+                        created_start += s
+                            .data_points
+                            .iter()
+                            .filter(|p| p.start_time_unix_nano == 1_600_000_000 * SEC)
+                            .count();
+                        own_timestamp += s
+                            .data_points
+                            .iter()
+                            .filter(|p| p.time_unix_nano == 1_700_000_000 * 1_000_000_000)
+                            .count();
+                        "sum"
+                    }
+                    Some(metric::Data::Gauge(g)) => {
+                        stale += g.data_points.iter().filter(|p| p.flags != 0).count();
+                        "gauge"
+                    }
+                    Some(metric::Data::Histogram(h)) => {
+                        stale += h.data_points.iter().filter(|p| p.flags != 0).count();
+                        "histogram"
+                    }
+                    Some(metric::Data::Summary(s)) => {
+                        stale += s.data_points.iter().filter(|p| p.flags != 0).count();
+                        "summary"
+                    }
+                    _ => "other",
+                };
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            if i == 0 {
+                assert_eq!(decoded.resource_metrics.len(), 2, "{at}: own job");
+                assert!(metric(&decoded, "up").description.is_empty());
+                assert_eq!(metric(&decoded, "latency").description, "Latency.");
+                let Some(metric::Data::Sum(s)) = &metric(&decoded, "requests_total").data else {
+                    panic!("{at}")
+                };
+                assert!(
+                    s.data_points
+                        .iter()
+                        .all(|p| attr(&p.attributes, "route_path").is_some()),
+                    "{at}: relabeled"
+                );
+                assert!(metrics(&decoded).iter().all(|m| m.name != "secret"));
+            }
+        }
+        kinds.sort();
+        assert_eq!(kinds, ["gauge", "histogram", "sum", "summary"]);
+        assert!(stale >= 8, "staleness markers: {stale}");
+        assert!(created_start > 0);
+        assert_eq!(own_timestamp > 0, honor_timestamps);
+    }
+}
+
+#[test]
+fn lines_that_move_on_the_page_are_still_read_right() {
+    // The line cache first compares a line with the one at the same position of the last page; when
+    // series are reordered, inserted, removed or replaced by one of the same length, the requests must
+    // still be those of a full parse.
+    let pages = [
+        "# TYPE c counter\nc{a=\"1\"} 1\nc{a=\"2\"} 2\ng 3\n",
+        "# TYPE c counter\nc{a=\"2\"} 5\nc{a=\"1\"} 4\ng 6\n",
+        "# TYPE c counter\nc{a=\"2\"} 6\nc{a=\"3\"} 1\nc{a=\"1\"} 5\ng 7\n",
+        "# TYPE c counter\nc{a=\"3\"} 2\nc{a=\"1\"} 6\ng 8\nsecret 1\n",
+        "# TYPE c counter\nc{a=\"4\"} 9\nc{a=\"1\"} 7\nsecret 2\ng 9\n",
+        "# TYPE c counter\nc{a=\"4\"} 9\nc{a=\"1\"} bad\ng 9\n",
+        "# TYPE c counter\nc{a=\"4\"} 10\nc{a=\"1\"} 8\ng 10\n",
+    ];
+    let mut cached = SeriesCache::default();
+    let mut uncached = SeriesCache::default();
+    for (i, page) in pages.iter().enumerate() {
+        let t = 10 * (i as u64 + 1);
+        let Ok(a) = cached_scrape(&mut cached, page, t, "secret") else {
+            assert_eq!(i, 5, "only the page with a bad value fails");
+            continue;
+        };
+        let b = uncached_scrape(&mut uncached, page, t, "secret");
+        assert_eq!(a.request, b.request, "page {i}");
+        assert_eq!(
+            (a.points, a.series_added, &a.dropped),
+            (b.points, b.series_added, &b.dropped),
+            "page {i}"
+        );
+    }
+}
+
+#[test]
+fn an_owned_page_is_kept_without_a_copy_and_reads_as_a_borrowed_one() {
+    // The scrape loop reads into a buffer it keeps: the cache takes the page read in full by swapping
+    // and hands back the page before it, whose capacity the next fetch reuses. Requests must be those
+    // of the copying path, also after a failed page and when lines move.
+    let pages = [
+        "# TYPE c counter\nc{a=\"1\"} 1\nc{a=\"2\"} 2\ng 3\n",
+        "# TYPE c counter\nc{a=\"2\"} 5\nc{a=\"1\"} 4\ng 6\n",
+        "# TYPE c counter\nc{a=\"2\"} 6\nc{a=\"1\"} bad\ng 7\n",
+        "# TYPE c counter\nc{a=\"2\"} 7\nc{a=\"3\"} 1\nc{a=\"1\"} 5\ng 8\n",
+        "# TYPE c counter\nc{a=\"2\"} 8\nc{a=\"3\"} 2\nc{a=\"1\"} 6\ng 9\n",
+    ];
+    let target = target();
+    let mut copied = SeriesCache::default();
+    let mut owned = SeriesCache::default();
+    let mut buffer = String::new();
+    let mut last_good: Option<&str> = None;
+    for (i, page) in pages.iter().enumerate() {
+        let t = 10 * (i as u64 + 1) * SEC;
+        copied.begin(&target, t);
+        owned.begin(&target, t);
+        let a = copied.add_page(&target, page, |_| Ok(true));
+        buffer.clear();
+        buffer.push_str(page);
+        let b = owned.add_owned_page(&target, &mut buffer, |_| Ok(true));
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!((a.exposed, a.kept), (b.exposed, b.kept), "page {i}");
+                // The page before it (none at first) comes back.
+                assert_eq!(buffer, last_good.unwrap_or(""), "page {i}");
+                last_good = Some(page);
+            }
+            (Err(_), Err(_)) => {
+                assert_eq!(i, 2, "only the page with a bad value fails");
+                assert_eq!(buffer, *page, "a failed page stays with the caller");
+                copied.begin(&target, t);
+                owned.begin(&target, t);
+            }
+            (a, b) => panic!("page {i}: {a:?} against {b:?}"),
+        }
+        let report = Some(ScrapeReport {
+            up: true,
+            duration_seconds: 0.5,
+            samples_scraped: 0,
+            samples_post_relabeling: 0,
+        });
+        let x = copied.finish_encoded(&target, report);
+        let y = owned.finish_encoded(&target, report);
+        assert_eq!(x.request, y.request, "page {i}");
+        assert_eq!(x.points, y.points, "page {i}");
+        commit(&mut copied, x.next);
+        commit(&mut owned, y.next);
+    }
+}
