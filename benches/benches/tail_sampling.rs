@@ -238,6 +238,9 @@ impl<'a> Side<'a> {
             side.chain();
             seal(&mut side.out);
         }
+        if let Some(p) = &side.p {
+            assert!(p.compressing() && p.held_traces() > 0);
+        }
         side
     }
 
@@ -363,54 +366,22 @@ fn throughput(c: &mut Criterion) {
     let bytes: usize = reqs.iter().map(Vec::len).sum();
     let mut group = c.benchmark_group("pipeline_seam");
     group.throughput(Throughput::Bytes((bytes / reqs.len()) as u64));
-
-    // State lives outside the closures: criterion calls a bench function's closure once per sample,
-    // and a processor made there would start empty (and train its dictionary) in every sample instead
-    // of being measured in its steady state.
-    let mut i = 0;
-    let mut out = Emit::default();
-    group.bench_function("pass_through", |b| {
-        b.iter_custom(|iters| {
-            let start = thread_cpu_time();
-            for _ in 0..iters {
-                let data = fresh(Traces::decode(reqs[i % reqs.len()].as_slice()).unwrap(), i);
-                i += 1;
-                out.push(Batch::new(data));
-                black_box(seal(&mut out));
-            }
-            thread_cpu_time() - start
-        })
-    });
-
-    let mut p = processor("1s");
-    let mut clock = Instant::now();
-    let mut step = |p: &mut TailSampling, i: &mut usize, out: &mut Emit<Traces>| {
-        let data = fresh(
-            Traces::decode(reqs[*i % reqs.len()].as_slice()).unwrap(),
-            *i,
-        );
-        *i += 1;
-        clock += Duration::from_millis(10);
-        p.process_at(Batch::new(data), clock, out);
-        if p.next_deadline().is_some_and(|d| d <= clock) {
-            p.on_deadline(clock, out);
-        }
-        seal(out)
-    };
-    // To the steady state first: the dictionary trained and a full decision_wait of traces held.
-    for _ in 0..300 {
-        step(&mut p, &mut i, &mut out);
+    for (name, tail) in [("pass_through", false), ("tail_sampling", true)] {
+        // State lives outside the closure: criterion calls a bench function's closure once per sample,
+        // and a processor made there would start empty (and train its dictionary) in every sample
+        // instead of being measured in its steady state.
+        let mut side = Side::new(&reqs, tail);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = thread_cpu_time();
+                for _ in 0..iters {
+                    side.chain();
+                    black_box(seal(&mut side.out));
+                }
+                thread_cpu_time() - start
+            })
+        });
     }
-    assert!(p.compressing() && p.held_traces() > 0);
-    group.bench_function("tail_sampling", |b| {
-        b.iter_custom(|iters| {
-            let start = thread_cpu_time();
-            for _ in 0..iters {
-                black_box(step(&mut p, &mut i, &mut out));
-            }
-            thread_cpu_time() - start
-        })
-    });
     group.finish();
 }
 
@@ -423,40 +394,17 @@ fn with_queue(c: &mut Criterion) {
         .expect("tokio runtime");
     let mut group = c.benchmark_group("pipeline_queue");
     group.throughput(Throughput::Bytes((bytes / reqs.len()) as u64));
-    for side in ["pass_through", "tail_sampling"] {
+    for (name, tail) in [("pass_through", false), ("tail_sampling", true)] {
         let dir = tempfile::tempdir().expect("temp dir");
         let queue = open_queue(&rt, dir.path());
         let stream = queue.stream("traces").expect("stream");
-        let mut p = (side == "tail_sampling").then(|| processor("1s"));
-        let mut clock = Instant::now();
-        let mut i = 0;
-        let mut out = Emit::default();
-        let mut step = |p: &mut Option<TailSampling>, i: &mut usize, out: &mut Emit<Traces>| {
-            let data = fresh(
-                Traces::decode(reqs[*i % reqs.len()].as_slice()).unwrap(),
-                *i,
-            );
-            *i += 1;
-            clock += Duration::from_millis(10);
-            match p {
-                Some(p) => {
-                    p.process_at(Batch::new(data), clock, out);
-                    if p.next_deadline().is_some_and(|d| d <= clock) {
-                        p.on_deadline(clock, out);
-                    }
-                }
-                None => out.push(Batch::new(data)),
-            }
-            seal_into(out, &stream, &rt)
-        };
-        for _ in 0..300 {
-            step(&mut p, &mut i, &mut out);
-        }
-        group.bench_function(side, |b| {
+        let mut side = Side::new(&reqs, tail);
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let start = process_cpu_time();
                 for _ in 0..iters {
-                    black_box(step(&mut p, &mut i, &mut out));
+                    side.chain();
+                    black_box(seal_into(&mut side.out, &stream, &rt));
                 }
                 process_cpu_time() - start
             })
