@@ -9,7 +9,8 @@
 #   benches/scripts/prometheus-scrape.sh [targets=10] [samples_per_target=5000] [interval=2s] [window=60]
 #
 # OUTPOST_BIN overrides the outpost binary (default: a release build in the target dir, built here with
-# the same package selection as every other build). The targets' CPU is not counted for either side.
+# the same package selection as every other build). ONLY=outpost or ONLY=prometheus measures one side
+# (for A/B runs of two outpost builds in turn). The targets' CPU is not counted for either side.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 targets="${1:-10}"; per_target="${2:-5000}"; interval="${3:-2s}"; window="${4:-60}"
@@ -60,7 +61,7 @@ samples=$(grep -vc '^#' "$work/www/metrics")
 addrs=()
 for i in $(seq "$targets"); do
     port=$(free_port)
-    python3 -m http.server --bind 127.0.0.1 --directory "$work/www" "$port" >/dev/null 2>&1 &
+    python3 -m http.server --protocol HTTP/1.1 --bind 127.0.0.1 --directory "$work/www" "$port" >/dev/null 2>&1 &
     pids+=($!)
     addrs+=("127.0.0.1:$port")
 done
@@ -92,6 +93,8 @@ PY
 
 echo "--- $targets targets × $samples samples every $interval, window ${window}s"
 
+only="${ONLY:-}"
+if [ "$only" != prometheus ]; then
 # outpost
 admin=$(free_port)
 cat > "$work/outpost.yaml" <<YAML
@@ -126,6 +129,8 @@ failed=$(metric_sum "$m" 'outpost_receiver_scrapes_total{receiver="prometheus",j
 skipped=$(metric_sum "$m" 'outpost_receiver_skipped_scrapes_total')
 echo "  failed scrapes: $failed, skipped: $skipped"
 kill $opid; wait $opid 2>/dev/null || true
+fi
+[ "$only" = outpost ] && exit 0
 
 # Prometheus in agent mode
 pport=$(free_port)

@@ -41,6 +41,10 @@ impl DebugExporter {
 }
 
 impl<T: OtlpSignal> Exporter<T> for DebugExporter {
+    fn reads_payloads(&self) -> bool {
+        self.verbosity != Verbosity::Basic
+    }
+
     fn export<'a>(
         &'a self,
         payload: &'a Payload<T>,
@@ -48,7 +52,8 @@ impl<T: OtlpSignal> Exporter<T> for DebugExporter {
         Box::pin(async move {
             if self.sampled() {
                 // `basic` logs the record's item count, which its header carries: decoding the record
-                // only to count would cost as much as the rest of a small pipeline.
+                // only to count would cost as much as the rest of a small pipeline (and the queue does
+                // not even decompress it: `reads_payloads`).
                 if self.verbosity == Verbosity::Basic {
                     let items = payload.items;
                     tracing::info!(exporter = %self.id, signal = %T::SIGNAL, items, "debug exporter");

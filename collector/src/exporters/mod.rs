@@ -178,6 +178,12 @@ pub trait Exporter<T>: Send + Sync + 'static {
         payload: &'a Payload<T>,
     ) -> BoxFuture<'a, Result<Delivered, ExportError>>;
 
+    /// False when the exporter uses only a payload's item count, never its bytes: the queue then
+    /// hands it records without decompressing them.
+    fn reads_payloads(&self) -> bool {
+        true
+    }
+
     /// Called once when the pipeline stops: write out anything buffered.
     fn shutdown(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -356,6 +362,7 @@ pub async fn run<T: OtlpSignal>(
     if policy.newest_first {
         cursor.set_newest_first(true);
     }
+    cursor.set_read_payloads(exporter.reads_payloads());
     {
         let breaker = Breaker::new(&policy.breaker, metrics.circuit_open_gauge());
         let ctx = Deliverer {

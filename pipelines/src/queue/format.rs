@@ -182,7 +182,6 @@ pub fn encode_record(
     let bound = zstd::zstd_safe::compress_bound(payload.len());
     let mut out = Vec::with_capacity(HEADER_LEN + bound);
     out.resize(HEADER_LEN, 0);
-    out.resize(HEADER_LEN + bound, 0);
     // One compression context per thread, kept: making one per record (what `zstd::bulk::compress`
     // does) allocates and clears zstd's tables every time, which for small records costs as much as
     // the compression.
@@ -197,7 +196,11 @@ pub fn encode_record(
                 Some(c) => c,
                 None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
             };
-            c.compress_to_buffer(payload, &mut out[HEADER_LEN..])
+            // Written into the spare capacity after the header, which is never zeroed first: that
+            // memset of the compression bound (the payload's size) cost more than copying the output.
+            let mut after_header = std::io::Cursor::new(&mut out);
+            after_header.set_position(HEADER_LEN as u64);
+            c.compress_to_buffer(payload, &mut after_header)
         })
         .map_err(|e| FormatError(format!("zstd compression failed: {e}")))?;
     out.truncate(HEADER_LEN + written);
@@ -215,8 +218,9 @@ pub fn encode_record(
     Ok(out)
 }
 
-/// Checks a stored record and returns its header and decompressed payload.
-pub fn decode_record(value: &[u8]) -> Result<(RecordHeader, Vec<u8>), FormatError> {
+/// Checks a stored record's header and checksum, without decompressing its payload: what a reader
+/// that needs only the header (the item count) must still verify.
+pub fn check_record(value: &[u8]) -> Result<RecordHeader, FormatError> {
     let header = RecordHeader::parse(value)?;
     let compressed = &value[HEADER_LEN..];
     let crc = crc32c::crc32c(compressed);
@@ -235,7 +239,27 @@ pub fn decode_record(value: &[u8]) -> Result<(RecordHeader, Vec<u8>), FormatErro
             header.uncompressed_len
         ));
     }
-    let payload = zstd::bulk::decompress(compressed, header.uncompressed_len as usize)
+    Ok(header)
+}
+
+/// Checks a stored record and returns its header and decompressed payload.
+pub fn decode_record(value: &[u8]) -> Result<(RecordHeader, Vec<u8>), FormatError> {
+    let header = check_record(value)?;
+    let compressed = &value[HEADER_LEN..];
+    // One decompression context per thread, kept, for the reason given in `encode_record`.
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let payload = DECOMPRESSOR
+        .with(|d| {
+            let mut d = d.borrow_mut();
+            let d = match &mut *d {
+                Some(d) => d,
+                None => d.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress(compressed, header.uncompressed_len as usize)
+        })
         .map_err(|e| FormatError(format!("payload does not decompress: {e}")))?;
     if payload.len() != header.uncompressed_len as usize {
         return err(format!(

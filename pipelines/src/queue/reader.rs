@@ -41,6 +41,9 @@ pub struct Cursor {
     /// inclusive ranges `start -> end`. Reading newest first leaves holes below what was handed out, so
     /// the single `read_pos` of oldest-first reading cannot describe it.
     newest_first: Option<BTreeMap<u64, u64>>,
+    /// False for a reader that needs only the records' headers: payloads are checked against their
+    /// checksum but not decompressed, and handed out empty.
+    payloads: bool,
 }
 
 impl std::fmt::Debug for Cursor {
@@ -106,6 +109,7 @@ pub(crate) fn open_cursor(
         in_flight: BTreeSet::new(),
         committed,
         newest_first: None,
+        payloads: true,
     })
 }
 
@@ -125,6 +129,13 @@ impl Cursor {
     /// Call before the first `next_batch`.
     pub fn set_newest_first(&mut self, on: bool) {
         self.newest_first = on.then(BTreeMap::new);
+    }
+
+    /// With `false`, records come with an empty `payload`: for a reader that uses only the header's
+    /// item count (the `debug` exporter at `basic`), decompressing every record would be most of its
+    /// cost. The checksum is still verified, so corrupt records are skipped and counted as always.
+    pub fn set_read_payloads(&mut self, on: bool) {
+        self.payloads = on;
     }
 
     /// Waits until at least one record past the read position exists and returns up to `max_records` of
@@ -301,7 +312,12 @@ impl Cursor {
 
     /// A stored value as a [`Record`]; `None` (counted and logged) if it is corrupt.
     fn decode_record(&self, seq: u64, lane: u8, value: &[u8]) -> Option<Record> {
-        match format::decode_record(value) {
+        let decoded = if self.payloads {
+            format::decode_record(value)
+        } else {
+            format::check_record(value).map(|h| (h, Vec::new()))
+        };
+        match decoded {
             Ok((h, payload)) => Some(Record {
                 seq,
                 lane,

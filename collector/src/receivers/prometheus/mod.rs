@@ -285,7 +285,7 @@ fn target(
         port: url.port_or_known_default(),
     };
     Some(ScrapeTarget {
-        url: url.to_string(),
+        url,
         key,
         target: Target {
             job,

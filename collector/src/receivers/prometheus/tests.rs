@@ -51,7 +51,7 @@ fn static_targets_get_prometheus_labels_and_urls() {
     ));
     assert_eq!(t.len(), 2);
     assert_eq!(
-        t[0].url,
+        t[0].url.as_str(),
         "http://10.0.0.1:9100/metrics?module=if_mib&module=extra"
     );
     assert_eq!(t[0].target.job, "node");
@@ -100,7 +100,7 @@ fn relabel_configs_can_drop_rewrite_and_reroute_targets() {
     ));
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].target.instance, "node-10.0.0.1");
-    assert_eq!(t[0].url, "http://10.0.0.1:9100/probe?target=x");
+    assert_eq!(t[0].url.as_str(), "http://10.0.0.1:9100/probe?target=x");
 }
 
 fn scrape_job(honor_labels: bool, metric_relabel: Vec<RelabelConfig>) -> Job {

@@ -353,6 +353,21 @@ async fn corrupt_records_are_skipped_counted_and_reported() {
     c.ack(1).unwrap();
     c.ack(4).unwrap();
     assert_eq!(c.watermark(), 4, "the watermark moves over skipped records");
+
+    // A reader of headers only: empty payloads, the header's item counts, and the same corrupt
+    // records skipped and counted (the checksum covers the compressed bytes it does not decompress).
+    let mut h = s.cursor("headers", StartAt::Oldest, None).unwrap();
+    h.set_read_payloads(false);
+    let records = h.next_batch(10).await.unwrap();
+    let got: Vec<(u64, u32, usize)> = records
+        .iter()
+        .map(|r| (r.seq, r.items, r.payload.len()))
+        .collect();
+    assert_eq!(got, vec![(1, 3, 0), (4, 3, 0)]);
+    assert_eq!(t.queue().stream("t").dropped_total("corrupt"), 12);
+    let mut full = s.cursor("full", StartAt::Oldest, None).unwrap();
+    let first = full.next_batch(1).await.unwrap();
+    assert_eq!(first[0].payload.as_ref(), noise(500, 0).as_slice());
     q.close().await;
 }
 

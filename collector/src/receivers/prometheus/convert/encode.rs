@@ -460,17 +460,20 @@ impl SeriesCache {
             sc.point_len.push(len.0 as u32);
         }
 
-        // Lengths, inside out. A metric without a name is left out.
+        // Lengths, inside out. A metric without a name is left out. Each metric's HELP and type are
+        // looked up once here and kept for the writing pass (two hash lookups per metric otherwise).
         let mut points = 0;
+        let mut described = Vec::with_capacity(sc.metrics.len());
         for metric in &mut sc.metrics {
             let group = &self.groups[metric.group as usize];
+            let (description, ptype) = describe(&self.families, group, metric.origin);
+            described.push((description, ptype));
             if group.family.is_empty() {
                 self.dropped.push(("invalid", metric.points as usize));
                 continue;
             }
             points += metric.points as usize;
             metric.data_len += data_trailer_len(group.kind);
-            let (description, ptype) = describe(&self.families, group, metric.origin);
             let mut len = Measure::default();
             len.string(1, &group.family);
             if let Some(d) = description {
@@ -527,7 +530,7 @@ impl SeriesCache {
                     if group.family.is_empty() {
                         continue;
                     }
-                    let (description, ptype) = describe(&self.families, group, metric.origin);
+                    let (description, ptype) = described[m as usize];
                     buf.delimited(2, metric.body_len);
                     buf.string(1, &group.family);
                     if let Some(d) = description {
