@@ -10,7 +10,9 @@
 #
 # OUTPOST_BIN overrides the outpost binary (default: a release build in the target dir, built here with
 # the same package selection as every other build). ONLY=outpost or ONLY=prometheus measures one side
-# (for A/B runs of two outpost builds in turn). The targets' CPU is not counted for either side.
+# (for A/B runs of two outpost builds in turn). The targets answer HTTP/1.1 and keep connections open,
+# as Go exporters (node_exporter) do; PROTOCOL=HTTP/1.0 makes them close each connection after one
+# answer (what this script's targets did before). The targets' CPU is not counted for either side.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 targets="${1:-10}"; per_target="${2:-5000}"; interval="${3:-2s}"; window="${4:-60}"
@@ -61,7 +63,7 @@ samples=$(grep -vc '^#' "$work/www/metrics")
 addrs=()
 for i in $(seq "$targets"); do
     port=$(free_port)
-    python3 -m http.server --protocol HTTP/1.1 --bind 127.0.0.1 --directory "$work/www" "$port" >/dev/null 2>&1 &
+    python3 -m http.server --protocol "${PROTOCOL:-HTTP/1.1}" --bind 127.0.0.1 --directory "$work/www" "$port" >/dev/null 2>&1 &
     pids+=($!)
     addrs+=("127.0.0.1:$port")
 done
@@ -91,7 +93,7 @@ print(f"  RSS {int(rss)/1024:.1f} MiB for {series} active series ({int(rss)/1024
 PY
 }
 
-echo "--- $targets targets × $samples samples every $interval, window ${window}s"
+echo "--- $targets targets × $samples samples every $interval, window ${window}s, targets speak ${PROTOCOL:-HTTP/1.1}"
 
 only="${ONLY:-}"
 if [ "$only" != prometheus ]; then
