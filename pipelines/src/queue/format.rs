@@ -9,7 +9,9 @@
 //! never panics: anything short, unknown or inconsistent is a [`FormatError`], which callers turn into
 //! "skip and count as corrupt".
 
+use std::cell::RefCell;
 use std::fmt;
+use std::thread::LocalKey;
 
 use outpost_config::Signal;
 
@@ -182,27 +184,22 @@ pub fn encode_record(
     let bound = zstd::zstd_safe::compress_bound(payload.len());
     let mut out = Vec::with_capacity(HEADER_LEN + bound);
     out.resize(HEADER_LEN, 0);
-    // One compression context per thread, kept: making one per record (what `zstd::bulk::compress`
-    // does) allocates and clears zstd's tables every time, which for small records costs as much as
-    // the compression.
     thread_local! {
-        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
+        static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
     }
-    let written = COMPRESSOR
-        .with(|c| {
-            let mut c = c.borrow_mut();
-            let c = match &mut *c {
-                Some(c) => c,
-                None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
-            };
+    let written = with_kept(
+        &COMPRESSOR,
+        || zstd::bulk::Compressor::new(ZSTD_LEVEL),
+        |c| {
             // Written into the spare capacity after the header, which is never zeroed first: that
             // memset of the compression bound (the payload's size) cost more than copying the output.
             let mut after_header = std::io::Cursor::new(&mut out);
             after_header.set_position(HEADER_LEN as u64);
             c.compress_to_buffer(payload, &mut after_header)
-        })
-        .map_err(|e| FormatError(format!("zstd compression failed: {e}")))?;
+        },
+    )
+    .map_err(|e| FormatError(format!("zstd compression failed: {e}")))?;
     out.truncate(HEADER_LEN + written);
     let header = RecordHeader {
         signal,
@@ -216,6 +213,24 @@ pub fn encode_record(
     header.write(&mut head);
     out[..HEADER_LEN].copy_from_slice(&head);
     Ok(out)
+}
+
+/// Runs `f` with this thread's kept zstd context, made by `make` on first use. One context per thread
+/// is kept because making one per record (what `zstd::bulk::compress` and `decompress` do) allocates
+/// and clears zstd's tables every time, which for small records costs as much as the work itself.
+fn with_kept<C: 'static, R>(
+    cell: &'static LocalKey<RefCell<Option<C>>>,
+    make: impl FnOnce() -> std::io::Result<C>,
+    f: impl FnOnce(&mut C) -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    cell.with(|c| {
+        let mut c = c.borrow_mut();
+        let c = match &mut *c {
+            Some(c) => c,
+            None => c.insert(make()?),
+        };
+        f(c)
+    })
 }
 
 /// Checks a stored record's header and checksum, without decompressing its payload: what a reader
@@ -246,21 +261,14 @@ pub fn check_record(value: &[u8]) -> Result<RecordHeader, FormatError> {
 pub fn decode_record(value: &[u8]) -> Result<(RecordHeader, Vec<u8>), FormatError> {
     let header = check_record(value)?;
     let compressed = &value[HEADER_LEN..];
-    // One decompression context per thread, kept, for the reason given in `encode_record`.
     thread_local! {
-        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
     }
-    let payload = DECOMPRESSOR
-        .with(|d| {
-            let mut d = d.borrow_mut();
-            let d = match &mut *d {
-                Some(d) => d,
-                None => d.insert(zstd::bulk::Decompressor::new()?),
-            };
-            d.decompress(compressed, header.uncompressed_len as usize)
-        })
-        .map_err(|e| FormatError(format!("payload does not decompress: {e}")))?;
+    let payload = with_kept(&DECOMPRESSOR, zstd::bulk::Decompressor::new, |d| {
+        d.decompress(compressed, header.uncompressed_len as usize)
+    })
+    .map_err(|e| FormatError(format!("payload does not decompress: {e}")))?;
     if payload.len() != header.uncompressed_len as usize {
         return err(format!(
             "payload decompressed to {} bytes, header says {}",
