@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use outpost::prom::to_otlp::Endpoint;
-use outpost::receivers::prometheus::convert::{self, ScrapeReport, SeriesCache, Target};
+use outpost::receivers::prometheus::convert::{self, PageStats, ScrapeReport, SeriesCache, Target};
 use outpost::receivers::prometheus::parse;
 use prost::Message;
 
@@ -124,6 +124,16 @@ fn cpu_time(iters: u64, mut f: impl FnMut()) -> Duration {
     thread_cpu_time() - start
 }
 
+/// The report of a successful 10 ms scrape that read `stats`.
+fn ok_report(stats: &PageStats) -> Option<ScrapeReport> {
+    Some(ScrapeReport {
+        up: true,
+        duration_seconds: 0.01,
+        samples_scraped: stats.exposed,
+        samples_post_relabeling: stats.kept,
+    })
+}
+
 fn target() -> Target {
     Target {
         job: "node".into(),
@@ -199,15 +209,7 @@ fn scrape(c: &mut Criterion) {
     let cached = |cache: &mut SeriesCache, now: u64, encode: bool| {
         cache.begin(&t, now);
         let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
-        let out = cache.finish(
-            &t,
-            Some(ScrapeReport {
-                up: true,
-                duration_seconds: 0.01,
-                samples_scraped: stats.exposed,
-                samples_post_relabeling: stats.kept,
-            }),
-        );
+        let out = cache.finish(&t, ok_report(&stats));
         if encode {
             black_box(out.request.encode_to_vec());
         }
@@ -237,15 +239,7 @@ fn scrape(c: &mut Criterion) {
     let direct_scrape = |cache: &mut SeriesCache, now: u64| {
         cache.begin(&t, now);
         let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
-        let out = cache.finish_encoded(
-            &t,
-            Some(ScrapeReport {
-                up: true,
-                duration_seconds: 0.01,
-                samples_scraped: stats.exposed,
-                samples_post_relabeling: stats.kept,
-            }),
-        );
+        let out = cache.finish_encoded(&t, ok_report(&stats));
         let points = out.points;
         black_box(out.request);
         convert::commit(cache, out.next);
@@ -276,15 +270,7 @@ fn queue_zstd(c: &mut Criterion) {
     for now in [1, 2] {
         cache.begin(&t, now);
         let stats = cache.add_page(&t, &text, |_| Ok(true)).unwrap();
-        let out = cache.finish_encoded(
-            &t,
-            Some(ScrapeReport {
-                up: true,
-                duration_seconds: 0.01,
-                samples_scraped: stats.exposed,
-                samples_post_relabeling: stats.kept,
-            }),
-        );
+        let out = cache.finish_encoded(&t, ok_report(&stats));
         convert::commit(&mut cache, out.next);
         payload = out.request;
     }
