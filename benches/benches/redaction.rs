@@ -22,7 +22,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use outpost_config::redaction::build_regex;
 use outpost_config::RedactionProcessorConfig;
-use outpost_pipelines::processors::redaction::engine::{RuleSpec, Scratch, Verdict};
+use outpost_pipelines::processors::redaction::engine::{Engine, RuleSpec, Scratch, Verdict};
 use outpost_pipelines::processors::redaction::{packs, validators, Redaction};
 use std::hint::black_box;
 use std::time::Duration;
@@ -200,6 +200,57 @@ impl OneAtATime {
     }
 }
 
+/// `REDACTION_FIXED_WORK=batched:N` (or `single:N`) scans the corpus N times the processor's way (or
+/// value by value) and exits without measuring: a fixed amount of work for an instruction counter
+/// such as `valgrind --tool=callgrind`, whose counts, unlike times on a shared machine, repeat.
+/// The difference between two values of N is the instructions of N passes over the corpus.
+fn fixed_work(spec: &str, engine: &Engine, values: &[(&str, String)]) {
+    let (how, n) = spec
+        .split_once(':')
+        .expect("REDACTION_FIXED_WORK=batched:N or single:N");
+    let n: usize = n.parse().expect("a number of passes");
+    let mut scratch = Scratch::default();
+    let mut changed = 0;
+    for _ in 0..n {
+        for chunk in values.chunks(BATCH) {
+            match how {
+                "batched" => {
+                    engine.scan_many(
+                        chunk.iter().map(|(k, v)| (Some(*k), v.as_bytes())),
+                        &mut scratch,
+                    );
+                    let found: Vec<usize> = scratch.batch_results().map(|(i, _)| i).collect();
+                    for i in found {
+                        if scratch.load_batch_findings(i).is_ok() {
+                            if let Verdict::Rewrite(out) =
+                                engine.verdict(chunk[i].1.as_bytes(), true, &mut scratch)
+                            {
+                                changed += out.len();
+                            }
+                        }
+                    }
+                }
+                "single" => {
+                    for (k, v) in chunk {
+                        engine
+                            .scan(Some(k), v.as_bytes(), &mut scratch)
+                            .expect("fits");
+                        if !scratch.findings().is_empty() {
+                            if let Verdict::Rewrite(out) =
+                                engine.verdict(v.as_bytes(), true, &mut scratch)
+                            {
+                                changed += out.len();
+                            }
+                        }
+                    }
+                }
+                other => panic!("REDACTION_FIXED_WORK: unknown scan {other:?}"),
+            }
+        }
+    }
+    eprintln!("{n} passes of {how} scans, {changed} bytes rewritten");
+}
+
 fn bench(c: &mut Criterion) {
     let cfg = RedactionProcessorConfig::default();
     let redaction = Redaction::new(&cfg).expect("default packs build");
@@ -207,6 +258,10 @@ fn bench(c: &mut Criterion) {
     let baseline = OneAtATime::new(packs::rule_specs(&cfg).expect("default packs"));
     let values = corpus(20_000);
     let bytes: usize = values.iter().map(|(_, v)| v.len()).sum();
+    if let Ok(spec) = std::env::var("REDACTION_FIXED_WORK") {
+        fixed_work(&spec, engine, &values);
+        return;
+    }
 
     // Both find something in the same values: a check that the comparison is fair.
     let mut scratch = Scratch::default();

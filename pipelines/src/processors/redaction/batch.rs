@@ -459,19 +459,12 @@ impl Engine {
 /// Bit `i`: byte `i` of `chunk` (at most 64 bytes) is an ASCII upper-case letter.
 #[inline]
 fn upper_mask(chunk: &[u8]) -> u64 {
-    let flags = |block: &[u8; 64]| {
-        let mut flags = [0u8; 64];
-        for i in 0..64 {
-            flags[i] = u8::from(block[i].wrapping_sub(b'A') < 26);
-        }
-        digits::pack(&flags)
-    };
     match <&[u8; 64]>::try_from(chunk) {
-        Ok(block) => flags(block),
+        Ok(block) => digits::upper(block),
         Err(_) => {
             let mut block = [0u8; 64];
             block[..chunk.len()].copy_from_slice(chunk);
-            flags(&block)
+            digits::upper(&block)
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Both run on most values with digits, so both are written to vectorise. The run is computed 64 bytes
 //! at a time on bit masks rather than byte by byte: the digit and separator flags of a block are
-//! computed lane-wise and packed into two words, the separators that bridge two digits (a gap of one or
+//! compared 16 bytes at a time and taken into two words with SSE2's `movemask` (elsewhere than x86_64,
+//! computed lane-wise and packed by multiplication), the separators that bridge two digits (a gap of one or
 //! two) are found with shifts, and each chain of digits and bridges is then one step of a loop over its
 //! start and end bits, its digits counted with `popcnt`. A value full of digits and separators costs a
 //! few instructions per chain instead of a dependent chain of operations per byte.
@@ -18,7 +19,76 @@ pub(crate) fn count(hay: &[u8]) -> usize {
         .sum()
 }
 
-/// The digit and separator masks of 64 bytes (bit `i` is byte `i`).
+/// The digit and separator masks of 64 bytes (bit `i` is byte `i`): SSE2 compares, the flags of 16
+/// bytes taken at once with `movemask`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn masks(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let (mut digit, mut sep) = (0u64, 0u64);
+    for i in 0..4 {
+        // SAFETY: SSE2 is part of x86_64, and the 16 bytes loaded (unaligned) are within `block`.
+        unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().add(16 * i).cast());
+            let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            let s = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_or_si128(is(b' '), is(b'-')),
+                    _mm_or_si128(is(b'.'), is(b'/')),
+                ),
+                _mm_or_si128(is(b'('), is(b')')),
+            );
+            digit |= u64::from(in_range(v, b'0', 10)) << (16 * i);
+            sep |= u64::from(_mm_movemask_epi8(s) as u16) << (16 * i);
+        }
+    }
+    (digit, sep)
+}
+
+/// Bit `i`: byte `i` of `v` is in `from..from + n`. Shifted by 128, the unsigned `b - from < n` is a
+/// signed comparison, which SSE2 has.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn in_range(v: std::arch::x86_64::__m128i, from: u8, n: u8) -> u16 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of x86_64.
+    unsafe {
+        let shifted = _mm_xor_si128(
+            _mm_sub_epi8(v, _mm_set1_epi8(from as i8)),
+            _mm_set1_epi8(i8::MIN),
+        );
+        let lt = _mm_cmplt_epi8(shifted, _mm_set1_epi8(i8::MIN.wrapping_add(n as i8)));
+        _mm_movemask_epi8(lt) as u16
+    }
+}
+
+/// Bit `i`: byte `i` of `block` is an ASCII upper-case letter.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn upper(block: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut m = 0u64;
+    for i in 0..4 {
+        // SAFETY: SSE2 is part of x86_64, and the 16 bytes loaded (unaligned) are within `block`.
+        let v = unsafe { _mm_loadu_si128(block.as_ptr().add(16 * i).cast()) };
+        m |= u64::from(in_range(v, b'A', 26)) << (16 * i);
+    }
+    m
+}
+
+/// Bit `i`: byte `i` of `block` is an ASCII upper-case letter.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub(crate) fn upper(block: &[u8; 64]) -> u64 {
+    let mut flags = [0u8; 64];
+    for i in 0..64 {
+        flags[i] = u8::from(block[i].wrapping_sub(b'A') < 26);
+    }
+    pack(&flags)
+}
+
+/// The digit and separator masks of 64 bytes, portably: flags packed by multiplication.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn masks(block: &[u8; 64]) -> (u64, u64) {
     let mut digit = [0u8; 64];
@@ -40,8 +110,9 @@ fn masks(block: &[u8; 64]) -> (u64, u64) {
 
 /// Packs 64 flags of 0 or 1 into a word: eight at a time, by a multiplication that gathers each
 /// byte's low bit into the top byte.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
-pub(crate) fn pack(flags: &[u8; 64]) -> u64 {
+fn pack(flags: &[u8; 64]) -> u64 {
     let mut m = 0u64;
     for (i, c) in flags.chunks_exact(8).enumerate() {
         let w = u64::from_le_bytes(c.try_into().expect("chunks of 8"));
@@ -271,6 +342,18 @@ mod tests {
             let mut got = Vec::new();
             for_each_run(hay.as_bytes(), min, |end, n| got.push((end, n)));
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn block_masks_flag_exactly_their_bytes(block in prop::collection::vec(any::<u8>(), 64)) {
+            let block: &[u8; 64] = block[..].try_into().unwrap();
+            let flags = |f: &dyn Fn(u8) -> bool| {
+                block.iter().enumerate().fold(0u64, |m, (i, &b)| m | u64::from(f(b)) << i)
+            };
+            let (digit, sep) = masks(block);
+            prop_assert_eq!(digit, flags(&|b| b.is_ascii_digit()));
+            prop_assert_eq!(sep, flags(&|b| b" -./()".contains(&b)));
+            prop_assert_eq!(upper(block), flags(&|b| b.is_ascii_uppercase()));
         }
 
         #[test]

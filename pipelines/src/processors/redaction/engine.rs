@@ -597,19 +597,28 @@ impl Engine {
 
     /// Which of the first 64 keyed rules' `keys` match `key`, from the memo when it is there.
     fn key_bits(&self, key: &str, memo: &mut Option<(u64, Vec<(String, u64)>)>) -> u64 {
-        // A direct-mapped memo: a handful of keys recur in every batch, and a key's slot is found
-        // by a hash, not by comparing it with every memoised key. Unbounded key sets (keys with ids
-        // in them) only overwrite slots.
+        // A two-way set-associative memo: a handful of keys recur in every batch, and a key's pair
+        // of slots is found by a hash, not by comparing it with every memoised key. Two ways, so
+        // two recurring keys whose hashes collide do not evict each other on every value (which
+        // ran the key regexes again each time). Unbounded key sets (keys with ids in them) only
+        // overwrite slots.
         const MEMO_SLOTS: usize = 256;
         if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
             *memo = None;
         }
         let (_, slots) =
             memo.get_or_insert_with(|| (self.id, vec![(String::new(), u64::MAX); MEMO_SLOTS]));
-        let slot = &mut slots[key_hash(key.as_bytes()) % MEMO_SLOTS];
+        let set = (key_hash(key.as_bytes()) % MEMO_SLOTS) & !1;
         // `u64::MAX` marks an empty slot (an empty key's bits are memoised like any other's).
-        if slot.1 != u64::MAX && slot.0 == key {
-            return slot.1;
+        for way in [set, set + 1] {
+            let slot = &slots[way];
+            if slot.1 != u64::MAX && slot.0 == key {
+                if way == set + 1 {
+                    // The most recently used key goes first, and the other is the one replaced.
+                    slots.swap(set, set + 1);
+                }
+                return slots[set].1;
+            }
         }
         let bits = self
             .rules
@@ -617,6 +626,8 @@ impl Engine {
             .filter_map(|r| Some((r.keys.as_ref()?, r.key_bit?)))
             .filter(|(keys, _)| keys.is_match(key.as_bytes()))
             .fold(0u64, |bits, (_, bit)| bits | 1 << bit);
+        slots.swap(set, set + 1);
+        let slot = &mut slots[set];
         slot.0.clear();
         slot.0.push_str(key);
         slot.1 = bits;
@@ -806,11 +817,19 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
 
 /// A quick hash of an attribute key for the key memo's slot (keys are short: a few words).
 fn key_hash(key: &[u8]) -> usize {
+    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
     let mut h = key.len() as u64;
-    for c in key.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..c.len()].copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let mut words = key.chunks_exact(8);
+    for c in &mut words {
+        h = mix(h, u64::from_le_bytes(c.try_into().expect("chunks of 8")));
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        // The tail a byte at a time: a copy of a few bytes into a word was a `memcpy` call.
+        h = mix(
+            h,
+            tail.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b)),
+        );
     }
     (h >> 32) as usize
 }
@@ -874,6 +893,54 @@ mod tests {
             Verdict::Rewrite(b) => String::from_utf8(b).unwrap(),
             Verdict::Clean => text.to_owned(),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_key_memo_answers_like_the_key_regexes_when_keys_share_its_slots() {
+        let keyed = |id: &str, keys: &str| RuleSpec {
+            keys: Some(keys.into()),
+            ..spec(id, "[0-9]{9}", RedactionAction::Mask)
+        };
+        let e = Engine::new(
+            vec![keyed("ssn", "(?i)ssn"), keyed("passport", "(?i)passport")],
+            &[],
+            Options::default(),
+        )
+        .unwrap();
+        // Three keys per pair of slots (more than its two ways), half of them matching a rule.
+        let slot = |k: &str| (key_hash(k.as_bytes()) % 256) & !1;
+        let mut keys: Vec<String> = Vec::new();
+        for i in 0.. {
+            for k in [
+                format!("customer.ssn.{i}"),
+                format!("passport.{i}"),
+                format!("k{i}"),
+            ] {
+                if keys.is_empty() || slot(&k) == slot(&keys[0]) {
+                    keys.push(k);
+                }
+            }
+            if keys.len() >= 6 {
+                break;
+            }
+        }
+        let want = |k: &str| {
+            u64::from(k.contains("ssn")) << e.rules[0].key_bit.unwrap()
+                | u64::from(k.contains("passport")) << e.rules[1].key_bit.unwrap()
+        };
+        let mut scratch = Scratch::default();
+        for round in 0..4 {
+            for (i, k) in keys.iter().enumerate() {
+                // Revisits in changing orders, so hits in either way and evictions all happen.
+                let k = if round % 2 == 0 {
+                    k
+                } else {
+                    &keys[keys.len() - 1 - i]
+                };
+                assert_eq!(e.key_bits_of(k, &mut scratch), want(k), "{k}");
+                assert_eq!(e.key_bits_of(k, &mut scratch), want(k), "{k} again");
+            }
         }
     }
 
