@@ -200,6 +200,36 @@ impl OneAtATime {
     }
 }
 
+/// `REDACTION_DUMP=DIR` writes the corpus (`values.bin`, the values joined by NUL bytes) and the
+/// default packs' rules that apply under any key (`patterns.tsv`: `caseless<TAB>pattern`, capture
+/// names dropped and a leading `(?i)` moved to the flag) for another engine to scan the same text:
+/// `benches/scripts/redaction-hyperscan.sh`.
+fn dump(dir: &str, cfg: &RedactionProcessorConfig, values: &[(&str, String)]) {
+    let dir = std::path::Path::new(dir);
+    std::fs::create_dir_all(dir).expect("dump directory");
+    let joined: Vec<&[u8]> = values.iter().map(|(_, v)| v.as_bytes()).collect();
+    std::fs::write(dir.join("values.bin"), joined.join(&0u8)).expect("values.bin");
+    let names = regex::Regex::new(r"\(\?P<\w+>").expect("capture names");
+    let mut tsv = String::new();
+    for spec in packs::rule_specs(cfg).expect("default packs") {
+        if spec.keys.is_some() {
+            continue;
+        }
+        let pattern = names.replace_all(&spec.pattern, "(?:");
+        let (caseless, pattern) = match pattern.strip_prefix("(?i)") {
+            Some(rest) => (1, rest),
+            None => (0, &pattern[..]),
+        };
+        tsv.push_str(&format!("{caseless}\t{pattern}\n"));
+    }
+    std::fs::write(dir.join("patterns.tsv"), tsv).expect("patterns.tsv");
+    eprintln!(
+        "wrote {} values and the patterns to {}",
+        values.len(),
+        dir.display()
+    );
+}
+
 /// `REDACTION_FIXED_WORK=batched:N` (or `single:N`) scans the corpus N times the processor's way (or
 /// value by value) and exits without measuring: a fixed amount of work for an instruction counter
 /// such as `valgrind --tool=callgrind`, whose counts, unlike times on a shared machine, repeat.
@@ -258,6 +288,10 @@ fn bench(c: &mut Criterion) {
     let baseline = OneAtATime::new(packs::rule_specs(&cfg).expect("default packs"));
     let values = corpus(20_000);
     let bytes: usize = values.iter().map(|(_, v)| v.len()).sum();
+    if let Ok(dir) = std::env::var("REDACTION_DUMP") {
+        dump(&dir, &cfg, &values);
+        return;
+    }
     if let Ok(spec) = std::env::var("REDACTION_FIXED_WORK") {
         fixed_work(&spec, engine, &values);
         return;
