@@ -240,45 +240,59 @@ fn fixed_work(spec: &str, engine: &Engine, values: &[(&str, String)]) {
         .expect("REDACTION_FIXED_WORK=batched:N or single:N");
     let n: usize = n.parse().expect("a number of passes");
     let mut scratch = Scratch::default();
+    let mut found = Vec::new();
     let mut changed = 0;
     for _ in 0..n {
-        for chunk in values.chunks(BATCH) {
-            match how {
-                "batched" => {
-                    engine.scan_many(
-                        chunk.iter().map(|(k, v)| (Some(*k), v.as_bytes())),
-                        &mut scratch,
-                    );
-                    let found: Vec<usize> = scratch.batch_results().map(|(i, _)| i).collect();
-                    for i in found {
-                        if scratch.load_batch_findings(i).is_ok() {
-                            if let Verdict::Rewrite(out) =
-                                engine.verdict(chunk[i].1.as_bytes(), true, &mut scratch)
-                            {
-                                changed += out.len();
-                            }
-                        }
-                    }
-                }
-                "single" => {
-                    for (k, v) in chunk {
-                        engine
-                            .scan(Some(k), v.as_bytes(), &mut scratch)
-                            .expect("fits");
-                        if !scratch.findings().is_empty() {
-                            if let Verdict::Rewrite(out) =
-                                engine.verdict(v.as_bytes(), true, &mut scratch)
-                            {
-                                changed += out.len();
-                            }
-                        }
-                    }
-                }
-                other => panic!("REDACTION_FIXED_WORK: unknown scan {other:?}"),
+        changed += match how {
+            "batched" => scan_batched(engine, values, &mut scratch, &mut found),
+            "single" => scan_each(engine, values.iter(), &mut scratch),
+            other => panic!("REDACTION_FIXED_WORK: unknown scan {other:?}"),
+        };
+    }
+    eprintln!("{n} passes of {how} scans, {changed} bytes rewritten");
+}
+
+/// Scans `values` one by one and rewrites those with findings; returns the rewritten bytes.
+fn scan_each<'a>(
+    engine: &Engine,
+    values: impl Iterator<Item = &'a (&'a str, String)>,
+    scratch: &mut Scratch,
+) -> usize {
+    let mut changed = 0;
+    for (k, v) in values {
+        engine.scan(Some(k), v.as_bytes(), scratch).expect("fits");
+        if !scratch.findings().is_empty() {
+            if let Verdict::Rewrite(out) = engine.verdict(v.as_bytes(), true, scratch) {
+                changed += out.len();
             }
         }
     }
-    eprintln!("{n} passes of {how} scans, {changed} bytes rewritten");
+    changed
+}
+
+/// As the processor scans: the values of one OTLP batch at a time, gathered and scanned together,
+/// then the verdict for each value with findings. Returns the rewritten bytes.
+fn scan_batched(
+    engine: &Engine,
+    values: &[(&str, String)],
+    scratch: &mut Scratch,
+    found: &mut Vec<usize>,
+) -> usize {
+    let mut changed = 0;
+    for chunk in values.chunks(BATCH) {
+        engine.scan_many(chunk.iter().map(|(k, v)| (Some(*k), v.as_bytes())), scratch);
+        found.clear();
+        found.extend(scratch.batch_results().map(|(i, _)| i));
+        for &i in found.iter() {
+            if scratch.load_batch_findings(i).is_ok() {
+                if let Verdict::Rewrite(out) = engine.verdict(chunk[i].1.as_bytes(), true, scratch)
+                {
+                    changed += out.len();
+                }
+            }
+        }
+    }
+    changed
 }
 
 fn bench(c: &mut Criterion) {
@@ -340,49 +354,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("redaction");
     g.throughput(Throughput::Bytes(bytes as u64));
     g.bench_function(BenchmarkId::new("engine", "default_packs"), |b| {
-        b.iter_custom(|iters| {
-            cpu_time(iters, || {
-                let mut changed = 0;
-                for (k, v) in &values {
-                    engine
-                        .scan(Some(k), v.as_bytes(), &mut scratch)
-                        .expect("fits");
-                    if !scratch.findings().is_empty() {
-                        if let Verdict::Rewrite(out) =
-                            engine.verdict(v.as_bytes(), true, &mut scratch)
-                        {
-                            changed += out.len();
-                        }
-                    }
-                }
-                changed
-            })
-        })
+        b.iter_custom(|iters| cpu_time(iters, || scan_each(engine, values.iter(), &mut scratch)))
     });
-    // As the processor scans: the values of one OTLP batch at a time, gathered and scanned together,
-    // then the verdict for each value with findings.
     let mut found = Vec::new();
     g.bench_function(BenchmarkId::new("engine", "default_packs_batched"), |b| {
         b.iter_custom(|iters| {
             cpu_time(iters, || {
-                let mut changed = 0;
-                for chunk in values.chunks(BATCH) {
-                    engine.scan_many(
-                        chunk.iter().map(|(k, v)| (Some(*k), v.as_bytes())),
-                        &mut scratch,
-                    );
-                    found.clear();
-                    found.extend(scratch.batch_results().map(|(i, _)| i));
-                    for &i in &found {
-                        let v = chunk[i].1.as_bytes();
-                        if scratch.load_batch_findings(i).is_ok() {
-                            if let Verdict::Rewrite(out) = engine.verdict(v, true, &mut scratch) {
-                                changed += out.len();
-                            }
-                        }
-                    }
-                }
-                changed
+                scan_batched(engine, &values, &mut scratch, &mut found)
             })
         })
     });
