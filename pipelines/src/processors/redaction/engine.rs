@@ -908,7 +908,7 @@ mod tests {
             Options::default(),
         )
         .unwrap();
-        // Three keys per pair of slots (more than its two ways), half of them matching a rule.
+        // Six keys share one pair of slots, three times its two ways; the `k…` keys match no rule.
         let slot = |k: &str| (key_hash(k.as_bytes()) % 256) & !1;
         let mut keys: Vec<String> = Vec::new();
         for i in 0.. {
