@@ -14,7 +14,8 @@
 //! Each rule has conditions these passes decide (a literal, a run of `min_run`, a rare byte) and, if
 //! keyed, its key (looked up when the value is pushed). A value goes on to the single-value scan
 //! ([`Engine::scan`]'s stages, given the literal rules and the run found here) only if some rule has all
-//! of them; a rule without any such condition lets every value through. Each condition is one the rule's
+//! of them, and those stages then look only at such rules; a rule without any such condition lets every
+//! value through. Each condition is one the rule's
 //! gates in the single-value scan require too, and the literal rules and run handed over are exactly
 //! what that scan would compute, so a batch finds exactly what scanning each value alone finds. A
 //! property test compares the two on random batches.
@@ -435,6 +436,7 @@ impl Engine {
                 let known = Known {
                     literal_rules: b.literal_rules[j],
                     run,
+                    possible,
                 };
                 let _ = self.scan_impl(
                     Key::Bits(b.keys[j]),

@@ -178,11 +178,13 @@ pub(super) enum Key<'k> {
 }
 
 /// What a batch's streaming passes found in a value: the rules with one of their literals in it, and
-/// its longest digit run when at least the shortest `min_run` of any rule (else 0).
+/// its longest digit run when at least the shortest `min_run` of any rule (else 0), and the rules
+/// whose batch conditions all hold (the others cannot match, so the stages need not look at them).
 #[derive(Clone, Copy)]
 pub(super) struct Known {
     pub literal_rules: u64,
     pub run: usize,
+    pub possible: u64,
 }
 
 /// The value exceeds `max_value_size` and was not scanned.
@@ -463,7 +465,7 @@ impl Engine {
         let candidates = &mut scratch.candidates;
         candidates.clear();
         if let Some(tables) = &self.gate_tables {
-            let mut pass = tables.pass(present, digits);
+            let mut pass = tables.pass(present, digits) & known.map_or(u64::MAX, |k| k.possible);
             while pass != 0 {
                 candidates.push(pass.trailing_zeros());
                 pass &= pass - 1;
