@@ -134,7 +134,26 @@ pub(crate) fn longest_run(hay: &[u8]) -> usize {
 /// value. Blocks where no stretch of digits and bridges is `min` bytes long (and none goes on from or
 /// into a neighbouring block) skip the per-run loop: a run of `min` digits is at least `min` bytes long.
 #[inline]
-pub(crate) fn for_each_run(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
+pub(crate) fn for_each_run(hay: &[u8], min: usize, found: impl FnMut(usize, usize)) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU has POPCNT, checked just above.
+        return unsafe { runs_with_popcnt(hay, min, found) };
+    }
+    runs(hay, min, found)
+}
+
+/// [`runs`] compiled with the POPCNT instruction, which the baseline x86_64 target lacks: without it
+/// every digit count of a chain is a dozen instructions (5% of a batch's time).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn runs_with_popcnt(hay: &[u8], min: usize, found: impl FnMut(usize, usize)) {
+    runs(hay, min, found)
+}
+
+/// [`for_each_run`], for any target; always inlined, so each caller's target features apply to it.
+#[inline(always)]
+fn runs(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
     let mut blocks = hay.chunks(64).map(|c| match <&[u8; 64]>::try_from(c) {
         Ok(block) => masks(block),
         Err(_) => {
