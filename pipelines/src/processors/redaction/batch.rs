@@ -352,8 +352,10 @@ impl Engine {
         let value_at = |pos: usize| ends.partition_point(|&e| e as usize <= pos);
         if let Some(literals) = self.literal_search() {
             b.lower.clear();
-            b.lower.extend_from_slice(&b.text);
-            b.lower.make_ascii_lowercase();
+            // One pass that copies and lower-cases (it vectorises), not a copy and then a second
+            // pass over the copy.
+            b.lower
+                .extend(b.text.iter().map(|c| c.to_ascii_lowercase()));
             literals.pad(&mut b.lower);
             let lit = &mut b.literal_rules;
             let mut v = 0;
