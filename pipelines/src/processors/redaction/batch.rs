@@ -13,15 +13,14 @@
 //!
 //! Each rule has conditions these passes decide (a literal, a run of `min_run`, a rare byte) and, if
 //! keyed, its key (looked up when the value is pushed). A value goes on to the single-value scan
-//! ([`Engine::scan`]'s stages, given the literal rules and the run found here) only if some rule has all
-//! of them, and those stages then look only at such rules; a rule without any such condition lets every
-//! value through. Each condition is one the rule's
-//! gates in the single-value scan require too, and the literal rules and run handed over are exactly
-//! what that scan would compute, so a batch finds exactly what scanning each value alone finds. A
-//! property test compares the two on random batches.
+//! ([`Engine::scan`]'s stages) only if some rule has all of them, and those stages then start from such
+//! rules, without searching the literals and the run again or looking the key up; a rule without any
+//! such condition lets every value through. The conditions are exactly the run, key and literal gates
+//! of the single-value scan, so a batch finds exactly what scanning each value alone finds. A property
+//! test compares the two on random batches.
 
 use super::digits;
-use super::engine::{Engine, Finding, Key, Known, Scratch, TooLarge};
+use super::engine::{Engine, Finding, Scratch, TooLarge};
 use super::screen::ByteSet;
 
 /// Bytes of values gathered before the streaming passes run: big enough that per-pass costs vanish,
@@ -435,17 +434,7 @@ impl Engine {
             }
             let possible = plan.possible(b.literal_rules[j], b.sets[j], run, b.keys[j]);
             if possible != 0 {
-                let known = Known {
-                    literal_rules: b.literal_rules[j],
-                    run,
-                    possible,
-                };
-                let _ = self.scan_impl(
-                    Key::Bits(b.keys[j]),
-                    &b.text[start..end],
-                    Some(known),
-                    scratch,
-                );
+                let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
                 let index = b.first + j;
                 keep_findings(&mut b, scratch, index);
             }

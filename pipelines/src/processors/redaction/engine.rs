@@ -169,24 +169,6 @@ pub enum Verdict {
     DropRecord,
 }
 
-/// An attribute key, by name or (in batch scans, looked up when the value was pushed) by the bits of
-/// the keyed rules it matches.
-#[derive(Clone, Copy)]
-pub(super) enum Key<'k> {
-    Name(Option<&'k str>),
-    Bits(Option<u64>),
-}
-
-/// What a batch's streaming passes found in a value: the rules with one of their literals in it, and
-/// its longest digit run when at least the shortest `min_run` of any rule (else 0), and the rules
-/// whose batch conditions all hold (the others cannot match, so the stages need not look at them).
-#[derive(Clone, Copy)]
-pub(super) struct Known {
-    pub literal_rules: u64,
-    pub run: usize,
-    pub possible: u64,
-}
-
 /// The value exceeds `max_value_size` and was not scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooLarge;
@@ -438,18 +420,17 @@ impl Engine {
         hay: &[u8],
         scratch: &mut Scratch,
     ) -> Result<(), TooLarge> {
-        self.scan_impl(Key::Name(key), hay, None, scratch)
+        self.scan_impl(key, hay, None, scratch)
     }
 
-    /// [`Engine::scan`], with the key given as its bits (batch scans look keys up when they are
-    /// pushed) and, from a batch's streaming passes, the rules whose literals are in `hay` and its
-    /// longest digit run (or 0 when shorter than every rule's `min_run`), which are then not searched
-    /// again.
+    /// [`Engine::scan`], or, given `possible` by a batch's streaming passes, the rules (at most 64)
+    /// whose literal, run and key conditions hold in `hay`: the stages then start from those rules
+    /// and neither search the literals and the run again nor look the key up.
     pub(super) fn scan_impl(
         &self,
-        key: Key<'_>,
+        key: Option<&str>,
         hay: &[u8],
-        known: Option<Known>,
+        possible: Option<u64>,
         scratch: &mut Scratch,
     ) -> Result<(), TooLarge> {
         scratch.findings.clear();
@@ -464,8 +445,10 @@ impl Engine {
         };
         let candidates = &mut scratch.candidates;
         candidates.clear();
+        // Batches are only used with at most 64 rules, which have gate tables.
+        let possible = possible.filter(|_| self.gate_tables.is_some());
         if let Some(tables) = &self.gate_tables {
-            let mut pass = tables.pass(present, digits) & known.map_or(u64::MAX, |k| k.possible);
+            let mut pass = tables.pass(present, digits) & possible.unwrap_or(u64::MAX);
             while pass != 0 {
                 candidates.push(pass.trailing_zeros());
                 pass &= pass - 1;
@@ -476,53 +459,10 @@ impl Engine {
         if candidates.is_empty() {
             return Ok(());
         }
-        // Only values with enough digits for some rule get the run scan, once; the key is looked up
-        // once too.
-        let mut run = known.map(|k| k.run);
-        let mut key_bits = None;
-        candidates.retain(|&r| {
-            let gate = &self.gates[r as usize];
-            if gate.min_run > 0
-                && *run.get_or_insert_with(|| digits::longest_run(hay)) < gate.min_run
-            {
-                return false;
-            }
-            match (gate.keyed, gate.key_bit, key) {
-                (false, _, _) => true,
-                (true, _, Key::Name(None) | Key::Bits(None)) => false,
-                (true, Some(bit), Key::Bits(Some(bits))) => bits & 1 << bit != 0,
-                (true, Some(bit), Key::Name(Some(k))) => {
-                    *key_bits.get_or_insert_with(|| self.key_bits(k, &mut scratch.key_memo))
-                        & 1 << bit
-                        != 0
-                }
-                (true, None, Key::Name(Some(k))) => self.rules[r as usize]
-                    .keys
-                    .as_ref()
-                    .is_some_and(|keys| keys.is_match(k.as_bytes())),
-                // Batches are only used when every keyed rule has a bit.
-                (true, None, Key::Bits(Some(_))) => true,
-            }
-        });
-        if let Some(literals) = self.literals.as_ref().filter(|_| {
-            candidates
-                .iter()
-                .any(|&r| self.gates[r as usize].literal_gate)
-        }) {
-            let seen = &mut scratch.seen;
-            seen.clear();
-            seen.resize(self.rules.len().div_ceil(64), 0);
-            match known {
-                // Batches are only used with at most 64 rules.
-                Some(k) => seen[0] = k.literal_rules,
-                None => literals.for_each_rule(hay, &mut scratch.lower, |r| {
-                    seen[r as usize / 64] |= 1 << (r % 64);
-                }),
-            }
-            candidates.retain(|&r| {
-                !self.gates[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
-            });
+        if possible.is_none() {
+            self.run_key_and_literal_gates(key, hay, scratch);
         }
+        let candidates = &mut scratch.candidates;
         // Rules gated by digits alone: confirmed only if the digit set says their pattern matches
         // somewhere — one pass for all of them instead of one regex per rule.
         let in_set = candidates
@@ -594,6 +534,52 @@ impl Engine {
                 candidates.push((w * 64) as u32 + pass.trailing_zeros());
                 pass &= pass - 1;
             }
+        }
+    }
+
+    /// The run, key and literal gates of a single scan, on `scratch`'s candidates: a batch decides
+    /// the same conditions in its streaming passes instead.
+    fn run_key_and_literal_gates(&self, key: Option<&str>, hay: &[u8], scratch: &mut Scratch) {
+        // Only values with enough digits for some rule get the run scan, once; the key is looked up
+        // once too.
+        let mut run = None;
+        let mut key_bits = None;
+        scratch.candidates.retain(|&r| {
+            let gate = &self.gates[r as usize];
+            if gate.min_run > 0
+                && *run.get_or_insert_with(|| digits::longest_run(hay)) < gate.min_run
+            {
+                return false;
+            }
+            match (gate.keyed, gate.key_bit, key) {
+                (false, _, _) => true,
+                (true, _, None) => false,
+                (true, Some(bit), Some(k)) => {
+                    *key_bits.get_or_insert_with(|| self.key_bits(k, &mut scratch.key_memo))
+                        & 1 << bit
+                        != 0
+                }
+                (true, None, Some(k)) => self.rules[r as usize]
+                    .keys
+                    .as_ref()
+                    .is_some_and(|keys| keys.is_match(k.as_bytes())),
+            }
+        });
+        if let Some(literals) = self.literals.as_ref().filter(|_| {
+            scratch
+                .candidates
+                .iter()
+                .any(|&r| self.gates[r as usize].literal_gate)
+        }) {
+            let seen = &mut scratch.seen;
+            seen.clear();
+            seen.resize(self.rules.len().div_ceil(64), 0);
+            literals.for_each_rule(hay, &mut scratch.lower, |r| {
+                seen[r as usize / 64] |= 1 << (r % 64);
+            });
+            scratch.candidates.retain(|&r| {
+                !self.gates[r as usize].literal_gate || seen[r as usize / 64] & 1 << (r % 64) != 0
+            });
         }
     }
 
