@@ -185,12 +185,14 @@ async fn disk_full(device: &str, filler_len: u64) {
         matches!(http_status, 429 | 503),
         "HTTP on a full disk: a retryable status, got {http_status}"
     );
+    // The refusals first, then the counters: a refusal is counted before it is answered, so every one
+    // the clients saw is in a later snapshot, while the senders go on.
+    let codes = load.refused.lock().unwrap().clone();
     let text = front.metrics_text();
     let refused_items = sum_metric(
         &text,
         r#"outpost_receiver_refused_items_total{signal="traces"}"#,
     );
-    let codes = load.refused.lock().unwrap().clone();
     let acked_while_filling = load.acked.lock().unwrap().len();
     let queue_bytes = sum_metric(&text, r#"outpost_queue_bytes{stream="traces"}"#);
     eprintln!(

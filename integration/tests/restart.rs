@@ -24,7 +24,9 @@ receivers:
 exporters:
   otlp:
     endpoint: 127.0.0.1:{destination}
-    timeout: 2s
+    # The link is down by not listening, which fails at once; a short timeout would only resend a
+    # batch that a loaded sink is still writing, and the test counts duplicates.
+    timeout: 30s
 extensions:
   health_check:
     endpoint: "@ADMIN@"

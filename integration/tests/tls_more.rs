@@ -182,12 +182,12 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:{grpc}
         auth: {{bearer_token_file: {tokens}}}
-        rate_limit: {{requests_per_second: 2}}
+        rate_limit: {{requests_per_second: 0.2, burst_seconds: 10}}
       http:
         endpoint: 127.0.0.1:{http}
         tls: {{cert_file: {cert}, key_file: {key}}}
         auth: {{bearer_token_file: {tokens}}}
-        rate_limit: {{requests_per_second: 2}}
+        rate_limit: {{requests_per_second: 0.2, burst_seconds: 10}}
 {rest}"#,
         tokens = pki.path("tokens"),
         cert = pki.path("server.pem"),
@@ -218,8 +218,9 @@ receivers:
         }
         (ok, exhausted, b_ok)
     });
-    // A 2-request burst, refilling at 2/s: the six requests sent within milliseconds pass 2 (3 if the
-    // machine stalled half a second between them).
+    // A 2-request burst, refilling one request every 5 s: of six requests sent back to back, 2 pass
+    // (3 if sending them took the machine over 5 s). A slow refill keeps the count independent of how
+    // long each admitted request takes to be written.
     assert!((2..=3).contains(&grpc_ok), "{grpc_ok} passed");
     assert_eq!(grpc_ok + exhausted, 6);
     assert_eq!(b_ok, 2);
@@ -312,7 +313,7 @@ receivers:
     auth:
       bearer_token_file: {tokens}
       htpasswd_file: {htpasswd}
-    rate_limit: {{requests_per_second: 2}}
+    rate_limit: {{requests_per_second: 0.2, burst_seconds: 10}}
 {rest}"#,
         cert = pki.path("server.pem"),
         key = pki.path("server.key"),
@@ -380,7 +381,8 @@ receivers:
             .is_some_and(|v| v.contains("Bearer")),
         "{results:?}"
     );
-    // Token a: two pass, then the budget is spent (three more, sent within milliseconds).
+    // Token a: two pass, then the budget is spent (three more, sent back to back; the budget refills
+    // one request every 5 s).
     let a = &results[7..12];
     let refused = a.iter().filter(|r| r.0 == 429).count();
     assert!((2..=3).contains(&refused), "{results:?}");
@@ -735,8 +737,8 @@ receivers:
   prometheus:
     config:
       global:
-        scrape_interval: 500ms
-        scrape_timeout: 400ms
+        scrape_interval: 2s
+        scrape_timeout: 2s
       scrape_configs:
         - job_name: good
           scheme: https
@@ -947,8 +949,8 @@ receivers:
   prometheus:
     config:
       global:
-        scrape_interval: 500ms
-        scrape_timeout: 400ms
+        scrape_interval: 2s
+        scrape_timeout: 2s
       scrape_configs:
         - job_name: edge-node
           scheme: https

@@ -97,12 +97,22 @@ async fn interval_policy_syncs_on_a_timer() {
     let dir = tempfile::tempdir().unwrap();
     let t = Telemetry::new();
     let mut o = options(dir.path());
-    o.sync = SyncPolicy::Interval(Duration::from_millis(50));
+    // Long enough that the check right after the append is not raced by the first tick.
+    o.sync = SyncPolicy::Interval(Duration::from_millis(300));
     let q = open(o, &t);
     let s = q.stream("m").unwrap();
     stored(s.append(Signal::Metrics, 1, b"x").await);
     assert_eq!(q.stats().wal_syncs, 0, "Interval does not sync per append");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while q.stats().wal_syncs == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no timer fsync within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Three more ticks with nothing written.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         q.stats().wal_syncs,
         1,
