@@ -238,6 +238,8 @@ pub(crate) struct Batch {
     literal_rules: Vec<u64>,
     sets: Vec<u8>,
     runs: Vec<u32>,
+    /// Each 64-byte block's upper-case mask, noted by the run pass (bit `i`: byte `i` of the block).
+    uppers: Vec<u64>,
     /// Batch index of the first pending value; values pushed so far.
     first: usize,
     pushed: usize,
@@ -368,15 +370,24 @@ impl Engine {
                 }
             });
         }
+        b.uppers.clear();
         if plan.min_run > 0 {
             let runs = &mut b.runs;
             let mut v = 0;
-            digits::for_each_run(&b.text, plan.min_run, |end, len| {
+            let found = |end: usize, len: usize| {
                 while ends[v] as usize <= end {
                     v += 1;
                 }
                 runs[v] = runs[v].max(len as u32);
-            });
+            };
+            // The upper-case masks come from the same reading of the text as the run's.
+            if plan.upper_bit != 0 {
+                digits::for_each_run_noting_upper(&b.text, plan.min_run, &mut b.uppers, found);
+            } else {
+                digits::for_each_run(&b.text, plan.min_run, found);
+            }
+        } else if plan.upper_bit != 0 {
+            b.uppers.extend(b.text.chunks(64).map(upper_mask));
         }
         if !plan.bytes.is_empty() {
             let sets = &mut b.sets;
@@ -404,8 +415,8 @@ impl Engine {
         if plan.upper_bit != 0 {
             let sets = &mut b.sets;
             let mut v = 0;
-            for (block, chunk) in b.text.chunks(64).enumerate() {
-                let mut m = upper_mask(chunk);
+            for (block, &m) in b.uppers.iter().enumerate() {
+                let mut m = m;
                 let at = block * 64;
                 while m != 0 {
                     let pos = at + m.trailing_zeros() as usize;

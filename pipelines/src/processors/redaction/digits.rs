@@ -4,11 +4,14 @@
 //!
 //! Both run on most values with digits, so both are written to vectorise. The run is computed 64 bytes
 //! at a time on bit masks rather than byte by byte: the digit and separator flags of a block are
-//! compared 16 bytes at a time and taken into two words with SSE2's `movemask` (elsewhere than x86_64,
-//! computed lane-wise and packed by multiplication), the separators that bridge two digits (a gap of one or
-//! two) are found with shifts, and each chain of digits and bridges is then one step of a loop over its
-//! start and end bits, its digits counted with `popcnt`. A value full of digits and separators costs a
-//! few instructions per chain instead of a dependent chain of operations per byte.
+//! compared 32 bytes at a time with AVX2 where the CPU has it (chosen at run time; else 16 at a time
+//! with SSE2, and elsewhere than x86_64 computed lane-wise and packed by multiplication) and taken into
+//! words with `movemask`, the separators that bridge two digits (a gap of one or two) are found with
+//! shifts, and each chain of digits and bridges long enough to hold the digits asked for is then one
+//! step of a loop over its start and end bits, its digits counted with `popcnt`. A value full of
+//! digits and separators costs a few instructions per chain instead of a dependent chain of operations
+//! per byte. A batch also takes its upper-case mask from the same compares
+//! ([`for_each_run_noting_upper`]), so the text is read once for both.
 
 /// ASCII digits in `hay`.
 #[inline]
@@ -76,6 +79,43 @@ pub(crate) fn upper(block: &[u8; 64]) -> u64 {
     m
 }
 
+/// The digit, separator and upper-case masks of 64 bytes with AVX2: the compares of [`masks`] and
+/// [`upper`] 32 bytes at a time, all three taken from one load of each half.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn masks_avx2(block: &[u8; 64]) -> (u64, u64, u64) {
+    use std::arch::x86_64::*;
+    let in_range = |v: __m256i, from: u8, n: u8| {
+        let shifted = _mm256_xor_si256(
+            _mm256_sub_epi8(v, _mm256_set1_epi8(from as i8)),
+            _mm256_set1_epi8(i8::MIN),
+        );
+        let lt = _mm256_cmpgt_epi8(_mm256_set1_epi8(i8::MIN.wrapping_add(n as i8)), shifted);
+        _mm256_movemask_epi8(lt) as u32
+    };
+    let (mut digit, mut sep, mut upper) = (0u64, 0u64, 0u64);
+    for i in 0..2 {
+        // SAFETY: the 32 bytes loaded (unaligned) are within `block`; AVX2 is the caller's promise.
+        let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * i).cast()) };
+        let is = |b: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b as i8));
+        let s = _mm256_or_si256(
+            _mm256_or_si256(
+                _mm256_or_si256(is(b' '), is(b'-')),
+                _mm256_or_si256(is(b'.'), is(b'/')),
+            ),
+            _mm256_or_si256(is(b'('), is(b')')),
+        );
+        digit |= u64::from(in_range(v, b'0', 10)) << (32 * i);
+        sep |= u64::from(_mm256_movemask_epi8(s) as u32) << (32 * i);
+        upper |= u64::from(in_range(v, b'A', 26)) << (32 * i);
+    }
+    (digit, sep, upper)
+}
+
 /// Bit `i`: byte `i` of `block` is an ASCII upper-case letter.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
@@ -135,36 +175,119 @@ pub(crate) fn longest_run(hay: &[u8]) -> usize {
 /// into a neighbouring block) skip the per-run loop: a run of `min` digits is at least `min` bytes long.
 #[inline]
 pub(crate) fn for_each_run(hay: &[u8], min: usize, found: impl FnMut(usize, usize)) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("popcnt") {
-        // SAFETY: the CPU has POPCNT, checked just above.
-        return unsafe { runs_with_popcnt(hay, min, found) };
-    }
-    runs(hay, min, found)
+    for_each_run_impl(hay, min, None, found)
 }
 
-/// [`runs`] compiled with the POPCNT instruction, which the baseline x86_64 target lacks: without it
-/// every digit count of a chain is a dozen instructions (5% of a batch's time).
+/// [`for_each_run`], also appending to `upper` each 64-byte block's upper-case mask (bit `i`: byte
+/// `i` of the block is an ASCII upper-case letter; the last block padded), so a caller that needs
+/// both reads the text once.
+pub(crate) fn for_each_run_noting_upper(
+    hay: &[u8],
+    min: usize,
+    upper: &mut Vec<u64>,
+    found: impl FnMut(usize, usize),
+) {
+    for_each_run_impl(hay, min, Some(upper), found)
+}
+
+#[inline]
+fn for_each_run_impl(
+    hay: &[u8],
+    min: usize,
+    upper: Option<&mut Vec<u64>>,
+    found: impl FnMut(usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+            return unsafe { runs_with_avx2(hay, min, upper, found) };
+        }
+        if std::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has POPCNT, checked just above.
+            return unsafe { runs_with_popcnt(hay, min, upper, found) };
+        }
+    }
+    let mut upper = upper;
+    let masks_of = |block: &[u8; 64]| {
+        if let Some(u) = upper.as_mut() {
+            u.push(self::upper(block));
+        }
+        masks(block)
+    };
+    runs(hay, min, masks_of, found)
+}
+
+/// [`runs`] with AVX2's 32-byte compares for the masks and POPCNT for the digit counts, neither in
+/// the baseline x86_64 target: half the compares of SSE2, and without POPCNT every digit count of a
+/// chain is a dozen instructions (5% of a batch's time).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn runs_with_avx2(
+    hay: &[u8],
+    min: usize,
+    mut upper: Option<&mut Vec<u64>>,
+    found: impl FnMut(usize, usize),
+) {
+    let masks_of = |block: &[u8; 64]| {
+        // SAFETY: this function runs only on CPUs with AVX2.
+        let (digit, sep, up) = unsafe { masks_avx2(block) };
+        if let Some(u) = upper.as_mut() {
+            u.push(up);
+        }
+        (digit, sep)
+    };
+    runs(hay, min, masks_of, found)
+}
+
+/// [`runs`] with SSE2 masks and POPCNT, for x86_64 CPUs without AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn runs_with_popcnt(hay: &[u8], min: usize, found: impl FnMut(usize, usize)) {
-    runs(hay, min, found)
+unsafe fn runs_with_popcnt(
+    hay: &[u8],
+    min: usize,
+    mut upper: Option<&mut Vec<u64>>,
+    found: impl FnMut(usize, usize),
+) {
+    let masks_of = |block: &[u8; 64]| {
+        if let Some(u) = upper.as_mut() {
+            u.push(self::upper(block));
+        }
+        masks(block)
+    };
+    runs(hay, min, masks_of, found)
 }
 
-/// [`for_each_run`], for any target; always inlined, so each caller's target features apply to it.
+/// [`for_each_run`], the blocks' (digit, separator) masks given by `masks_of`, for any target;
+/// always inlined, so each caller's target features apply to it.
 #[inline(always)]
-fn runs(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
-    let mut blocks = hay.chunks(64).map(|c| match <&[u8; 64]>::try_from(c) {
-        Ok(block) => masks(block),
-        Err(_) => {
-            // The tail, padded with a byte that is neither a digit nor a separator.
-            let mut block = [0u8; 64];
-            block[..c.len()].copy_from_slice(c);
-            masks(&block)
-        }
-    });
+fn runs(
+    hay: &[u8],
+    min: usize,
+    mut masks_of: impl FnMut(&[u8; 64]) -> (u64, u64),
+    mut found: impl FnMut(usize, usize),
+) {
+    // Blocks by index rather than through an iterator adapter, which was not inlined: a call per
+    // block.
+    let mut block = 0usize;
+    let mut next_block = || {
+        let at = block * 64;
+        block += 1;
+        let mut tail = [0u8; 64];
+        // One call of `masks_of` for whole blocks and the tail alike, so it is inlined.
+        let bytes: &[u8; 64] = match hay.get(at..at + 64) {
+            Some(whole) => whole.try_into().expect("64 bytes"),
+            None if at < hay.len() => {
+                // The tail, padded with zero bytes (no digit, separator or letter).
+                tail[..hay.len() - at].copy_from_slice(&hay[at..]);
+                &tail
+            }
+            None => return None,
+        };
+        Some(masks_of(bytes))
+    };
     let (mut prev_d, mut prev_s) = (0u64, 0u64);
-    let Some((mut d, mut s)) = blocks.next() else {
+    let Some((mut d, mut s)) = next_block() else {
         return;
     };
     let mut prev_j = 0u64;
@@ -174,7 +297,7 @@ fn runs(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
     let mut offset = 0usize;
     let stretch = min.clamp(1, 64);
     loop {
-        let next = blocks.next();
+        let next = next_block();
         let last = next.is_none();
         let (next_d, next_s) = next.unwrap_or((0, 0));
         // Bit `i` of `before1(x)` is bit `i - 1` of the value's mask `x`; `after1` is `i + 1`.
@@ -202,6 +325,22 @@ fn runs(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
                     & ((d >> 63 & (next_d >> 1))
                         | (d >> 63 & (next_s >> 1) & (next_d >> 2))
                         | (s >> 63 & (d >> 62) & (next_d >> 1)));
+            // Only the chains that can hold `min` digits: those at least `stretch` bytes long in
+            // this block (the windows `long` starts, spread over their bytes), and those going on
+            // from the previous block or into the next, whose length is not known here. Short chains
+            // (`2/1`, the `00-` of a trace id) were most of the loop's steps.
+            let mut kept = long;
+            for i in 1..stretch {
+                kept |= long << i;
+            }
+            if prev_j >> 63 != 0 {
+                kept |= j & !j.wrapping_add(1);
+            }
+            if next_j0 != 0 {
+                let ones = (!j).leading_zeros();
+                kept |= u64::MAX.checked_shl(64 - ones).unwrap_or(0);
+            }
+            let j = j & kept;
             let mut starts = j & !(j << 1 | prev_j >> 63);
             let mut ends = j & !(j >> 1 | next_j0 << 63);
             loop {
@@ -246,6 +385,45 @@ fn runs(hay: &[u8], min: usize, mut found: impl FnMut(usize, usize)) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// What one implementation of the run scan gave: its name, the runs, the upper-case masks.
+    type PathResult = (&'static str, Vec<(usize, usize)>, Vec<u64>);
+    /// A run scan noting upper-case masks into the vector and runs into the callback.
+    type RunScan<'a> = &'a dyn Fn(&mut Vec<u64>, &mut dyn FnMut(usize, usize));
+
+    /// The result of each implementation of the run scan this CPU can run, whichever
+    /// [`for_each_run`] would pick.
+    fn every_path(hay: &[u8], min: usize) -> Vec<PathResult> {
+        let mut out = Vec::new();
+        let mut run = |name, f: RunScan| {
+            let (mut got, mut uppers) = (Vec::new(), Vec::new());
+            f(&mut uppers, &mut |end, n| got.push((end, n)));
+            out.push((name, got, uppers));
+        };
+        run("baseline target", &|u, found| {
+            let masks_of = |block: &[u8; 64]| {
+                u.push(upper(block));
+                masks(block)
+            };
+            runs(hay, min, masks_of, found)
+        });
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has POPCNT, checked just above.
+                run("popcnt", &|u, found| unsafe {
+                    runs_with_popcnt(hay, min, Some(u), found)
+                });
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+                run("avx2", &|u, found| unsafe {
+                    runs_with_avx2(hay, min, Some(u), found)
+                });
+            }
+        }
+        out
+    }
 
     /// The definition, byte by byte.
     fn reference(hay: &[u8]) -> usize {
@@ -343,7 +521,7 @@ mod tests {
 
         #[test]
         fn reports_every_run_of_at_least_min(
-            hay in "[0-9 ./()a\\x00-]{0,300}",
+            hay in "[0-9 ./()aAZ\\x00-]{0,300}",
             min in 1..14usize,
         ) {
             // The reference: the run's digits so far at each digit that no later digit of the same
@@ -360,7 +538,19 @@ mod tests {
             }
             let mut got = Vec::new();
             for_each_run(hay.as_bytes(), min, |end, n| got.push((end, n)));
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(&got, &want);
+            // Every implementation this CPU can run, each also noting the upper-case masks.
+            let padded_uppers: Vec<u64> = hay
+                .as_bytes()
+                .chunks(64)
+                .map(|c| {
+                    c.iter().enumerate().fold(0u64, |m, (i, b)| m | u64::from(b.is_ascii_uppercase()) << i)
+                })
+                .collect();
+            for (path, got, uppers) in every_path(hay.as_bytes(), min) {
+                prop_assert_eq!(&got, &want, "{}", path);
+                prop_assert_eq!(&uppers, &padded_uppers, "{}", path);
+            }
         }
 
         #[test]
@@ -373,6 +563,12 @@ mod tests {
             prop_assert_eq!(digit, flags(&|b| b.is_ascii_digit()));
             prop_assert_eq!(sep, flags(&|b| b" -./()".contains(&b)));
             prop_assert_eq!(upper(block), flags(&|b| b.is_ascii_uppercase()));
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                let wide = unsafe { masks_avx2(block) };
+                prop_assert_eq!(wide, (digit, sep, upper(block)));
+            }
         }
 
         #[test]
