@@ -18,9 +18,13 @@
 //! such condition lets every value through. The conditions are exactly the run, key and literal gates
 //! of the single-value scan, so a batch finds exactly what scanning each value alone finds. A property
 //! test compares the two on random batches.
+//!
+//! A value those stages found clean is remembered with the rules they started from (a few hundred
+//! values of up to 512 bytes, per [`Scratch`]): met again with the same rules, as the same user agent
+//! or SQL statement is in batch after batch, it is clean without them.
 
 use super::digits;
-use super::engine::{Engine, Finding, Scratch, TooLarge};
+use super::engine::{key_hash, Engine, Finding, Scratch, TooLarge};
 use super::screen::ByteSet;
 
 /// Bytes of values gathered before the streaming passes run: big enough that per-pass costs vanish,
@@ -250,6 +254,56 @@ pub(crate) struct Batch {
     results: Vec<(u32, u32, u32)>,
     /// Next entry of `results` [`Scratch::load_batch_findings`] looks at.
     cursor: usize,
+    /// Values the per-value stages recently found clean (kept from batch to batch).
+    clean: CleanMemo,
+}
+
+/// Values that went through the per-value stages and held nothing, with the rules they were scanned
+/// for. Telemetry repeats itself: the same user agent, SQL statement or error message comes back in
+/// every batch, and one whose digits let several digit rules through cost a pass of the digit
+/// automaton each time. The stages' result is a function of the value's bytes and the rules they
+/// start from, so a value met again with the same rules is known clean without them. Bounded: a
+/// fixed number of direct-mapped slots, values of at most [`CLEAN_MAX`] bytes, tagged with the
+/// engine (a reload brings another).
+#[derive(Default)]
+struct CleanMemo {
+    engine: u64,
+    /// `(hash, possible rules, value)`; empty until first used.
+    slots: Vec<(usize, u64, Vec<u8>)>,
+}
+
+const CLEAN_SLOTS: usize = 256;
+/// Longer values are not memoised: bounded memory, and their scan dwarfs the saving anyway.
+const CLEAN_MAX: usize = 512;
+
+impl CleanMemo {
+    /// Whether `value`, scanned for `possible`, is known to hold nothing; `hash` is its
+    /// [`key_hash`].
+    #[inline]
+    fn holds(&self, hash: usize, value: &[u8], possible: u64) -> bool {
+        self.slots
+            .get(hash % CLEAN_SLOTS)
+            .is_some_and(|(h, p, v)| *h == hash && *p == possible && v == value)
+    }
+
+    fn insert(&mut self, hash: usize, value: &[u8], possible: u64) {
+        if self.slots.is_empty() {
+            self.slots = vec![(0, 0, Vec::new()); CLEAN_SLOTS];
+        }
+        let slot = &mut self.slots[hash % CLEAN_SLOTS];
+        slot.0 = hash;
+        slot.1 = possible;
+        slot.2.clear();
+        slot.2.extend_from_slice(value);
+    }
+
+    /// Forgets everything if the memo was filled by another engine.
+    fn keep_for(&mut self, engine: u64) {
+        if self.engine != engine {
+            self.slots.clear();
+            self.engine = engine;
+        }
+    }
 }
 
 const TOO_LARGE: u32 = u32::MAX;
@@ -434,6 +488,7 @@ impl Engine {
                 }
             }
         }
+        b.clean.keep_for(self.id());
         let mut start = 0;
         for j in 0..n {
             let end = b.ends[j] as usize;
@@ -445,9 +500,20 @@ impl Engine {
             }
             let possible = plan.possible(b.literal_rules[j], b.sets[j], run, b.keys[j]);
             if possible != 0 {
-                let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
-                let index = b.first + j;
-                keep_findings(&mut b, scratch, index);
+                let value = &b.text[start..end];
+                let memo = (value.len() <= CLEAN_MAX).then(|| key_hash(value));
+                if !memo.is_some_and(|hash| b.clean.holds(hash, value, possible)) {
+                    let _ = self.scan_impl(None, value, Some(possible), scratch);
+                    match memo {
+                        Some(hash) if scratch.findings().is_empty() => {
+                            b.clean.insert(hash, value, possible)
+                        }
+                        _ => {
+                            let index = b.first + j;
+                            keep_findings(&mut b, scratch, index)
+                        }
+                    }
+                }
             }
             start = end + 1;
         }

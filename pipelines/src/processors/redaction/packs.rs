@@ -366,6 +366,41 @@ mod tests {
             prop::collection::vec(piece, 0..14).prop_map(|p| p.concat())
         }
 
+        /// A value a batch found clean under one key is not taken as clean under a key that lets
+        /// another rule through: the memo of clean values holds the rules a value was scanned for.
+        #[test]
+        fn a_value_clean_under_one_key_is_scanned_again_under_another() {
+            let engine = engine(&RedactionProcessorConfig::default()).unwrap();
+            let value = "ref 536228142 on file";
+            let mut scratch = Scratch::default();
+            let found = |scratch: &Scratch| -> Vec<(usize, Vec<String>)> {
+                scratch
+                    .batch_results()
+                    .map(|(i, f)| {
+                        let ids: Vec<String> = f
+                            .unwrap()
+                            .iter()
+                            .map(|f| engine.rule_ids().nth(f.rule as usize).unwrap().to_owned())
+                            .collect();
+                        (i, ids)
+                    })
+                    .collect()
+            };
+            for _ in 0..2 {
+                engine.scan_many(
+                    [
+                        (Some("message"), value.as_bytes()),
+                        (Some("customer.ssn"), value.as_bytes()),
+                        (Some("message"), value.as_bytes()),
+                    ],
+                    &mut scratch,
+                );
+                assert_eq!(found(&scratch), [(1, vec!["us_ssn_keyed".to_owned()])]);
+            }
+            engine.scan_many([(Some("customer.ssn"), value.as_bytes())], &mut scratch);
+            assert_eq!(found(&scratch), [(0, vec!["us_ssn_keyed".to_owned()])]);
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -390,7 +425,9 @@ mod tests {
 
             /// A batch scan finds, value by value, exactly what scanning each value alone finds:
             /// random batches of gate teasers under random keys, with empty values, values over
-            /// `max_value_size` and values that fill several chunks.
+            /// `max_value_size` and values that fill several chunks; then the same values again in
+            /// a second batch on the same scratch, each under another value's key, so values the
+            /// first found clean meet the memo of clean values with the same or other rules.
             #[test]
             fn batch_scans_find_what_single_scans_find(
                 values in prop::collection::vec(
@@ -424,22 +461,32 @@ mod tests {
                         ((!keyless).then_some(*k), v)
                     })
                     .collect();
+                // The same scratch for both batches: the second meets every value again, under
+                // the next value's key, where the first batch's memo of clean values may answer.
                 let mut scratch = Scratch::default();
-                engine.scan_many(values.iter().map(|(k, v)| (*k, v.as_bytes())), &mut scratch);
-                let batched: Vec<(usize, Result<Vec<Finding>, TooLarge>)> = scratch
-                    .batch_results()
-                    .map(|(i, f)| (i, f.map(|f| f.to_vec())))
-                    .collect();
-                let mut single = Scratch::default();
-                for (i, (k, v)) in values.iter().enumerate() {
-                    let want = engine.scan(*k, v.as_bytes(), &mut single).map(|()| single.findings().to_vec());
-                    let got = batched
-                        .iter()
-                        .find(|(j, _)| *j == i)
-                        .map_or(Ok(Vec::new()), |(_, f)| f.clone());
-                    prop_assert_eq!(&got, &want, "value {} {:?}", i, v);
-                    let loaded = scratch.load_batch_findings(i).map(|()| scratch.findings().to_vec());
-                    prop_assert_eq!(loaded, want);
+                let mut keys: Vec<Option<&str>> = values.iter().map(|(k, _)| *k).collect();
+                for round in 0..2 {
+                    if round == 1 && !keys.is_empty() {
+                        keys.rotate_left(1);
+                    }
+                    let values: Vec<(Option<&str>, &str)> =
+                        keys.iter().zip(&values).map(|(k, (_, v))| (*k, v.as_str())).collect();
+                    engine.scan_many(values.iter().map(|(k, v)| (*k, v.as_bytes())), &mut scratch);
+                    let batched: Vec<(usize, Result<Vec<Finding>, TooLarge>)> = scratch
+                        .batch_results()
+                        .map(|(i, f)| (i, f.map(|f| f.to_vec())))
+                        .collect();
+                    let mut single = Scratch::default();
+                    for (i, (k, v)) in values.iter().enumerate() {
+                        let want = engine.scan(*k, v.as_bytes(), &mut single).map(|()| single.findings().to_vec());
+                        let got = batched
+                            .iter()
+                            .find(|(j, _)| *j == i)
+                            .map_or(Ok(Vec::new()), |(_, f)| f.clone());
+                        prop_assert_eq!(&got, &want, "round {} value {} {:?} {:?}", round, i, k, v);
+                        let loaded = scratch.load_batch_findings(i).map(|()| scratch.findings().to_vec());
+                        prop_assert_eq!(loaded, want);
+                    }
                 }
             }
 
