@@ -713,6 +713,18 @@ impl Agent {
         sum_metric(&self.metrics_text(), query)
     }
 
+    /// Waits up to 10 s for the series matching `query` to sum to `want`, and panics with the metrics if
+    /// they do not. For counters updated after an event the test can see: an exporter counts what it
+    /// sent when the destination's answer arrives, which is after the destination wrote it.
+    pub fn await_metric(&self, query: &str, want: f64) {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("{query} = {want}"),
+            || (self.metric(query) == want).then_some(()),
+            || self.metrics_text(),
+        );
+    }
+
     /// Resident set size in KiB, from `/proc/<pid>/status`.
     pub fn rss_kib(&self) -> u64 {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))

@@ -437,9 +437,9 @@ service:
     let sent = sdk("sdk", "grpc", front_grpc, &pki, &["--count", "200"]);
     assert_eq!((sent.ok, sent.failed), (200, 0));
     wait_spans(&sink, 200);
-    assert_eq!(
-        front.metric(r#"outpost_exporter_sent_items_total{exporter="otlp"}"#),
-        200.0
+    front.await_metric(
+        r#"outpost_exporter_sent_items_total{exporter="otlp"}"#,
+        200.0,
     );
     assert_eq!(sink.metric("outpost_receiver_auth_failures_total"), 0.0);
 }

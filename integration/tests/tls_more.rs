@@ -521,13 +521,13 @@ service:
         .collect();
     values.sort();
     assert_eq!(values, (0..30).collect::<Vec<_>>());
-    assert_eq!(
-        front.metric(r#"outpost_exporter_sent_items_total{exporter="otlphttp"}"#),
-        100.0
+    front.await_metric(
+        r#"outpost_exporter_sent_items_total{exporter="otlphttp"}"#,
+        100.0,
     );
-    assert_eq!(
-        front.metric(r#"outpost_exporter_sent_items_total{exporter="prometheusremotewrite"}"#),
-        30.0
+    front.await_metric(
+        r#"outpost_exporter_sent_items_total{exporter="prometheusremotewrite"}"#,
+        30.0,
     );
     assert_eq!(sink.metric("outpost_receiver_auth_failures_total"), 0.0);
 }
