@@ -19,12 +19,12 @@
 //! of the single-value scan, so a batch finds exactly what scanning each value alone finds. A property
 //! test compares the two on random batches.
 //!
-//! A value those stages found clean is remembered with the rules they started from (a few hundred
-//! values of up to 512 bytes, per [`Scratch`]): met again with the same rules, as the same user agent
-//! or SQL statement is in batch after batch, it is clean without them.
+//! A value a batch found clean is remembered with its key bits (a thousand values of up to 256 bytes,
+//! per [`Scratch`]): pushed again with the same key bits, as the same route, user agent or SQL
+//! statement is in batch after batch, it is known clean at once and never enters the chunk.
 
 use super::digits;
-use super::engine::{key_hash, Engine, Finding, Scratch, TooLarge};
+use super::engine::{Engine, Finding, Scratch, TooLarge};
 use super::screen::ByteSet;
 
 /// Bytes of values gathered before the streaming passes run: big enough that per-pass costs vanish,
@@ -235,9 +235,12 @@ pub(crate) struct Batch {
     ends: Vec<u32>,
     /// Each pending value's key bits (`None`: no key).
     keys: Vec<Option<u64>>,
-    /// Which pending values are over `max_value_size` (kept in the chunk as empty values, so results
-    /// stay in index order).
-    large: Vec<bool>,
+    /// What the flush does with each pending value: [`SCAN`] it, or nothing, for one over
+    /// `max_value_size` ([`TOO_LARGE_VALUE`]) or one the memo knows clean ([`KNOWN_CLEAN`]); those
+    /// two stay in the chunk as empty values, so results stay in index order.
+    state: Vec<u8>,
+    /// Each pending value's memo hash (0: not memoisable).
+    hashes: Vec<usize>,
     /// Per pending value, what the passes found: its literal rules, streamed sets and long run.
     literal_rules: Vec<u64>,
     sets: Vec<u8>,
@@ -258,43 +261,104 @@ pub(crate) struct Batch {
     clean: CleanMemo,
 }
 
-/// Values that went through the per-value stages and held nothing, with the rules they were scanned
-/// for. Telemetry repeats itself: the same user agent, SQL statement or error message comes back in
-/// every batch, and one whose digits let several digit rules through cost a pass of the digit
-/// automaton each time. The stages' result is a function of the value's bytes and the rules they
-/// start from, so a value met again with the same rules is known clean without them. Bounded: a
-/// fixed number of direct-mapped slots, values of at most [`CLEAN_MAX`] bytes, tagged with the
-/// engine (a reload brings another).
+/// Values a batch recently found clean, each with the key bits it was pushed with. Telemetry repeats
+/// itself: the same route, user agent, SQL statement, status code or flag set comes back in batch
+/// after batch. What a batch finds in a value is a function of its bytes and its key bits alone (the
+/// passes' conditions come from the bytes, the key's from the bits, and the per-value stages start
+/// from both), so a value met again with the same key bits is known clean at once: it is neither
+/// copied into the chunk nor searched, and the flush only steps over it.
+///
+/// Bounded: [`MEMO_SLOTS`] direct-mapped slots of values of at most [`MEMO_MAX`] bytes, tagged with
+/// the engine (a reload brings another). Unique values (ids, timestamps) would evict recurring ones at
+/// every turn, so each slot keeps a small heat: a hit warms it, a clean value offered to a warm slot
+/// only cools it, and only a cold slot takes the newcomer.
 #[derive(Default)]
 struct CleanMemo {
     engine: u64,
-    /// `(hash, possible rules, value)`; empty until first used.
-    slots: Vec<(usize, u64, Vec<u8>)>,
+    /// Empty until first used.
+    slots: Vec<MemoSlot>,
 }
 
-const CLEAN_SLOTS: usize = 256;
-/// Longer values are not memoised: bounded memory, and their scan dwarfs the saving anyway.
-const CLEAN_MAX: usize = 512;
+#[derive(Clone, Default)]
+struct MemoSlot {
+    /// 0: a free slot.
+    hash: usize,
+    key: Option<u64>,
+    heat: u8,
+    value: Vec<u8>,
+}
+
+const MEMO_SLOTS: usize = 1024;
+/// Longer values are not memoised: bounded memory (at most 256 KiB of values), and they recur less.
+const MEMO_MAX: usize = 256;
+const MEMO_MAX_HEAT: u8 = 7;
+
+/// What the flush does with a pending value.
+const SCAN: u8 = 0;
+const TOO_LARGE_VALUE: u8 = 1;
+const KNOWN_CLEAN: u8 = 2;
 
 impl CleanMemo {
-    /// Whether `value`, scanned for `possible`, is known to hold nothing; `hash` is its
-    /// [`key_hash`].
+    /// The memo hash of `value` pushed with `key` (never 0), or 0 if such a value is not memoised.
     #[inline]
-    fn holds(&self, hash: usize, value: &[u8], possible: u64) -> bool {
-        self.slots
-            .get(hash % CLEAN_SLOTS)
-            .is_some_and(|(h, p, v)| *h == hash && *p == possible && v == value)
+    fn hash(value: &[u8], key: Option<u64>) -> usize {
+        if value.is_empty() || value.len() > MEMO_MAX {
+            return 0;
+        }
+        // Every value pushed is hashed, so the hash reads a few words, not every byte: the length,
+        // the first and last eight bytes and two from the middle. Values that differ elsewhere share
+        // a slot, which the full comparison tells apart.
+        let word = |at: usize| u64::from_le_bytes(value[at..at + 8].try_into().expect("8 bytes"));
+        let n = value.len();
+        let mut h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        if n >= 8 {
+            for at in [0, n / 3, 2 * n / 3, n - 8] {
+                h = mix(h, word(at.min(n - 8)));
+            }
+        } else {
+            h = mix(h, value.iter().fold(0u64, |w, &b| w << 8 | u64::from(b)));
+        }
+        if let Some(k) = key {
+            h = mix(h, k);
+        }
+        ((h >> 32) as usize).max(1)
     }
 
-    fn insert(&mut self, hash: usize, value: &[u8], possible: u64) {
-        if self.slots.is_empty() {
-            self.slots = vec![(0, 0, Vec::new()); CLEAN_SLOTS];
+    /// Whether `value` pushed with `key` is known clean; a hit warms its slot.
+    #[inline]
+    fn hit(&mut self, hash: usize, key: Option<u64>, value: &[u8]) -> bool {
+        let Some(slot) = self.slots.get_mut(hash % MEMO_SLOTS) else {
+            return false;
+        };
+        let hit = slot.hash == hash && slot.key == key && slot.value == value;
+        if hit {
+            slot.heat = (slot.heat + 1).min(MEMO_MAX_HEAT);
         }
-        let slot = &mut self.slots[hash % CLEAN_SLOTS];
-        slot.0 = hash;
-        slot.1 = possible;
-        slot.2.clear();
-        slot.2.extend_from_slice(value);
+        hit
+    }
+
+    /// Offers a value the batch found clean: it takes its slot if that is free or cold, else cools
+    /// the slot.
+    fn offer(&mut self, hash: usize, key: Option<u64>, value: &[u8]) {
+        if self.slots.is_empty() {
+            self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
+        }
+        let slot = &mut self.slots[hash % MEMO_SLOTS];
+        if slot.hash == hash && slot.key == key && slot.value == value {
+            // Met twice in one chunk, before the memo knew it.
+            slot.heat = (slot.heat + 1).min(MEMO_MAX_HEAT);
+            return;
+        }
+        if slot.hash != 0 && slot.heat > 0 {
+            slot.heat -= 1;
+            return;
+        }
+        slot.hash = hash;
+        slot.key = key;
+        slot.heat = 1;
+        slot.value.clear();
+        slot.value.extend_from_slice(value);
     }
 
     /// Forgets everything if the memo was filled by another engine.
@@ -315,7 +379,9 @@ impl Engine {
         b.text.clear();
         b.ends.clear();
         b.keys.clear();
-        b.large.clear();
+        b.state.clear();
+        b.hashes.clear();
+        b.clean.keep_for(self.id());
         b.first = 0;
         b.pushed = 0;
         b.found.clear();
@@ -355,13 +421,27 @@ impl Engine {
         if b.ends.is_empty() {
             b.first = index;
         }
-        // A value too large to scan stays in the chunk, empty, so results stay in index order.
-        let hay = if too_large { &[][..] } else { hay };
-        b.text.extend_from_slice(hay);
+        let hash = if too_large {
+            0
+        } else {
+            CleanMemo::hash(hay, key)
+        };
+        let state = if too_large {
+            TOO_LARGE_VALUE
+        } else if hash != 0 && b.clean.hit(hash, key, hay) {
+            KNOWN_CLEAN
+        } else {
+            SCAN
+        };
+        // A value not scanned stays in the chunk, empty, so results stay in index order.
+        if state == SCAN {
+            b.text.extend_from_slice(hay);
+        }
         b.ends.push(b.text.len() as u32);
         b.text.push(plan.sep);
         b.keys.push(key);
-        b.large.push(too_large);
+        b.state.push(state);
+        b.hashes.push(hash);
         index
     }
 
@@ -488,32 +568,34 @@ impl Engine {
                 }
             }
         }
-        b.clean.keep_for(self.id());
         let mut start = 0;
         for j in 0..n {
             let end = b.ends[j] as usize;
             let run = b.runs[j] as usize;
-            if b.large[j] {
-                b.results.push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
-                start = end + 1;
-                continue;
+            match b.state[j] {
+                TOO_LARGE_VALUE => {
+                    b.results.push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
+                    start = end + 1;
+                    continue;
+                }
+                KNOWN_CLEAN => {
+                    start = end + 1;
+                    continue;
+                }
+                _ => {}
             }
             let possible = plan.possible(b.literal_rules[j], b.sets[j], run, b.keys[j]);
+            let mut clean = true;
             if possible != 0 {
-                let value = &b.text[start..end];
-                let memo = (value.len() <= CLEAN_MAX).then(|| key_hash(value));
-                if !memo.is_some_and(|hash| b.clean.holds(hash, value, possible)) {
-                    let _ = self.scan_impl(None, value, Some(possible), scratch);
-                    match memo {
-                        Some(hash) if scratch.findings().is_empty() => {
-                            b.clean.insert(hash, value, possible)
-                        }
-                        _ => {
-                            let index = b.first + j;
-                            keep_findings(&mut b, scratch, index)
-                        }
-                    }
+                let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
+                if !scratch.findings().is_empty() {
+                    clean = false;
+                    let index = b.first + j;
+                    keep_findings(&mut b, scratch, index);
                 }
+            }
+            if clean && b.hashes[j] != 0 {
+                b.clean.offer(b.hashes[j], b.keys[j], &b.text[start..end]);
             }
             start = end + 1;
         }
@@ -521,7 +603,8 @@ impl Engine {
         b.text.clear();
         b.ends.clear();
         b.keys.clear();
-        b.large.clear();
+        b.state.clear();
+        b.hashes.clear();
         scratch.batch = b;
     }
 }

@@ -367,7 +367,7 @@ mod tests {
         }
 
         /// A value a batch found clean under one key is not taken as clean under a key that lets
-        /// another rule through: the memo of clean values holds the rules a value was scanned for.
+        /// another rule through: the memo of clean values holds the key bits a value came with.
         #[test]
         fn a_value_clean_under_one_key_is_scanned_again_under_another() {
             let engine = engine(&RedactionProcessorConfig::default()).unwrap();
@@ -427,7 +427,7 @@ mod tests {
             /// random batches of gate teasers under random keys, with empty values, values over
             /// `max_value_size` and values that fill several chunks; then the same values again in
             /// a second batch on the same scratch, each under another value's key, so values the
-            /// first found clean meet the memo of clean values with the same or other rules.
+            /// first found clean meet the memo of clean values with the same or other key bits.
             #[test]
             fn batch_scans_find_what_single_scans_find(
                 values in prop::collection::vec(
