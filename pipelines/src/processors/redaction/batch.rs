@@ -257,7 +257,7 @@ pub(crate) struct Batch {
     results: Vec<(u32, u32, u32)>,
     /// Next entry of `results` [`Scratch::load_batch_findings`] looks at.
     cursor: usize,
-    /// Values the per-value stages recently found clean (kept from batch to batch).
+    /// Values recently found clean, with their key bits (kept from batch to batch).
     clean: CleanMemo,
 }
 

@@ -808,9 +808,8 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
     }
 }
 
-/// A quick hash for the memos' slots: of an attribute key (a few words), or of a value for a batch's
-/// memo of clean values.
-pub(super) fn key_hash(key: &[u8]) -> usize {
+/// A quick hash of an attribute key for the key memo's slot (keys are short: a few words).
+fn key_hash(key: &[u8]) -> usize {
     let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
     let mut h = key.len() as u64;
     let mut words = key.chunks_exact(8);
