@@ -209,13 +209,20 @@ fn for_each_run_impl(
         }
     }
     let mut upper = upper;
-    let masks_of = |block: &[u8; 64]| {
+    runs(hay, min, baseline_masks(&mut upper), found)
+}
+
+/// The masks of the baseline target ([`masks`], and [`upper`] appended to `upper` if given).
+#[inline(always)]
+fn baseline_masks<'a, 'v>(
+    upper: &'a mut Option<&'v mut Vec<u64>>,
+) -> impl FnMut(&[u8; 64]) -> (u64, u64) + use<'a, 'v> {
+    move |block| {
         if let Some(u) = upper.as_mut() {
             u.push(self::upper(block));
         }
         masks(block)
-    };
-    runs(hay, min, masks_of, found)
+    }
 }
 
 /// [`runs`] with AVX2's 32-byte compares for the masks and POPCNT for the digit counts, neither in
@@ -249,13 +256,7 @@ unsafe fn runs_with_popcnt(
     mut upper: Option<&mut Vec<u64>>,
     found: impl FnMut(usize, usize),
 ) {
-    let masks_of = |block: &[u8; 64]| {
-        if let Some(u) = upper.as_mut() {
-            u.push(self::upper(block));
-        }
-        masks(block)
-    };
-    runs(hay, min, masks_of, found)
+    runs(hay, min, baseline_masks(&mut upper), found)
 }
 
 /// [`for_each_run`], the blocks' (digit, separator) masks given by `masks_of`, for any target;
@@ -401,11 +402,7 @@ mod tests {
             out.push((name, got, uppers));
         };
         run("baseline target", &|u, found| {
-            let masks_of = |block: &[u8; 64]| {
-                u.push(upper(block));
-                masks(block)
-            };
-            runs(hay, min, masks_of, found)
+            runs(hay, min, baseline_masks(&mut Some(u)), found)
         });
         #[cfg(target_arch = "x86_64")]
         {
