@@ -144,7 +144,7 @@ impl Plan {
         let sep = (0..=255u8).find(|&b| {
             !b.is_ascii_digit()
                 && !b.is_ascii_uppercase()
-                && !b" -./()".contains(&b)
+                && !digits::SEPARATORS.contains(&b)
                 && !bytes.iter().any(|(x, _)| *x == b)
                 && !literals.iter().any(|l| l.as_bytes().contains(&b))
         })?;

@@ -13,6 +13,9 @@
 //! per byte. A batch also takes its upper-case mask from the same compares
 //! ([`for_each_run_noting_upper`]), so the text is read once for both.
 
+/// The bytes that may separate two digits of a run (at most two of them in a row).
+pub(crate) const SEPARATORS: [u8; 6] = *b" -./()";
+
 /// ASCII digits in `hay`.
 #[inline]
 pub(crate) fn count(hay: &[u8]) -> usize {
@@ -33,14 +36,9 @@ fn masks(block: &[u8; 64]) -> (u64, u64) {
         // SAFETY: SSE2 is part of x86_64, and the 16 bytes loaded (unaligned) are within `block`.
         unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(16 * i).cast());
-            let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
-            let s = _mm_or_si128(
-                _mm_or_si128(
-                    _mm_or_si128(is(b' '), is(b'-')),
-                    _mm_or_si128(is(b'.'), is(b'/')),
-                ),
-                _mm_or_si128(is(b'('), is(b')')),
-            );
+            let s = SEPARATORS.iter().fold(_mm_setzero_si128(), |s, &b| {
+                _mm_or_si128(s, _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)))
+            });
             digit |= u64::from(in_range(v, b'0', 10)) << (16 * i);
             sep |= u64::from(_mm_movemask_epi8(s) as u16) << (16 * i);
         }
@@ -101,14 +99,9 @@ unsafe fn masks_avx2(block: &[u8; 64]) -> (u64, u64, u64) {
     for i in 0..2 {
         // SAFETY: the 32 bytes loaded (unaligned) are within `block`; AVX2 is the caller's promise.
         let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * i).cast()) };
-        let is = |b: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b as i8));
-        let s = _mm256_or_si256(
-            _mm256_or_si256(
-                _mm256_or_si256(is(b' '), is(b'-')),
-                _mm256_or_si256(is(b'.'), is(b'/')),
-            ),
-            _mm256_or_si256(is(b'('), is(b')')),
-        );
+        let s = SEPARATORS.iter().fold(_mm256_setzero_si256(), |s, &b| {
+            _mm256_or_si256(s, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b as i8)))
+        });
         digit |= u64::from(in_range(v, b'0', 10)) << (32 * i);
         sep |= u64::from(_mm256_movemask_epi8(s) as u32) << (32 * i);
         upper |= u64::from(in_range(v, b'A', 26)) << (32 * i);
@@ -136,14 +129,9 @@ fn masks(block: &[u8; 64]) -> (u64, u64) {
     for i in 0..64 {
         let b = block[i];
         digit[i] = u8::from(b.wrapping_sub(b'0') < 10);
-        // `|` of comparisons, not `matches!`: a branch-free form the compiler turns into vector
+        // `|` of comparisons, not `contains`: a branch-free form the compiler turns into vector
         // compares.
-        sep[i] = u8::from(b == b' ')
-            | u8::from(b == b'-')
-            | u8::from(b == b'.')
-            | u8::from(b == b'/')
-            | u8::from(b == b'(')
-            | u8::from(b == b')');
+        sep[i] = SEPARATORS.iter().fold(0, |s, &c| s | u8::from(b == c));
     }
     (pack(&digit), pack(&sep))
 }
