@@ -19,6 +19,9 @@
 //!   conserved, cumulative counters stay monotonic.
 //! - Once a series is the target of trimmed points, its own points are combined with them too, so one
 //!   series never carries two competing values.
+//! - A trimmed series of cumulative data keeps going to the series it was first combined into while it
+//!   reports, even when a budget would now route it elsewhere or admit it: its total is then held by
+//!   exactly one series.
 //! - Series not seen for `series_ttl` free their place; so do label values (exact mode).
 //! - Admitted series are written to the state store in one batch every `persist_interval` (and on
 //!   shutdown), and read back at start, so a restart admits the same series instead of whichever come
@@ -31,8 +34,8 @@
 //!
 //! Memory (exact mode): about 40 bytes per tracked series (a 16-byte map entry at the hash map's load
 //! factor; measured by the cardinality bench), plus one entry per distinct value of each limited label,
-//! plus, for cumulative data trimmed into a combined series, the last value of each original series
-//! (needed to add increases, not totals), which expires with `series_ttl` too.
+//! plus, for cumulative data trimmed into a combined series, the last value and the route of each
+//! original series (needed to add increases, not totals), which expire with `series_ttl` too.
 
 mod aggregate;
 mod persist;
@@ -166,6 +169,26 @@ impl Kind for SummaryDataPoint {
     }
 }
 
+/// A series that trimmed points are combined into.
+struct Target {
+    attrs: Vec<KeyValue>,
+    /// Seconds-clock when last used.
+    at: u32,
+}
+
+/// The route of an original series of cumulative data that was trimmed: it keeps going to the same
+/// combined series for as long as it reports. A cumulative point carries its series' whole total, and
+/// the combined series holds that total from the first point on; were a later point to go elsewhere
+/// (the widest label changed, a value was freed, room opened for admission), the total would be held by
+/// two series at once and counted twice downstream. Delta and gauge points need no route (each is
+/// complete by itself), so a flood of trimmed delta series costs no memory.
+struct Pin {
+    target: u64,
+    /// The budgets that trimmed it, counted again for each later point.
+    reasons: Vec<(Option<String>, CardinalityAction)>,
+    seen: u32,
+}
+
 enum Verdict {
     Pass,
     To { target: u64, attrs: Vec<KeyValue> },
@@ -205,8 +228,10 @@ pub struct CardinalityLimit {
     global: u64,
     metric_ids: HashMap<String, u32>,
     metrics: Vec<MetricState>,
-    /// Series that trimmed points were combined into, with when last used.
-    targets: HashMap<u64, u32>,
+    /// Series that trimmed points were combined into.
+    targets: HashMap<u64, Target>,
+    /// Where each trimmed original series of cumulative data goes (see [`Pin`]).
+    pins: HashMap<u64, Pin>,
     runners: Runners,
     store: Option<Store>,
     telemetry: CardinalityMetrics,
@@ -281,6 +306,7 @@ impl CardinalityLimit {
             metric_ids: HashMap::new(),
             metrics: Vec::new(),
             targets: HashMap::new(),
+            pins: HashMap::new(),
             runners: Runners::default(),
             store: None,
             telemetry,
@@ -511,9 +537,10 @@ impl CardinalityLimit {
         now: u32,
         tally: &mut Tally,
     ) {
+        let pin = matches!(rule, Rule::Cumulative { .. });
         let mut verdicts: Vec<(usize, u64, Verdict)> = Vec::new();
         for (i, p) in points.iter().enumerate() {
-            let (fp, v) = self.verdict(mid, ctx, p.attrs(), now, tally);
+            let (fp, v) = self.verdict(mid, ctx, p.attrs(), pin, now, tally);
             if !matches!(v, Verdict::Pass) {
                 verdicts.push((i, fp, v));
             }
@@ -550,11 +577,13 @@ impl CardinalityLimit {
     }
 
     /// Decides one point: pass, combine into another series, or drop. Returns its series fingerprint.
+    /// With `pin` (cumulative data), a trimmed series keeps its first route.
     fn verdict(
         &mut self,
         mid: u32,
         ctx: u64,
         attrs: &[KeyValue],
+        pin: bool,
         now: u32,
         tally: &mut Tally,
     ) -> (u64, Verdict) {
@@ -562,6 +591,11 @@ impl CardinalityLimit {
         self.scratch.extend(attrs.iter().map(kv_hash));
         let sum = set_hash(&self.scratch);
         let fp = mix(ctx, sum);
+        if pin && !self.pins.is_empty() {
+            if let Some(v) = self.follow_pin(mid, fp, now, tally) {
+                return (fp, v);
+            }
+        }
         let routed = !self.targets.is_empty() && self.targets.contains_key(&fp);
         match self.series.touch(fp, now) {
             Touch::Known => {
@@ -575,20 +609,48 @@ impl CardinalityLimit {
             }
             Touch::Unknown if routed => {}
             Touch::Unknown => {
-                return (fp, self.admit_or_trim(mid, ctx, attrs, fp, sum, now, tally))
+                let mut reasons = Vec::new();
+                let v = self.admit_or_trim(mid, ctx, attrs, fp, sum, now, &mut reasons);
+                for r in &reasons {
+                    *tally.trimmed.entry((mid, r.0.clone(), r.1)).or_default() += 1;
+                }
+                if let (true, Verdict::To { target, .. }) = (pin, &v) {
+                    let target = *target;
+                    self.pins.insert(
+                        fp,
+                        Pin {
+                            target,
+                            reasons,
+                            seen: now,
+                        },
+                    );
+                }
+                return (fp, v);
             }
         }
         if routed {
-            self.targets.insert(fp, now);
-            return (
-                fp,
-                Verdict::To {
-                    target: fp,
-                    attrs: attrs.to_vec(),
-                },
-            );
+            return (fp, self.combine_into(fp, attrs.to_vec(), now));
         }
         (fp, Verdict::Pass)
+    }
+
+    /// The verdict for a series pinned to a combined series that is still live, counted as trimmed for
+    /// the reasons it was first trimmed.
+    fn follow_pin(&mut self, mid: u32, fp: u64, now: u32, tally: &mut Tally) -> Option<Verdict> {
+        let p = self.pins.get_mut(&fp)?;
+        let Some(t) = self.targets.get_mut(&p.target) else {
+            self.pins.remove(&fp);
+            return None;
+        };
+        p.seen = now;
+        t.at = now;
+        for r in &p.reasons {
+            *tally.trimmed.entry((mid, r.0.clone(), r.1)).or_default() += 1;
+        }
+        Some(Verdict::To {
+            target: p.target,
+            attrs: t.attrs.clone(),
+        })
     }
 
     fn refresh_values(&mut self, mid: u32, attrs: &[KeyValue], now: u32) {
@@ -611,7 +673,7 @@ impl CardinalityLimit {
         fp: u64,
         sum: u64,
         now: u32,
-        tally: &mut Tally,
+        reasons: &mut Vec<(Option<String>, CardinalityAction)>,
     ) -> Verdict {
         self.metrics[mid as usize].new_series.total += 1;
         // 1. Label value budgets.
@@ -634,10 +696,7 @@ impl CardinalityLimit {
                 continue;
             }
             let action = l.action;
-            *tally
-                .trimmed
-                .entry((mid, Some(kv.key.clone()), action))
-                .or_default() += 1;
+            reasons.push((Some(kv.key.clone()), action));
             match action {
                 CardinalityAction::DropDatapoint => {
                     verdict = Some(Verdict::Drop);
@@ -679,7 +738,7 @@ impl CardinalityLimit {
         // 2. Series budgets.
         if !self.has_room(mid) {
             let action = self.metrics[mid as usize].action;
-            *tally.trimmed.entry((mid, None, action)).or_default() += 1;
+            reasons.push((None, action));
             return match action {
                 CardinalityAction::DropDatapoint => Verdict::Drop,
                 CardinalityAction::Overflow => self.overflow(ctx, now),
@@ -746,7 +805,16 @@ impl CardinalityLimit {
     }
 
     fn combine_into(&mut self, target: u64, attrs: Vec<KeyValue>, now: u32) -> Verdict {
-        self.targets.insert(target, now);
+        match self.targets.get_mut(&target) {
+            Some(t) => t.at = now,
+            None => {
+                let t = Target {
+                    attrs: attrs.clone(),
+                    at: now,
+                };
+                self.targets.insert(target, t);
+            }
+        }
         Verdict::To { target, attrs }
     }
 
@@ -820,7 +888,10 @@ impl CardinalityLimit {
                     l.values.expire(cutoff, new_generation);
                 }
             }
-            self.targets.retain(|_, at| *at >= cutoff);
+            self.targets.retain(|_, t| t.at >= cutoff);
+            let targets = &self.targets;
+            self.pins
+                .retain(|_, p| p.seen >= cutoff && targets.contains_key(&p.target));
             let r = &mut self.runners;
             r.sums.retain(|_, s| s.expire(cutoff));
             r.hists.retain(|_, s| s.expire(cutoff));

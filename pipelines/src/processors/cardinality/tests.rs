@@ -204,6 +204,39 @@ fn value_limit_with_drop_label_removes_the_label_and_merges_the_series() {
 }
 
 #[test]
+fn a_trimmed_cumulative_series_keeps_its_first_route() {
+    let t0 = Instant::now();
+    let cfg = config(json!({
+        "labels": {"user_id": {"value_limit": 1, "action": "drop_label"}},
+        "metrics": [{"name": "requests", "max_series": 3, "action": "drop_label"}],
+    }));
+    let mut p = processor(&cfg, t0);
+    let point = |u: &str, r: &str, v: i64| (attrs(&[("user_id", u), ("route", r)]), v);
+    // u0/r2 is admitted; u1 is over user_id's value limit, so u1/r1 becomes route=/r1 (admitted too);
+    // u0/r1 finds no room, and route and user_id tie for the widest label.
+    let first = vec![
+        point("u0", "/r2", 1),
+        point("u1", "/r1", 2),
+        point("u0", "/r1", 5),
+    ];
+    // user_id is now the widest label (u1 came again as a new value): dropping it would send u0/r1 to
+    // route=/r1, while its total of 5 is still held where it went first.
+    let second = vec![point("u1", "/r1", 2), point("u0", "/r1", 5)];
+    let mut downstream = BTreeMap::new();
+    for points in [first, second] {
+        let (out, _) = run(
+            &mut p,
+            wrap(vec![counter("requests", CUMULATIVE, points)]),
+            t0,
+        );
+        downstream.extend(sum_points(&out, "requests"));
+        assert_eq!(downstream.values().sum::<f64>(), 8.0, "{downstream:?}");
+    }
+    // Every point of u1/r1 and u0/r1 was trimmed, the second batch's too.
+    assert_eq!(p.stats().labels_dropped, 4);
+}
+
+#[test]
 fn drop_datapoint_drops_and_counts() {
     let t0 = Instant::now();
     let telemetry = Telemetry::new();
