@@ -148,7 +148,7 @@ pub struct Scratch {
     set_matches: Option<PatternSet>,
     /// For recent attribute keys, which keyed rules' `keys` they match (bits as `Rule::key_bit`),
     /// tagged with the engine: a handful of keys recur in every batch, and each is matched once.
-    key_memo: Option<(u64, Vec<(String, u64)>)>,
+    key_memo: KeyMemo,
     /// A batch scan's pending values and results (module `batch`).
     pub(super) batch: Batch,
 }
@@ -589,41 +589,26 @@ impl Engine {
     }
 
     /// Which of the first 64 keyed rules' `keys` match `key`, from the memo when it is there.
-    fn key_bits(&self, key: &str, memo: &mut Option<(u64, Vec<(String, u64)>)>) -> u64 {
-        // A two-way set-associative memo: a handful of keys recur in every batch, and a key's pair
-        // of slots is found by a hash, not by comparing it with every memoised key. Two ways, so
-        // two recurring keys whose hashes collide do not evict each other on every value (which
-        // ran the key regexes again each time). Unbounded key sets (keys with ids in them) only
-        // overwrite slots.
-        const MEMO_SLOTS: usize = 256;
-        if memo.as_ref().is_some_and(|(id, _)| *id != self.id) {
-            *memo = None;
+    #[inline]
+    fn key_bits(&self, key: &str, memo: &mut KeyMemo) -> u64 {
+        memo.keep_for(self.id);
+        let k = MemoKey::of(key.as_bytes());
+        match memo.get(&k, key.as_bytes()) {
+            Some(bits) => bits,
+            None => self.key_bits_missed(k, key, memo),
         }
-        let (_, slots) =
-            memo.get_or_insert_with(|| (self.id, vec![(String::new(), u64::MAX); MEMO_SLOTS]));
-        let set = (key_hash(key.as_bytes()) % MEMO_SLOTS) & !1;
-        // `u64::MAX` marks an empty slot (an empty key's bits are memoised like any other's).
-        for way in [set, set + 1] {
-            let slot = &slots[way];
-            if slot.1 != u64::MAX && slot.0 == key {
-                if way == set + 1 {
-                    // The most recently used key goes first, and the other is the one replaced.
-                    slots.swap(set, set + 1);
-                }
-                return slots[set].1;
-            }
-        }
+    }
+
+    /// The key regexes' answer for a key the memo does not hold, memoised.
+    #[inline(never)]
+    fn key_bits_missed(&self, k: MemoKey, key: &str, memo: &mut KeyMemo) -> u64 {
         let bits = self
             .rules
             .iter()
             .filter_map(|r| Some((r.keys.as_ref()?, r.key_bit?)))
             .filter(|(keys, _)| keys.is_match(key.as_bytes()))
             .fold(0u64, |bits, (_, bit)| bits | 1 << bit);
-        slots.swap(set, set + 1);
-        let slot = &mut slots[set];
-        slot.0.clear();
-        slot.0.push_str(key);
-        slot.1 = bits;
+        memo.put(k, key.as_bytes(), bits);
         bits
     }
 
@@ -808,23 +793,120 @@ fn confirm(rule: &Rule, index: u32, hay: &[u8], findings: &mut Vec<Finding>) {
     }
 }
 
-/// A quick hash of an attribute key for the key memo's slot (keys are short: a few words).
-fn key_hash(key: &[u8]) -> usize {
-    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    let mut h = key.len() as u64;
-    let mut words = key.chunks_exact(8);
-    for c in &mut words {
-        h = mix(h, u64::from_le_bytes(c.try_into().expect("chunks of 8")));
+/// An attribute key as the key memo holds it: its length and four words read from it. Up to 32 bytes
+/// (nearly every key: `http.response.status_code` is 25) the words hold every byte, so two keys are
+/// the same exactly when their `MemoKey`s are, and a lookup is a few word compares, with no hash loop
+/// over the bytes and no `memcmp` call; a longer key's bytes are also compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MemoKey {
+    len: usize,
+    words: [u64; 4],
+}
+
+/// Keys longer than this are compared byte by byte as well.
+const MEMO_KEY_WORDS: usize = 32;
+
+impl MemoKey {
+    #[inline]
+    fn of(key: &[u8]) -> MemoKey {
+        let n = key.len();
+        let w = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"));
+        let half = |at: usize| u32::from_le_bytes(key[at..at + 4].try_into().expect("4 bytes"));
+        let words = match n {
+            // A byte at a time: a copy of a few bytes into a word was a `memcpy` call.
+            0..4 => [
+                key.iter().fold(0u64, |w, &b| w << 8 | u64::from(b)),
+                0,
+                0,
+                0,
+            ],
+            4..8 => [u64::from(half(0)) << 32 | u64::from(half(n - 4)), 0, 0, 0],
+            // Two overlapping words cover 8 to 16 bytes, four cover up to 32.
+            8..=16 => [w(0), w(n - 8), 0, 0],
+            _ => [w(0), w(8), w(n - 16), w(n - 8)],
+        };
+        MemoKey { len: n, words }
     }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        // The tail a byte at a time: a copy of a few bytes into a word was a `memcpy` call.
-        h = mix(
-            h,
-            tail.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b)),
-        );
+
+    /// The key's pair of slots among `slots`.
+    #[inline]
+    fn set(&self, slots: usize) -> usize {
+        let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let h = self.words.iter().fold(self.len as u64, |h, &w| mix(h, w));
+        ((h >> 32) as usize % slots) & !1
     }
-    (h >> 32) as usize
+}
+
+/// The key memo: which keyed rules' `keys` recent attribute keys match, tagged with the engine. Two-way
+/// set-associative: a handful of keys recur in every batch, and a key's pair of slots is found by a
+/// hash, not by comparing it with every memoised key. Two ways, so two recurring keys whose hashes
+/// collide do not evict each other on every value (which ran the key regexes again each time).
+/// Unbounded key sets (keys with ids in them) only overwrite slots.
+#[derive(Default)]
+pub(crate) struct KeyMemo {
+    engine: u64,
+    /// Empty until first used.
+    slots: Vec<KeySlot>,
+}
+
+#[derive(Clone)]
+struct KeySlot {
+    /// `None`: a free slot.
+    key: Option<MemoKey>,
+    /// A key over [`MEMO_KEY_WORDS`] bytes, whole.
+    long: Vec<u8>,
+    bits: u64,
+}
+
+const KEY_MEMO_SLOTS: usize = 256;
+
+impl KeyMemo {
+    #[inline]
+    fn keep_for(&mut self, engine: u64) {
+        if self.engine != engine || self.slots.is_empty() {
+            self.reset(engine);
+        }
+    }
+
+    #[cold]
+    fn reset(&mut self, engine: u64) {
+        self.engine = engine;
+        self.slots.clear();
+        let free = KeySlot {
+            key: None,
+            long: Vec::new(),
+            bits: 0,
+        };
+        self.slots.resize(KEY_MEMO_SLOTS, free);
+    }
+
+    #[inline]
+    fn get(&mut self, k: &MemoKey, key: &[u8]) -> Option<u64> {
+        let set = k.set(KEY_MEMO_SLOTS);
+        for way in [set, set + 1] {
+            let slot = &self.slots[way];
+            if slot.key.as_ref() == Some(k) && (k.len <= MEMO_KEY_WORDS || slot.long == key) {
+                if way == set + 1 {
+                    // The most recently used key goes first, and the other is the one replaced.
+                    self.slots.swap(set, set + 1);
+                }
+                return Some(self.slots[set].bits);
+            }
+        }
+        None
+    }
+
+    fn put(&mut self, k: MemoKey, key: &[u8], bits: u64) {
+        let set = k.set(KEY_MEMO_SLOTS);
+        self.slots.swap(set, set + 1);
+        let slot = &mut self.slots[set];
+        slot.key = Some(k);
+        slot.long.clear();
+        if k.len > MEMO_KEY_WORDS {
+            slot.long.extend_from_slice(key);
+        }
+        slot.bits = bits;
+    }
 }
 
 /// One automaton over `patterns`, built as [`build_regex`] builds each (bytes, Unicode off), reporting
@@ -902,7 +984,7 @@ mod tests {
         )
         .unwrap();
         // Six keys share one pair of slots, three times its two ways; the `k…` keys match no rule.
-        let slot = |k: &str| (key_hash(k.as_bytes()) % 256) & !1;
+        let slot = |k: &str| MemoKey::of(k.as_bytes()).set(KEY_MEMO_SLOTS);
         let mut keys: Vec<String> = Vec::new();
         for i in 0.. {
             for k in [
@@ -933,6 +1015,81 @@ mod tests {
                 };
                 assert_eq!(e.key_bits_of(k, &mut scratch), want(k), "{k}");
                 assert_eq!(e.key_bits_of(k, &mut scratch), want(k), "{k} again");
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_memo_tells_apart_long_keys_that_differ_only_between_its_words() {
+        let e = Engine::new(
+            vec![RuleSpec {
+                keys: Some("^.{20}x".into()),
+                ..spec("x20", "[0-9]{9}", RedactionAction::Mask)
+            }],
+            &[],
+            Options::default(),
+        )
+        .unwrap();
+        let bit = 1 << e.rules[0].key_bit.unwrap();
+        // 41 bytes: the memo's words hold bytes 0..16 and 25..41, not byte 20.
+        let (x, s) = ("a".repeat(20) + "x" + &"a".repeat(20), "a".repeat(41));
+        let mut scratch = Scratch::default();
+        for _ in 0..2 {
+            assert_eq!(e.key_bits_of(&x, &mut scratch), bit);
+            assert_eq!(e.key_bits_of(&s, &mut scratch), 0);
+        }
+    }
+
+    /// Lengths and positions at the edges of the memo's words, and byte 20.
+    fn edge() -> impl proptest::strategy::Strategy<Value = usize> {
+        proptest::sample::select(vec![
+            0, 5, 7, 8, 9, 15, 16, 17, 20, 24, 31, 32, 33, 40, 47, 48,
+        ])
+    }
+
+    proptest::proptest! {
+        /// Keys of every length class the memo reads differently (under 8 bytes, 8 to 16, 17 to 32,
+        /// longer), each a prefix of one base key with one byte changed, so that many have the
+        /// same length and differ in a single byte, and recurring in any order: the memo answers as the
+        /// key regexes do.
+        #[test]
+        fn the_key_memo_answers_like_the_key_regexes_for_keys_of_any_length(
+            base in "[sn.x]{48}",
+            variants in proptest::collection::vec((edge(), edge(), "[sn.x]"), 4..16),
+            order in proptest::collection::vec(0usize..16, 1..200),
+        ) {
+            let keys: Vec<String> = variants
+                .iter()
+                .map(|(cut, at, b)| {
+                    let mut k = base.as_bytes()[..(*cut).min(base.len())].to_vec();
+                    if !k.is_empty() {
+                        let at = at % k.len();
+                        k[at] = b.as_bytes()[0];
+                    }
+                    String::from_utf8(k).unwrap()
+                })
+                .collect();
+            let keyed = |id: &str, keys: &str| RuleSpec {
+                keys: Some(keys.into()),
+                ..spec(id, "[0-9]{9}", RedactionAction::Mask)
+            };
+            let e = Engine::new(
+                // The second reads a byte that keys of 37 bytes or more hold in neither of the
+                // memo's words, the third the last byte.
+                vec![keyed("ssn", "ssn"), keyed("x20", "^.{20}x"), keyed("x", "x$")],
+                &[],
+                Options::default(),
+            )
+            .unwrap();
+            let want = |k: &str| {
+                u64::from(k.contains("ssn")) << e.rules[0].key_bit.unwrap()
+                    | u64::from(k.as_bytes().get(20) == Some(&b'x')) << e.rules[1].key_bit.unwrap()
+                    | u64::from(k.ends_with('x')) << e.rules[2].key_bit.unwrap()
+            };
+            let mut scratch = Scratch::default();
+            for i in order {
+                let k = &keys[i % keys.len()];
+                proptest::prop_assert_eq!(e.key_bits_of(k, &mut scratch), want(k), "{}", k);
             }
         }
     }
