@@ -149,6 +149,56 @@ fn pack(flags: &[u8; 64]) -> u64 {
     m
 }
 
+/// The longest rows of ASCII digits and of ASCII upper-case letters in `hay`, with no byte of
+/// another kind between (unlike a run, which `SEPARATORS` do not break). From the 64-byte block masks:
+/// a row's length in a block is how many times the mask can be shifted onto itself before it empties,
+/// and a row that crosses into the next block goes on from the first block's top bits.
+pub(crate) fn longest_rows(hay: &[u8]) -> (usize, usize) {
+    let (mut digits, mut uppers) = (Rows::default(), Rows::default());
+    for chunk in hay.chunks(64) {
+        let padded;
+        let block = match <&[u8; 64]>::try_from(chunk) {
+            Ok(block) => block,
+            Err(_) => {
+                let mut b = [0u8; 64];
+                b[..chunk.len()].copy_from_slice(chunk);
+                padded = b;
+                &padded
+            }
+        };
+        digits.add(masks(block).0);
+        uppers.add(upper(block));
+    }
+    (digits.best, uppers.best)
+}
+
+/// The longest row of set bits over consecutive 64-bit masks.
+#[derive(Default)]
+struct Rows {
+    best: usize,
+    /// The row the masks so far end with.
+    open: usize,
+}
+
+impl Rows {
+    #[inline]
+    fn add(&mut self, mask: u64) {
+        let mut longest = 0;
+        let mut m = mask;
+        while m != 0 {
+            m &= m >> 1;
+            longest += 1;
+        }
+        let from_before = self.open + mask.trailing_ones() as usize;
+        self.best = self.best.max(longest).max(from_before);
+        self.open = if mask == u64::MAX {
+            from_before
+        } else {
+            mask.leading_ones() as usize
+        };
+    }
+}
+
 /// The longest run of digits in `hay`, consecutive digits at most two separators apart.
 pub(crate) fn longest_run(hay: &[u8]) -> usize {
     let mut best = 0;
@@ -481,6 +531,34 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_broken_by_any_other_byte() {
+        let long = |pad: usize, row: &str| format!("{}{row}x", "x".repeat(pad));
+        for (text, want) in [
+            (long(60, "12345678"), (8, 0)),
+            (long(64, "12345678"), (8, 0)),
+            (long(30, &"7".repeat(100)), (100, 0)),
+            (long(63, "AB12"), (2, 2)),
+            (
+                long(0, &format!("{}{}", "A".repeat(64), "B".repeat(64))),
+                (0, 128),
+            ),
+        ] {
+            assert_eq!(longest_rows(text.as_bytes()), want, "{text:?}");
+        }
+        for (text, want) in [
+            ("2024-05-13T14:25:36.123Z", (4, 1)),
+            ("NL91ABNA0417164300", (10, 4)),
+            ("12345678Z", (8, 1)),
+            ("AB 12", (2, 2)),
+            ("a1b2", (1, 0)),
+            ("", (0, 0)),
+            ("XY", (0, 2)),
+        ] {
+            assert_eq!(longest_rows(text.as_bytes()), want, "{text:?}");
+        }
+    }
+
+    #[test]
     fn runs_across_block_boundaries() {
         for pad in 55..70 {
             for tail in ["1234 5678 9012 3456", "12 -34", "1--2--3", "9"] {
@@ -502,6 +580,17 @@ mod tests {
         #[test]
         fn equals_the_byte_by_byte_definition(hay in "[0-9 ./()a-]{0,300}") {
             prop_assert_eq!(longest_run(hay.as_bytes()), reference(hay.as_bytes()));
+        }
+
+        #[test]
+        fn rows_equal_the_byte_by_byte_definition(hay in "([0-9]{0,70}|[A-Z]{0,70}|[a -]{0,3}){0,9}") {
+            let (mut d, mut u, mut want) = (0, 0, (0, 0));
+            for &b in hay.as_bytes() {
+                d = if b.is_ascii_digit() { d + 1 } else { 0 };
+                u = if b.is_ascii_uppercase() { u + 1 } else { 0 };
+                want = (want.0.max(d), want.1.max(u));
+            }
+            prop_assert_eq!(longest_rows(hay.as_bytes()), want);
         }
 
         #[test]

@@ -9,7 +9,10 @@
 //!    construction), and one vectorised count gives its ASCII digits (a card needs 13). Table lookups
 //!    turn both into the set of rules still possible; for most values it is empty and the scan ends.
 //! 2. The longest digit run (on 64-byte bit masks) for rules with a `min_run`, and the attribute key
-//!    for keyed rules (memoised per [`Scratch`]).
+//!    for keyed rules (memoised per [`Scratch`]). Then, if a rule still possible needs them, the
+//!    longest rows of digits and of upper-case letters with nothing between, read off the patterns
+//!    like the byte sets (an IBAN holds two capitals in a row, a DNI seven digits; an ISO timestamp
+//!    has one capital and four digits).
 //! 3. The literal gate (module `literals`): if a rule that needs one of its prefilter literals
 //!    (`bearer`, `eyJ`, `api_key`, …) is still possible, one SIMD (Teddy) search over a lower-cased copy of the
 //!    value says which rules have a literal in it.
@@ -124,6 +127,9 @@ struct Gate {
     key_bit: Option<u32>,
     literal_gate: bool,
     set_pattern: Option<u32>,
+    /// Digits and upper-case letters in a row that every match holds (only when over one: a single
+    /// one is a byte set of the screen).
+    rows: Option<screen::Rows>,
 }
 
 /// Something a rule found: `rule` is an index into [`Engine::rule_ids`].
@@ -254,6 +260,7 @@ impl Engine {
         let mut rules = Vec::with_capacity(specs.len());
         let mut rule_sets = Vec::with_capacity(specs.len());
         let mut min_digits = Vec::with_capacity(specs.len());
+        let mut rule_rows = Vec::with_capacity(specs.len());
         let mut literal_list: Vec<(String, Vec<u32>)> = Vec::new();
         let mut digit_rules = Vec::new();
         for (i, spec) in specs.into_iter().enumerate() {
@@ -282,6 +289,8 @@ impl Engine {
             let hir = syntax::parse_with(&spec.pattern, &syntax_config())
                 .map_err(|e| format!("rule '{}': pattern does not parse: {e}", spec.id))?;
             let mut sets = screen::required_sets(&hir);
+            let rows = screen::required_rows(&hir);
+            rule_rows.push((rows.digits > 1 || rows.uppers > 1).then_some(rows));
             let any_of = &spec.prefilter.any_of;
             if !any_of.is_empty() {
                 // One of the literals is in the value, so one of their first bytes is.
@@ -348,7 +357,8 @@ impl Engine {
             .into_iter()
             .zip(&min_digits)
             .zip(&rules)
-            .map(|((need, &min_digits), rule)| Gate {
+            .zip(rule_rows)
+            .map(|(((need, &min_digits), rule), rows)| Gate {
                 need,
                 min_digits,
                 min_run: rule.min_run,
@@ -356,6 +366,7 @@ impl Engine {
                 key_bit: rule.key_bit,
                 literal_gate: rule.literal_gate,
                 set_pattern: rule.set_pattern,
+                rows,
             })
             .collect();
         let gate_tables = GateTables::new(&gates);
@@ -463,6 +474,19 @@ impl Engine {
             self.run_key_and_literal_gates(key, hay, scratch);
         }
         let candidates = &mut scratch.candidates;
+        // Rows, once, if a rule needs one: they keep ISO timestamps (four digits and one letter in
+        // a row) from the automaton, which IBANs, NINOs and DNIs would otherwise send them to.
+        if candidates
+            .iter()
+            .any(|&r| self.gates[r as usize].rows.is_some())
+        {
+            let (digits, uppers) = digits::longest_rows(hay);
+            candidates.retain(|&r| {
+                self.gates[r as usize]
+                    .rows
+                    .is_none_or(|need| need.digits <= digits && need.uppers <= uppers)
+            });
+        }
         // Rules gated by digits alone: confirmed only if the digit set says their pattern matches
         // somewhere — one pass for all of them instead of one regex per rule.
         let in_set = candidates

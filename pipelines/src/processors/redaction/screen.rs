@@ -127,6 +127,121 @@ pub(crate) fn required_sets(hir: &Hir) -> Vec<ByteSet> {
     }
 }
 
+/// Bytes in a row that every match holds: at least `digits` ASCII digits one after another somewhere,
+/// and `uppers` ASCII upper-case letters. `[A-Z]{2}[0-9]{2}` (an IBAN) gives two of each, `[0-9]{7}-?[A-Z]`
+/// (a DNI) seven digits; an ISO timestamp (`2024-05-13T14:25:36.123Z`) holds four digits in a row and
+/// one letter, so neither can match it. Like the byte sets, rows are read off the parsed pattern and are
+/// necessary by construction: every part the derivation does not follow counts as a row of none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Rows {
+    pub digits: usize,
+    pub uppers: usize,
+}
+
+pub(crate) fn required_rows(hir: &Hir) -> Rows {
+    let digits = row_of(hir, &|b| b.is_ascii_digit()).inner;
+    let uppers = row_of(hir, &|b| b.is_ascii_uppercase()).inner;
+    Rows { digits, uppers }
+}
+
+/// What every match of a part holds of bytes in a class `C`, as lower bounds: whether the part is all
+/// `C` (then `len` is its shortest length), the row it starts and ends with, and its longest row.
+#[derive(Clone, Copy)]
+struct Row {
+    all: bool,
+    len: usize,
+    prefix: usize,
+    suffix: usize,
+    inner: usize,
+}
+
+impl Row {
+    /// A part of `n` bytes all in the class (zero: a look-around or an empty match, which does not
+    /// break a row).
+    fn all(n: usize) -> Row {
+        Row {
+            all: true,
+            len: n,
+            prefix: n,
+            suffix: n,
+            inner: n,
+        }
+    }
+
+    const NONE: Row = Row {
+        all: false,
+        len: 0,
+        prefix: 0,
+        suffix: 0,
+        inner: 0,
+    };
+
+    fn then(self, next: Row) -> Row {
+        Row {
+            all: self.all && next.all,
+            len: self.len + next.len,
+            prefix: if self.all {
+                self.len + next.prefix
+            } else {
+                self.prefix
+            },
+            suffix: if next.all {
+                self.suffix + next.len
+            } else {
+                next.suffix
+            },
+            inner: self.inner.max(next.inner).max(self.suffix + next.prefix),
+        }
+    }
+
+    fn or(self, other: Row) -> Row {
+        Row {
+            all: self.all && other.all,
+            len: self.len.min(other.len),
+            prefix: self.prefix.min(other.prefix),
+            suffix: self.suffix.min(other.suffix),
+            inner: self.inner.min(other.inner),
+        }
+    }
+}
+
+fn row_of(hir: &Hir, in_class: &dyn Fn(u8) -> bool) -> Row {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Row::all(0),
+        HirKind::Literal(lit) => lit
+            .0
+            .iter()
+            .map(|&b| if in_class(b) { Row::all(1) } else { Row::NONE })
+            .fold(Row::all(0), Row::then),
+        HirKind::Class(class) => match class_set(class) {
+            Some(set) if set.len() > 0 && set.bytes().all(in_class) => Row::all(1),
+            _ => Row::NONE,
+        },
+        HirKind::Repetition(rep) => {
+            let sub = row_of(&rep.sub, in_class);
+            match (rep.min, sub.all) {
+                // Absent or all in the class: a row goes on through it.
+                (0, true) => Row::all(0),
+                (0, false) => Row::NONE,
+                (min, true) => Row::all(sub.len.saturating_mul(min as usize)),
+                // Repeats of a part that is not all in the class: at least one copy's rows (a row
+                // across two copies is not counted, which only makes the bound lower).
+                (_, false) => sub,
+            }
+        }
+        HirKind::Capture(cap) => row_of(&cap.sub, in_class),
+        HirKind::Concat(parts) => parts
+            .iter()
+            .map(|p| row_of(p, in_class))
+            .fold(Row::all(0), Row::then),
+        HirKind::Alternation(branches) => branches
+            .iter()
+            .map(|b| row_of(b, in_class))
+            .reduce(Row::or)
+            .unwrap_or(Row::NONE),
+    }
+}
+
 fn class_set(class: &Class) -> Option<ByteSet> {
     let mut set = ByteSet::EMPTY;
     match class {
@@ -231,6 +346,41 @@ mod tests {
         // Unicode classes reaching beyond ASCII give nothing.
         assert_eq!(sets("(?u:é)+x"), ["\u{c3}", "\u{a9}", "x"]);
         assert_eq!(sets(r"(?u:\w)x"), ["x"]);
+    }
+
+    fn rows(pattern: &str) -> (usize, usize) {
+        let hir =
+            syntax::parse_with(pattern, &syntax::Config::new().unicode(false).utf8(false)).unwrap();
+        let r = required_rows(&hir);
+        (r.digits, r.uppers)
+    }
+
+    #[test]
+    fn rows_come_from_what_every_match_holds_in_a_row() {
+        // The shipped IBAN, NINO, DNI and SSN patterns.
+        assert_eq!(rows(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"), (2, 2));
+        assert_eq!(
+            rows(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"),
+            (2, 2)
+        );
+        assert_eq!(rows(r"\b[XYZ0-9][0-9]{7}-?[A-Z]\b"), (7, 1));
+        assert_eq!(
+            rows(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b|\b[0-9]{3} [0-9]{2} [0-9]{4}\b"),
+            (4, 0)
+        );
+        // Rows go on through looks, captures, optional parts of the class and literals.
+        assert_eq!(rows(r"1\b(2)[0-9]?3"), (3, 0));
+        assert_eq!(rows("AB[0-9]{2,}CD"), (2, 2));
+        // An optional part of another class breaks a row, a mandatory one too.
+        assert_eq!(rows("[0-9]{3}-?[0-9]{3}"), (3, 0));
+        assert_eq!(rows("(?:[0-9][ -]?){12,18}[0-9]"), (1, 0));
+        // Case-insensitive letters are no upper-case row; a branch without a row gives none.
+        assert_eq!(rows("(?i)ABC"), (0, 0));
+        assert_eq!(rows("[0-9]{5}|x"), (0, 0));
+        assert_eq!(rows("[0-9]{5}|[0-9]{3}x"), (3, 0));
+        // Repeats of a part with a row inside keep it; rows across copies are not counted.
+        assert_eq!(rows("(?:x[0-9]{2})+"), (2, 0));
+        assert_eq!(rows("(?:[A-Z][0-9]){3}"), (1, 1));
     }
 
     #[test]
