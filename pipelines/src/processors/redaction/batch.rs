@@ -233,14 +233,8 @@ pub(crate) struct Batch {
     lower: Vec<u8>,
     /// Where each pending value ends in `text` (its separator's index).
     ends: Vec<u32>,
-    /// Each pending value's key bits (`None`: no key).
-    keys: Vec<Option<u64>>,
-    /// What the flush does with each pending value: [`SCAN`] it, or nothing, for one over
-    /// `max_value_size` ([`TOO_LARGE_VALUE`]) or one the memo knows clean ([`KNOWN_CLEAN`]); those
-    /// two stay in the chunk as empty values, so results stay in index order.
-    state: Vec<u8>,
-    /// Each pending value's memo hash (0: not memoisable).
-    hashes: Vec<usize>,
+    /// What else the flush needs of each pending value, one record each (one push per value).
+    meta: Vec<Meta>,
     /// Per pending value, what the passes found: its literal rules, streamed sets and long run.
     literal_rules: Vec<u64>,
     sets: Vec<u8>,
@@ -259,6 +253,19 @@ pub(crate) struct Batch {
     cursor: usize,
     /// Values recently found clean, with their key bits (kept from batch to batch).
     clean: CleanMemo,
+}
+
+/// A pending value's key and memo entry, and what the flush does with it.
+#[derive(Clone, Copy)]
+struct Meta {
+    /// Its key bits (`None`: no key).
+    key: Option<u64>,
+    /// Its memo hash (0: not memoisable).
+    hash: u32,
+    /// [`SCAN`] it, or nothing, for one over `max_value_size` ([`TOO_LARGE_VALUE`]) or one the memo
+    /// knows clean ([`KNOWN_CLEAN`]); those two stay in the chunk as empty values, so results stay in
+    /// index order.
+    state: u8,
 }
 
 /// Values a batch recently found clean, each with the key bits it was pushed with. Telemetry repeats
@@ -282,7 +289,7 @@ struct CleanMemo {
 #[derive(Clone, Default)]
 struct MemoSlot {
     /// 0: a free slot.
-    hash: usize,
+    hash: u32,
     key: Option<u64>,
     heat: u8,
     value: Vec<u8>,
@@ -301,7 +308,7 @@ const KNOWN_CLEAN: u8 = 2;
 impl CleanMemo {
     /// The memo hash of `value` pushed with `key` (never 0), or 0 if such a value is not memoised.
     #[inline]
-    fn hash(value: &[u8], key: Option<u64>) -> usize {
+    fn hash(value: &[u8], key: Option<u64>) -> u32 {
         if value.is_empty() || value.len() > MEMO_MAX {
             return 0;
         }
@@ -322,13 +329,13 @@ impl CleanMemo {
         if let Some(k) = key {
             h = mix(h, k);
         }
-        ((h >> 32) as usize).max(1)
+        ((h >> 32) as u32).max(1)
     }
 
     /// Whether `value` pushed with `key` is known clean; a hit warms its slot.
     #[inline]
-    fn hit(&mut self, hash: usize, key: Option<u64>, value: &[u8]) -> bool {
-        let Some(slot) = self.slots.get_mut(hash % MEMO_SLOTS) else {
+    fn hit(&mut self, hash: u32, key: Option<u64>, value: &[u8]) -> bool {
+        let Some(slot) = self.slots.get_mut(hash as usize % MEMO_SLOTS) else {
             return false;
         };
         let hit = slot.hash == hash && slot.key == key && slot.value == value;
@@ -340,11 +347,11 @@ impl CleanMemo {
 
     /// Offers a value the batch found clean: it takes its slot if that is free or cold, else cools
     /// the slot.
-    fn offer(&mut self, hash: usize, key: Option<u64>, value: &[u8]) {
+    fn offer(&mut self, hash: u32, key: Option<u64>, value: &[u8]) {
         if self.slots.is_empty() {
             self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
         }
-        let slot = &mut self.slots[hash % MEMO_SLOTS];
+        let slot = &mut self.slots[hash as usize % MEMO_SLOTS];
         if slot.hash == hash && slot.key == key && slot.value == value {
             // Met twice in one chunk, before the memo knew it.
             slot.heat = (slot.heat + 1).min(MEMO_MAX_HEAT);
@@ -378,9 +385,7 @@ impl Engine {
         let b = &mut scratch.batch;
         b.text.clear();
         b.ends.clear();
-        b.keys.clear();
-        b.state.clear();
-        b.hashes.clear();
+        b.meta.clear();
         b.clean.keep_for(self.id());
         b.first = 0;
         b.pushed = 0;
@@ -391,23 +396,16 @@ impl Engine {
 
     /// Adds the value of attribute `key` (if any) to the batch and returns its index. It is scanned
     /// by this call or a later one, at the latest by [`Engine::batch_finish`].
+    ///
+    /// Inlined into the caller's loop: it runs for every value, and as a call its register saves and
+    /// restores were a tenth of its cost.
+    #[inline(always)]
     pub fn batch_push(&self, key: Option<&str>, hay: &[u8], scratch: &mut Scratch) -> usize {
         let index = scratch.batch.pushed;
         scratch.batch.pushed += 1;
         let too_large = hay.len() > self.max_value_size();
         let Some(plan) = self.plan().filter(|_| too_large || hay.len() < CHUNK) else {
-            // Scanned alone, after what is pending so results stay in index order.
-            self.batch_flush(scratch);
-            scratch.batch.first = index + 1;
-            match self.scan(key, hay, scratch) {
-                Ok(()) => scratch.keep_batch_findings(index),
-                Err(TooLarge) => {
-                    scratch
-                        .batch
-                        .results
-                        .push((index as u32, TOO_LARGE, TOO_LARGE));
-                }
-            }
+            self.scan_alone(key, hay, index, scratch);
             return index;
         };
         if scratch.batch.text.len() + hay.len() + 1 > CHUNK {
@@ -439,10 +437,25 @@ impl Engine {
         }
         b.ends.push(b.text.len() as u32);
         b.text.push(plan.sep);
-        b.keys.push(key);
-        b.state.push(state);
-        b.hashes.push(hash);
+        b.meta.push(Meta { key, hash, state });
         index
+    }
+
+    /// Value `index`, scanned alone (no batch plan, or a value longer than a chunk), after what is
+    /// pending so results stay in index order.
+    #[inline(never)]
+    fn scan_alone(&self, key: Option<&str>, hay: &[u8], index: usize, scratch: &mut Scratch) {
+        self.batch_flush(scratch);
+        scratch.batch.first = index + 1;
+        match self.scan(key, hay, scratch) {
+            Ok(()) => scratch.keep_batch_findings(index),
+            Err(TooLarge) => {
+                scratch
+                    .batch
+                    .results
+                    .push((index as u32, TOO_LARGE, TOO_LARGE));
+            }
+        }
     }
 
     /// Scans what is still pending: after it every pushed value's findings are in `scratch`.
@@ -467,6 +480,7 @@ impl Engine {
 
     /// Runs the streaming passes over the pending chunk, then the single-value scan on each value
     /// some rule may still match.
+    #[inline(never)]
     fn batch_flush(&self, scratch: &mut Scratch) {
         let Some(plan) = self.plan() else {
             return;
@@ -572,7 +586,8 @@ impl Engine {
         for j in 0..n {
             let end = b.ends[j] as usize;
             let run = b.runs[j] as usize;
-            match b.state[j] {
+            let meta = b.meta[j];
+            match meta.state {
                 TOO_LARGE_VALUE => {
                     b.results.push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
                     start = end + 1;
@@ -584,7 +599,7 @@ impl Engine {
                 }
                 _ => {}
             }
-            let possible = plan.possible(b.literal_rules[j], b.sets[j], run, b.keys[j]);
+            let possible = plan.possible(b.literal_rules[j], b.sets[j], run, meta.key);
             let mut clean = true;
             if possible != 0 {
                 let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
@@ -594,17 +609,15 @@ impl Engine {
                     keep_findings(&mut b, scratch, index);
                 }
             }
-            if clean && b.hashes[j] != 0 {
-                b.clean.offer(b.hashes[j], b.keys[j], &b.text[start..end]);
+            if clean && meta.hash != 0 {
+                b.clean.offer(meta.hash, meta.key, &b.text[start..end]);
             }
             start = end + 1;
         }
         b.first += n;
         b.text.clear();
         b.ends.clear();
-        b.keys.clear();
-        b.state.clear();
-        b.hashes.clear();
+        b.meta.clear();
         scratch.batch = b;
     }
 }

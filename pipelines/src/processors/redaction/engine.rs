@@ -527,6 +527,7 @@ impl Engine {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn plan(&self) -> Option<&Plan> {
         self.plan.as_ref()
     }
@@ -540,11 +541,13 @@ impl Engine {
         self.id
     }
 
+    #[inline]
     pub(super) fn max_value_size(&self) -> usize {
         self.opts.max_value_size
     }
 
     /// Which keyed rules' `keys` match `key` (bits as `Rule::key_bit`), memoised in `scratch`.
+    #[inline]
     pub(super) fn key_bits_of(&self, key: &str, scratch: &mut Scratch) -> u64 {
         self.key_bits(key, &mut scratch.key_memo)
     }
