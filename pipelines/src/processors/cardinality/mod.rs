@@ -232,6 +232,8 @@ pub struct CardinalityLimit {
     targets: HashMap<u64, Target>,
     /// Where each trimmed original series of cumulative data goes (see [`Pin`]).
     pins: HashMap<u64, Pin>,
+    /// The budgets that trimmed the point being decided.
+    reasons: Vec<(Option<String>, CardinalityAction)>,
     runners: Runners,
     store: Option<Store>,
     telemetry: CardinalityMetrics,
@@ -307,6 +309,7 @@ impl CardinalityLimit {
             metrics: Vec::new(),
             targets: HashMap::new(),
             pins: HashMap::new(),
+            reasons: Vec::new(),
             runners: Runners::default(),
             store: None,
             telemetry,
@@ -609,22 +612,22 @@ impl CardinalityLimit {
             }
             Touch::Unknown if routed => {}
             Touch::Unknown => {
-                let mut reasons = Vec::new();
+                // Reused from point to point: a flood of new series allocates nothing here.
+                let mut reasons = std::mem::take(&mut self.reasons);
+                reasons.clear();
                 let v = self.admit_or_trim(mid, ctx, attrs, fp, sum, now, &mut reasons);
                 for r in &reasons {
                     *tally.trimmed.entry((mid, r.0.clone(), r.1)).or_default() += 1;
                 }
                 if let (true, Verdict::To { target, .. }) = (pin, &v) {
-                    let target = *target;
-                    self.pins.insert(
-                        fp,
-                        Pin {
-                            target,
-                            reasons,
-                            seen: now,
-                        },
-                    );
+                    let pinned = Pin {
+                        target: *target,
+                        reasons: reasons.clone(),
+                        seen: now,
+                    };
+                    self.pins.insert(fp, pinned);
                 }
+                self.reasons = reasons;
                 return (fp, v);
             }
         }

@@ -625,14 +625,8 @@ impl Engine {
 /// Bit `i`: byte `i` of `chunk` (at most 64 bytes) is an ASCII upper-case letter.
 #[inline]
 fn upper_mask(chunk: &[u8]) -> u64 {
-    match <&[u8; 64]>::try_from(chunk) {
-        Ok(block) => digits::upper(block),
-        Err(_) => {
-            let mut block = [0u8; 64];
-            block[..chunk.len()].copy_from_slice(chunk);
-            digits::upper(&block)
-        }
-    }
+    let mut tail = [0u8; 64];
+    digits::upper(digits::whole_block(chunk, &mut tail))
 }
 
 /// Moves the findings of the last single-value scan into the batch's results as value `index`'s.

@@ -154,33 +154,38 @@ fn pack(flags: &[u8; 64]) -> u64 {
 /// a row's length in a block is how many times the mask can be shifted onto itself before it empties,
 /// and a row that crosses into the next block goes on from the first block's top bits.
 pub(crate) fn longest_rows(hay: &[u8]) -> (usize, usize) {
-    let (mut digits, mut uppers) = (Rows::default(), Rows::default());
+    let (mut digits, mut uppers) = (LongestRow::default(), LongestRow::default());
     for chunk in hay.chunks(64) {
-        let padded;
-        let block = match <&[u8; 64]>::try_from(chunk) {
-            Ok(block) => block,
-            Err(_) => {
-                let mut b = [0u8; 64];
-                b[..chunk.len()].copy_from_slice(chunk);
-                padded = b;
-                &padded
-            }
-        };
+        let mut tail = [0u8; 64];
+        let block = whole_block(chunk, &mut tail);
         digits.add(masks(block).0);
         uppers.add(upper(block));
     }
     (digits.best, uppers.best)
 }
 
+/// `chunk` (at most 64 bytes) as a block: itself when whole, else copied into `tail`, which must be
+/// zeros (no digit, separator or letter).
+#[inline]
+pub(crate) fn whole_block<'a>(chunk: &'a [u8], tail: &'a mut [u8; 64]) -> &'a [u8; 64] {
+    match <&[u8; 64]>::try_from(chunk) {
+        Ok(block) => block,
+        Err(_) => {
+            tail[..chunk.len()].copy_from_slice(chunk);
+            tail
+        }
+    }
+}
+
 /// The longest row of set bits over consecutive 64-bit masks.
 #[derive(Default)]
-struct Rows {
+struct LongestRow {
     best: usize,
     /// The row the masks so far end with.
     open: usize,
 }
 
-impl Rows {
+impl LongestRow {
     #[inline]
     fn add(&mut self, mask: u64) {
         let mut longest = 0;
