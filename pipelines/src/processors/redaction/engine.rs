@@ -830,8 +830,9 @@ struct MemoKey {
     words: [u64; 4],
 }
 
-/// Keys longer than this are compared byte by byte as well.
-const MEMO_KEY_WORDS: usize = 32;
+/// Keys up to this many bytes are held whole by their `MemoKey`; longer ones are also compared byte
+/// by byte.
+const KEY_BYTES_IN_WORDS: usize = 32;
 
 impl MemoKey {
     #[inline]
@@ -880,7 +881,7 @@ pub(crate) struct KeyMemo {
 struct KeySlot {
     /// `None`: a free slot.
     key: Option<MemoKey>,
-    /// A key over [`MEMO_KEY_WORDS`] bytes, whole.
+    /// A key over [`KEY_BYTES_IN_WORDS`] bytes, whole.
     long: Vec<u8>,
     bits: u64,
 }
@@ -912,7 +913,7 @@ impl KeyMemo {
         let set = k.set(KEY_MEMO_SLOTS);
         for way in [set, set + 1] {
             let slot = &self.slots[way];
-            if slot.key.as_ref() == Some(k) && (k.len <= MEMO_KEY_WORDS || slot.long == key) {
+            if slot.key.as_ref() == Some(k) && (k.len <= KEY_BYTES_IN_WORDS || slot.long == key) {
                 if way == set + 1 {
                     // The most recently used key goes first, and the other is the one replaced.
                     self.slots.swap(set, set + 1);
@@ -929,7 +930,7 @@ impl KeyMemo {
         let slot = &mut self.slots[set];
         slot.key = Some(k);
         slot.long.clear();
-        if k.len > MEMO_KEY_WORDS {
+        if k.len > KEY_BYTES_IN_WORDS {
             slot.long.extend_from_slice(key);
         }
         slot.bits = bits;
