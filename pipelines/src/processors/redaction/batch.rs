@@ -12,12 +12,16 @@
 //!   `+` of an E.164 phone number), read off the patterns like the byte screen's sets.
 //!
 //! Each rule has conditions these passes decide (a literal, a run of `min_run`, a rare byte) and, if
-//! keyed, its key (looked up when the value is pushed). A value goes on to the single-value scan
-//! ([`Engine::scan`]'s stages) only if some rule has all of them, and those stages then start from such
-//! rules, without searching the literals and the run again or looking the key up; a rule without any
-//! such condition lets every value through. The conditions are exactly the run, key and literal gates
-//! of the single-value scan, so a batch finds exactly what scanning each value alone finds. A property
-//! test compares the two on random batches.
+//! keyed, its key (looked up when the value is pushed). A rule whose matches hold a row of digits or
+//! of capitals (seven digits of a DNI, two capitals of an IBAN) also needs that row: measured on the
+//! value alone, and only for a value some such rule is still possible for, since rows are rare to
+//! need (ISO timestamps are most of them) and a pass over the chunk would cost every value. A value
+//! goes on to the single-value scan ([`Engine::scan`]'s stages) only if some rule has all of them, and
+//! those stages then start from such rules, without searching the literals, the run and the rows
+//! again or looking the key up; a rule without any such condition lets every value through. The
+//! conditions are exactly the run, key, literal and row gates of the single-value scan, so a batch
+//! finds exactly what scanning each value alone finds. A property test compares the two on random
+//! batches.
 //!
 //! A value a batch found clean is remembered with its key bits (a thousand values of up to 256 bytes,
 //! per [`Scratch`]): pushed again with the same key bits, as the same route, user agent or SQL
@@ -25,7 +29,7 @@
 
 use super::digits;
 use super::engine::{Engine, Finding, Scratch, TooLarge};
-use super::screen::ByteSet;
+use super::screen::{ByteSet, Rows};
 
 /// Bytes of values gathered before the streaming passes run: big enough that per-pass costs vanish,
 /// small enough to stay in the L2 cache with its lower-cased copy.
@@ -54,6 +58,9 @@ pub(crate) struct Plan {
     keyed_rules: u64,
     key_rule: Vec<u32>,
     all_rules: u64,
+    /// The rules that need a row of digits or of capitals longer than one, and each one's rows.
+    row_rules: u64,
+    rows: Vec<(u64, Rows)>,
 }
 
 /// One rule's conditions, as the engine knows them.
@@ -64,6 +71,8 @@ pub(crate) struct RuleConditions<'a> {
     pub keyed: bool,
     /// Byte sets every match holds a byte of.
     pub sets: &'a [ByteSet],
+    /// The rows every match holds, if a row is longer than one.
+    pub rows: Option<Rows>,
 }
 
 impl Plan {
@@ -181,6 +190,11 @@ impl Plan {
                 .filter(|(_, r)| f(r))
                 .fold(0u64, |m, (i, _)| m | 1 << i)
         };
+        let rows: Vec<(u64, Rows)> = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((1u64 << i, r.rows?)))
+            .collect();
         Some(Plan {
             sep,
             literal_rules: mask(&|r| r.literal_gate),
@@ -192,7 +206,21 @@ impl Plan {
             keyed_rules: mask(&|r| r.keyed),
             key_rule,
             all_rules: mask(&|_| true),
+            row_rules: rows.iter().fold(0, |m, (bit, _)| m | bit),
+            rows,
         })
+    }
+
+    /// The rules a value whose longest rows are `digits` and `uppers` long may match: all but those
+    /// needing a longer row.
+    fn rows_held(&self, digits: usize, uppers: usize) -> u64 {
+        let mut lacking = 0;
+        for &(bit, need) in &self.rows {
+            if need.digits > digits || need.uppers > uppers {
+                lacking |= bit;
+            }
+        }
+        !lacking
     }
 
     /// The rules whose batch conditions all hold for a value.
@@ -253,6 +281,9 @@ pub(crate) struct Batch {
     cursor: usize,
     /// Values recently found clean, with their key bits (kept from batch to batch).
     clean: CleanMemo,
+    /// Values sent to the per-value stages so far.
+    #[cfg(test)]
+    pub(crate) per_value_scans: usize,
 }
 
 /// A pending value's key and memo entry, and what the flush does with it.
@@ -599,9 +630,19 @@ impl Engine {
                 }
                 _ => {}
             }
-            let possible = plan.possible(b.literal_rules[j], b.sets[j], run, meta.key);
+            let mut possible = plan.possible(b.literal_rules[j], b.sets[j], run, meta.key);
+            // Rows last, on the value alone: ISO timestamps pass the run and capitals conditions
+            // of the IBAN, NINO and DNI rules (a run of eight, a `T`) but hold no row they need.
+            if possible & plan.row_rules != 0 {
+                let (digits, uppers) = digits::longest_rows(&b.text[start..end]);
+                possible &= plan.rows_held(digits, uppers);
+            }
             let mut clean = true;
             if possible != 0 {
+                #[cfg(test)]
+                {
+                    b.per_value_scans += 1;
+                }
                 let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
                 if !scratch.findings().is_empty() {
                     clean = false;

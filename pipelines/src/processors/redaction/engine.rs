@@ -379,6 +379,7 @@ impl Engine {
                 key_bit: g.key_bit,
                 keyed: g.keyed,
                 sets,
+                rows: g.rows,
             })
             .collect();
         let plan = Plan::new(&conditions, literal_list.iter().map(|(l, _)| l.as_str()));
@@ -434,9 +435,9 @@ impl Engine {
         self.scan_impl(key, hay, None, scratch)
     }
 
-    /// [`Engine::scan`], or, given `possible` by a batch's streaming passes, the rules (at most 64)
-    /// whose literal, run and key conditions hold in `hay`: the stages then start from those rules
-    /// and neither search the literals and the run again nor look the key up.
+    /// [`Engine::scan`], or, given `possible` by a batch, the rules (at most 64) whose literal, run,
+    /// key and row conditions hold in `hay`: the stages then start from those rules and neither
+    /// search the literals, the run and the rows again nor look the key up.
     pub(super) fn scan_impl(
         &self,
         key: Option<&str>,
@@ -475,10 +476,12 @@ impl Engine {
         }
         let candidates = &mut scratch.candidates;
         // Rows, once, if a rule needs one: they keep ISO timestamps (four digits and one letter in
-        // a row) from the automaton, which IBANs, NINOs and DNIs would otherwise send them to.
-        if candidates
-            .iter()
-            .any(|&r| self.gates[r as usize].rows.is_some())
+        // a row) from the automaton, which IBANs, NINOs and DNIs would otherwise send them to. A
+        // batch has checked them already.
+        if possible.is_none()
+            && candidates
+                .iter()
+                .any(|&r| self.gates[r as usize].rows.is_some())
         {
             let (digits, uppers) = digits::longest_rows(hay);
             candidates.retain(|&r| {

@@ -404,6 +404,35 @@ mod tests {
             assert_eq!(found(&scratch), [(0, vec!["us_ssn_keyed".to_owned()])]);
         }
 
+        /// ISO timestamps hold a run of eight digits and capitals, as IBANs, NINOs and DNIs do, but
+        /// none of the rows those need (two capitals, seven digits): a batch decides that itself and
+        /// sends them to no per-value stage, while an IBAN still goes there and is found.
+        #[test]
+        fn a_batch_keeps_timestamps_from_the_per_value_stages() {
+            let engine = engine(&RedactionProcessorConfig::default()).unwrap();
+            let stamps: Vec<String> = (0..50)
+                .map(|i| format!("2024-05-{:02}T14:{:02}:36.123Z", i % 28 + 1, i))
+                .collect();
+            let mut scratch = Scratch::default();
+            engine.scan_many(
+                stamps.iter().map(|v| (Some("event.time"), v.as_bytes())),
+                &mut scratch,
+            );
+            assert_eq!(scratch.batch_results().count(), 0);
+            assert_eq!(scratch.batch.per_value_scans, 0);
+            let iban = "iban NL91ABNA0417164300 on file";
+            engine.scan_many(
+                stamps
+                    .iter()
+                    .map(|v| (Some("event.time"), v.as_bytes()))
+                    .chain([(Some("note"), iban.as_bytes())]),
+                &mut scratch,
+            );
+            assert_eq!(scratch.batch.per_value_scans, 1);
+            let found: Vec<usize> = scratch.batch_results().map(|(i, _)| i).collect();
+            assert_eq!(found, [50]);
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
 
