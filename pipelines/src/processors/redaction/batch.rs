@@ -14,14 +14,14 @@
 //! Each rule has conditions these passes decide (a literal, a run of `min_run`, a rare byte) and, if
 //! keyed, its key (looked up when the value is pushed). A rule whose matches hold a row of digits or
 //! of capitals (seven digits of a DNI, two capitals of an IBAN) also needs that row: measured on the
-//! value alone, and only for a value some such rule is still possible for, since rows are rare to
-//! need (ISO timestamps are most of them) and a pass over the chunk would cost every value. A value
-//! goes on to the single-value scan ([`Engine::scan`]'s stages) only if some rule has all of them, and
-//! those stages then start from such rules, without searching the literals, the run and the rows
-//! again or looking the key up; a rule without any such condition lets every value through. The
-//! conditions are exactly the run, key, literal and row gates of the single-value scan, so a batch
-//! finds exactly what scanning each value alone finds. A property test compares the two on random
-//! batches.
+//! value alone, and only for a value some such rule is still possible for. Few values get that far
+//! (in telemetry mostly ISO timestamps), where a pass over the whole chunk would cost every value.
+//! A value goes on to the single-value scan ([`Engine::scan`]'s stages) only if some rule has all of
+//! them, and those stages then start from such rules, without searching the literals, the run and
+//! the rows again or looking the key up; a rule without any such condition lets every value through.
+//! The conditions are exactly the run, key, literal and row gates of the single-value scan, so a
+//! batch finds exactly what scanning each value alone finds. A property test compares the two on
+//! random batches.
 //!
 //! A value a batch found clean is remembered with its key bits (a thousand values of up to 256 bytes,
 //! per [`Scratch`]): pushed again with the same key bits, as the same route, user agent or SQL
@@ -211,12 +211,12 @@ impl Plan {
         })
     }
 
-    /// The rules a value whose longest rows are `digits` and `uppers` long may match: all but those
-    /// needing a longer row.
-    fn rows_held(&self, digits: usize, uppers: usize) -> u64 {
+    /// The rules a value whose longest rows are `longest` (digits, capitals) may match: all but
+    /// those needing a longer row.
+    fn rows_held(&self, longest: (usize, usize)) -> u64 {
         let mut lacking = 0;
         for &(bit, need) in &self.rows {
-            if need.digits > digits || need.uppers > uppers {
+            if !need.held(longest) {
                 lacking |= bit;
             }
         }
@@ -634,8 +634,7 @@ impl Engine {
             // Rows last, on the value alone: ISO timestamps pass the run and capitals conditions
             // of the IBAN, NINO and DNI rules (a run of eight, a `T`) but hold no row they need.
             if possible & plan.row_rules != 0 {
-                let (digits, uppers) = digits::longest_rows(&b.text[start..end]);
-                possible &= plan.rows_held(digits, uppers);
+                possible &= plan.rows_held(digits::longest_rows(&b.text[start..end]));
             }
             let mut clean = true;
             if possible != 0 {

@@ -483,11 +483,11 @@ impl Engine {
                 .iter()
                 .any(|&r| self.gates[r as usize].rows.is_some())
         {
-            let (digits, uppers) = digits::longest_rows(hay);
+            let longest = digits::longest_rows(hay);
             candidates.retain(|&r| {
                 self.gates[r as usize]
                     .rows
-                    .is_none_or(|need| need.digits <= digits && need.uppers <= uppers)
+                    .is_none_or(|need| need.held(longest))
             });
         }
         // Rules gated by digits alone: confirmed only if the digit set says their pattern matches

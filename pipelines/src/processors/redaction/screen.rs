@@ -138,6 +138,13 @@ pub(crate) struct Rows {
     pub uppers: usize,
 }
 
+impl Rows {
+    /// Whether a value whose longest rows are `digits` and `uppers` long holds these rows.
+    pub(crate) fn held(&self, (digits, uppers): (usize, usize)) -> bool {
+        self.digits <= digits && self.uppers <= uppers
+    }
+}
+
 pub(crate) fn required_rows(hir: &Hir) -> Rows {
     let digits = row_of(hir, &|b| b.is_ascii_digit()).inner;
     let uppers = row_of(hir, &|b| b.is_ascii_uppercase()).inner;
