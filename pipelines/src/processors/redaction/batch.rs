@@ -23,13 +23,17 @@
 //! batch finds exactly what scanning each value alone finds. A property test compares the two on
 //! random batches.
 //!
-//! A value a batch found clean is remembered with its key bits (a thousand values of up to 256 bytes,
-//! per [`Scratch`]): pushed again with the same key bits, as the same route, user agent or SQL
-//! statement is in batch after batch, it is known clean at once and never enters the chunk.
+//! What the passes leave possible for a value depends only on its shape (its bytes with every digit
+//! read as `0`, module `shape`) and key bits, so a batch remembers it per shape (a thousand shapes
+//! of up to 256 bytes, per [`Scratch`]). A value of a known shape, as the same route, user agent or
+//! SQL statement is, and as a log line, URL or timestamp with other numbers is, skips the passes:
+//! if no rule was possible it never enters the chunk, else it goes straight to the per-value stages
+//! with the rules remembered.
 
 use super::digits;
 use super::engine::{Engine, Finding, Scratch, TooLarge};
 use super::screen::{ByteSet, Rows};
+use super::shape;
 
 /// Bytes of values gathered before the streaming passes run: big enough that per-pass costs vanish,
 /// small enough to stay in the L2 cache with its lower-cased copy.
@@ -61,6 +65,8 @@ pub(crate) struct Plan {
     /// The rules that need a row of digits or of capitals longer than one, and each one's rows.
     row_rules: u64,
     rows: Vec<(u64, Rows)>,
+    /// Whether what the passes decide is a function of a value's shape: no literal holds a digit.
+    by_shape: bool,
 }
 
 /// One rule's conditions, as the engine knows them.
@@ -208,6 +214,10 @@ impl Plan {
             all_rules: mask(&|_| true),
             row_rules: rows.iter().fold(0, |m, (bit, _)| m | bit),
             rows,
+            // Streamed bytes are never digits (`rare`); literals may be.
+            by_shape: !literals
+                .iter()
+                .any(|l| l.bytes().any(|b| b.is_ascii_digit())),
         })
     }
 
@@ -279,7 +289,9 @@ pub(crate) struct Batch {
     results: Vec<(u32, u32, u32)>,
     /// Next entry of `results` [`Scratch::load_batch_findings`] looks at.
     cursor: usize,
-    /// Values recently found clean, with their key bits (kept from batch to batch).
+    /// What the passes left possible for recent shapes, and recent values found clean despite
+    /// their shape (both kept from batch to batch).
+    memo: ShapeMemo,
     clean: CleanMemo,
     /// Values sent to the per-value stages so far.
     #[cfg(test)]
@@ -291,34 +303,123 @@ pub(crate) struct Batch {
 struct Meta {
     /// Its key bits (`None`: no key).
     key: Option<u64>,
-    /// Its memo hash (0: not memoisable).
+    /// Its shape's hash (0: not memoised).
     hash: u32,
-    /// [`SCAN`] it, or nothing, for one over `max_value_size` ([`TOO_LARGE_VALUE`]) or one the memo
-    /// knows clean ([`KNOWN_CLEAN`]); those two stay in the chunk as empty values, so results stay in
-    /// index order.
+    /// [`SCAN`] it; [`KNOWN`]: its shape is known, and `possible` are the rules the passes leave
+    /// possible for it; nothing for one over `max_value_size` ([`TOO_LARGE_VALUE`]) or one whose
+    /// shape leaves no rule possible ([`KNOWN_CLEAN`]): those two stay in the chunk as empty values,
+    /// so results stay in index order.
     state: u8,
+    possible: u64,
 }
 
-/// Values a batch recently found clean, each with the key bits it was pushed with. Telemetry repeats
-/// itself: the same route, user agent, SQL statement, status code or flag set comes back in batch
-/// after batch. What a batch finds in a value is a function of its bytes and its key bits alone (the
-/// passes' conditions come from the bytes, the key's from the bits, and the per-value stages start
-/// from both), so a value met again with the same key bits is known clean at once: it is neither
-/// copied into the chunk nor searched, and the flush only steps over it.
+/// What the passes left possible for recently seen shapes, each with the key bits it was pushed
+/// with. Telemetry repeats itself: the same route, user agent, SQL statement, status code or flag
+/// set comes back in batch after batch, and so do log lines, URLs and timestamps that differ only
+/// in their numbers. The passes' conditions come from a value's shape and its key bits alone, so a
+/// value met again with a known shape and the same key bits skips them: it is not copied into the
+/// chunk when they left no rule possible, and goes straight to the per-value stages with the rules
+/// they left otherwise.
 ///
-/// Bounded: [`MEMO_SLOTS`] direct-mapped slots of values of at most [`MEMO_MAX`] bytes, tagged with
-/// the engine (a reload brings another). Unique values (ids, timestamps) would evict recurring ones at
-/// every turn, so each slot keeps a small heat: a hit warms it, a clean value offered to a warm slot
+/// Bounded: [`MEMO_SLOTS`] direct-mapped slots of shapes of at most [`shape::MAX`] bytes, tagged
+/// with the engine (a reload brings another). Shapes seen once (hex ids) would evict recurring ones
+/// at every turn, so each slot keeps a small heat: a hit warms it, a shape offered to a warm slot
 /// only cools it, and only a cold slot takes the newcomer.
 #[derive(Default)]
-struct CleanMemo {
+struct ShapeMemo {
     engine: u64,
+    /// Each slot's shape hash (0: free), apart from the slots so a miss reads four bytes.
+    tags: Vec<u32>,
     /// Empty until first used.
     slots: Vec<MemoSlot>,
 }
 
 #[derive(Clone, Default)]
 struct MemoSlot {
+    key: Option<u64>,
+    possible: u64,
+    heat: u8,
+    shape: Vec<u8>,
+}
+
+const MEMO_SLOTS: usize = 1024;
+const MEMO_MAX_HEAT: u8 = 7;
+
+/// What the flush does with a pending value.
+const SCAN: u8 = 0;
+const TOO_LARGE_VALUE: u8 = 1;
+const KNOWN_CLEAN: u8 = 2;
+const KNOWN: u8 = 3;
+
+impl ShapeMemo {
+    /// The rules the passes left possible for `value`'s shape pushed with `key`, if known; a hit
+    /// warms its slot.
+    #[inline]
+    fn get(&mut self, hash: u32, key: Option<u64>, value: &[u8]) -> Option<u64> {
+        let i = hash as usize % MEMO_SLOTS;
+        if self.tags.get(i) != Some(&hash) {
+            return None;
+        }
+        let slot = &mut self.slots[i];
+        if slot.key != key || !shape::same(value, &slot.shape) {
+            return None;
+        }
+        slot.heat = (slot.heat + 1).min(MEMO_MAX_HEAT);
+        Some(slot.possible)
+    }
+
+    /// Offers the shape of a value the passes left `possible` for: it takes its slot if that is
+    /// free or cold, else cools the slot.
+    fn offer(&mut self, hash: u32, key: Option<u64>, value: &[u8], possible: u64) {
+        if self.slots.is_empty() {
+            self.tags = vec![0; MEMO_SLOTS];
+            self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
+        }
+        let i = hash as usize % MEMO_SLOTS;
+        let slot = &mut self.slots[i];
+        if self.tags[i] == hash && slot.key == key && shape::same(value, &slot.shape) {
+            // Met twice in one chunk, before the memo knew it.
+            slot.heat = (slot.heat + 1).min(MEMO_MAX_HEAT);
+            return;
+        }
+        if self.tags[i] != 0 && slot.heat > 0 {
+            slot.heat -= 1;
+            return;
+        }
+        self.tags[i] = hash;
+        slot.key = key;
+        slot.possible = possible;
+        slot.heat = 1;
+        shape::write(value, &mut slot.shape);
+    }
+
+    /// Forgets everything if the memo was filled by another engine.
+    fn keep_for(&mut self, engine: u64) {
+        if self.engine != engine {
+            self.tags.clear();
+            self.slots.clear();
+            self.engine = engine;
+        }
+    }
+}
+
+/// Values whose shape leaves some rule possible but which the per-value stages found clean, each
+/// with the key bits it was pushed with: a user agent holds a run of 13 (its browser version) and
+/// capitals, so its shape leaves the card rule and others possible, yet the same user agent comes
+/// back in batch after batch. What a batch finds in a value is a function of its bytes and key bits
+/// alone, so such a value met again with the same key bits is known clean at once. Only values of a
+/// known shape with rules left possible are looked up, so most values never pay for it.
+///
+/// Bounded like [`ShapeMemo`], with the same heat, but by the value's own bytes.
+#[derive(Default)]
+struct CleanMemo {
+    engine: u64,
+    /// Empty until first used.
+    slots: Vec<CleanSlot>,
+}
+
+#[derive(Clone, Default)]
+struct CleanSlot {
     /// 0: a free slot.
     hash: u32,
     key: Option<u64>,
@@ -326,26 +427,16 @@ struct MemoSlot {
     value: Vec<u8>,
 }
 
-const MEMO_SLOTS: usize = 1024;
-/// Longer values are not memoised: bounded memory (at most 256 KiB of values), and they recur less.
-const MEMO_MAX: usize = 256;
-const MEMO_MAX_HEAT: u8 = 7;
-
-/// What the flush does with a pending value.
-const SCAN: u8 = 0;
-const TOO_LARGE_VALUE: u8 = 1;
-const KNOWN_CLEAN: u8 = 2;
-
 impl CleanMemo {
     /// The memo hash of `value` pushed with `key` (never 0), or 0 if such a value is not memoised.
     #[inline]
     fn hash(value: &[u8], key: Option<u64>) -> u32 {
-        if value.is_empty() || value.len() > MEMO_MAX {
+        if value.is_empty() || value.len() > shape::MAX {
             return 0;
         }
-        // Every value pushed is hashed, so the hash reads a few words, not every byte: the length,
-        // the first and last eight bytes and two from the middle. Values that differ elsewhere share
-        // a slot, which the full comparison tells apart.
+        // The hash reads a few words, not every byte: the length, the first and last eight bytes
+        // and two from the middle. Values that differ elsewhere share a slot, which the full
+        // comparison tells apart.
         let word = |at: usize| u64::from_le_bytes(value[at..at + 8].try_into().expect("8 bytes"));
         let n = value.len();
         let mut h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -380,7 +471,7 @@ impl CleanMemo {
     /// the slot.
     fn offer(&mut self, hash: u32, key: Option<u64>, value: &[u8]) {
         if self.slots.is_empty() {
-            self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
+            self.slots = vec![CleanSlot::default(); MEMO_SLOTS];
         }
         let slot = &mut self.slots[hash as usize % MEMO_SLOTS];
         if slot.hash == hash && slot.key == key && slot.value == value {
@@ -417,6 +508,7 @@ impl Engine {
         b.text.clear();
         b.ends.clear();
         b.meta.clear();
+        b.memo.keep_for(self.id());
         b.clean.keep_for(self.id());
         b.first = 0;
         b.pushed = 0;
@@ -450,25 +542,38 @@ impl Engine {
         if b.ends.is_empty() {
             b.first = index;
         }
-        let hash = if too_large {
+        let hash = if too_large || !plan.by_shape {
             0
         } else {
-            CleanMemo::hash(hay, key)
+            shape::hash(hay, key)
         };
-        let state = if too_large {
-            TOO_LARGE_VALUE
-        } else if hash != 0 && b.clean.hit(hash, key, hay) {
-            KNOWN_CLEAN
+        let (state, possible) = if too_large {
+            (TOO_LARGE_VALUE, 0)
         } else {
-            SCAN
+            match b.memo.get(hash, key, hay) {
+                None => (SCAN, 0),
+                Some(0) => (KNOWN_CLEAN, 0),
+                Some(possible) => {
+                    if b.clean.hit(CleanMemo::hash(hay, key), key, hay) {
+                        (KNOWN_CLEAN, 0)
+                    } else {
+                        (KNOWN, possible)
+                    }
+                }
+            }
         };
         // A value not scanned stays in the chunk, empty, so results stay in index order.
-        if state == SCAN {
+        if state == SCAN || state == KNOWN {
             b.text.extend_from_slice(hay);
         }
         b.ends.push(b.text.len() as u32);
         b.text.push(plan.sep);
-        b.meta.push(Meta { key, hash, state });
+        b.meta.push(Meta {
+            key,
+            hash,
+            state,
+            possible,
+        });
         index
     }
 
@@ -630,27 +735,36 @@ impl Engine {
                 }
                 _ => {}
             }
-            let mut possible = plan.possible(b.literal_rules[j], b.sets[j], run, meta.key);
-            // Rows last, on the value alone: ISO timestamps pass the run and capitals conditions
-            // of the IBAN, NINO and DNI rules (a run of eight, a `T`) but hold no row they need.
-            if possible & plan.row_rules != 0 {
-                possible &= plan.rows_held(digits::longest_rows(&b.text[start..end]));
-            }
-            let mut clean = true;
+            let possible = if meta.state == KNOWN {
+                meta.possible
+            } else {
+                let mut possible = plan.possible(b.literal_rules[j], b.sets[j], run, meta.key);
+                // Rows last, on the value alone: ISO timestamps pass the run and capitals
+                // conditions of the IBAN, NINO and DNI rules (a run of eight, a `T`) but hold no
+                // row they need.
+                if possible & plan.row_rules != 0 {
+                    possible &= plan.rows_held(digits::longest_rows(&b.text[start..end]));
+                }
+                if meta.hash != 0 {
+                    b.memo
+                        .offer(meta.hash, meta.key, &b.text[start..end], possible);
+                }
+                possible
+            };
             if possible != 0 {
                 #[cfg(test)]
                 {
                     b.per_value_scans += 1;
                 }
-                let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
+                let value = &b.text[start..end];
+                let _ = self.scan_impl(None, value, Some(possible), scratch);
                 if !scratch.findings().is_empty() {
-                    clean = false;
                     let index = b.first + j;
                     keep_findings(&mut b, scratch, index);
+                } else if meta.hash != 0 {
+                    b.clean
+                        .offer(CleanMemo::hash(value, meta.key), meta.key, value);
                 }
-            }
-            if clean && meta.hash != 0 {
-                b.clean.offer(meta.hash, meta.key, &b.text[start..end]);
             }
             start = end + 1;
         }

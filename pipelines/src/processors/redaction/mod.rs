@@ -22,6 +22,7 @@ pub mod engine;
 mod literals;
 pub mod packs;
 mod screen;
+mod shape;
 pub mod validators;
 mod walk;
 
