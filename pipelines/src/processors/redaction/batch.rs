@@ -354,7 +354,7 @@ const KNOWN: u8 = 3;
 impl ShapeMemo {
     /// The rules the passes left possible for `value`'s shape pushed with `key`, if known; a hit
     /// warms its slot.
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, hash: u32, key: Option<u64>, value: &[u8]) -> Option<u64> {
         let i = hash as usize % MEMO_SLOTS;
         if self.tags.get(i) != Some(&hash) {

@@ -197,24 +197,13 @@ mod imp {
         _mm256_andnot_si256(_mm256_and_si256(digit, _mm256_set1_epi8(0x0f)), v)
     }
 
-    /// Per 32 bytes, the four lanes' halves multiplied (after a per-position key, so vectors in
-    /// another order hash apart) and the input added, as fast non-cryptographic hashes do.
+    /// Per 32 bytes, the four lanes' halves multiplied (after a key that changes with the
+    /// position, so vectors in another order hash apart) and the input added, as fast
+    /// non-cryptographic hashes do.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn mix(acc: __m256i, v: __m256i, i: usize) -> __m256i {
-        const KEYS: [u64; 4] = [
-            0x1cad_21f7_2c81_017c,
-            0xdb97_9083_e96d_d4de,
-            0x1f67_b3b7_a4a4_4072,
-            0x78e5_c0cc_4ee6_79cb,
-        ];
-        let k = _mm256_xor_si256(
-            v,
-            _mm256_add_epi64(
-                _mm256_set1_epi64x(KEYS[i & 3] as i64),
-                _mm256_set1_epi64x(i as i64),
-            ),
-        );
+    fn mix(acc: __m256i, v: __m256i, key: __m256i) -> __m256i {
+        let k = _mm256_xor_si256(v, key);
         let product = _mm256_mul_epu32(k, _mm256_srli_epi64(k, 32));
         _mm256_add_epi64(
             _mm256_add_epi64(acc, product),
@@ -227,33 +216,35 @@ mod imp {
     #[target_feature(enable = "avx2")]
     unsafe fn hash_avx2(v: &[u8]) -> u64 {
         let n = v.len();
-        let mut acc = _mm256_set_epi64x(
-            0x3c6e_f372_fe94_f82b,
-            0x2a4f_f53a_5f1d_36f1,
-            0x510e_527f_ade6_82d1,
-            0x1b05_688c_2b3e_6c1f,
+        let mut key = _mm256_set_epi64x(
+            0x1cad_21f7_2c81_017c,
+            0x5b97_9083_e96d_d4de,
+            0x1f67_b3b7_a4a4_4072,
+            0x78e5_c0cc_4ee6_79cb,
         );
+        let mut acc = key;
         if n >= 32 {
             let mut at = 0;
-            let mut i = 0;
             loop {
                 // SAFETY: `v` holds `n` bytes, and the CPU has AVX2 (this function's promise).
                 let x = unsafe { vector(v.as_ptr(), n, at) };
-                acc = mix(acc, vector_shape(x), i);
+                acc = mix(acc, vector_shape(x), key);
+                key = _mm256_add_epi64(key, _mm256_set1_epi64x(0x9e37_79b9));
                 at += 32;
-                i += 1;
                 if at >= n {
                     break;
                 }
             }
         } else {
             // SAFETY: the CPU has AVX2 (this function's promise).
-            acc = mix(acc, vector_shape(unsafe { short(v) }), 0);
+            acc = mix(acc, vector_shape(unsafe { short(v) }), key);
         }
-        let mut lanes = [0u64; 4];
-        // SAFETY: `lanes` is 32 bytes.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
-        lanes[0] ^ lanes[1].rotate_left(17) ^ lanes[2].rotate_left(31) ^ lanes[3].rotate_left(47)
+        let folded = _mm_xor_si128(
+            _mm256_castsi256_si128(acc),
+            _mm_shuffle_epi32(_mm256_extracti128_si256::<1>(acc), 0b0100_1110),
+        );
+        let (a, b) = (_mm_cvtsi128_si64(folded), _mm_extract_epi64::<1>(folded));
+        a as u64 ^ (b as u64).rotate_left(29)
     }
 
     /// # Safety
