@@ -279,8 +279,7 @@ pub(crate) struct Batch {
     runs: Vec<u32>,
     /// Each 64-byte block's upper-case mask, noted by the run pass (bit `i`: byte `i` of the block).
     uppers: Vec<u64>,
-    /// Batch index of the first pending value; values pushed so far.
-    first: usize,
+    /// Values pushed so far.
     pushed: usize,
     /// The findings of the values that have any, in index order.
     found: Vec<Finding>,
@@ -306,11 +305,13 @@ struct Meta {
     /// Its shape's hash (0: not memoised).
     hash: u32,
     /// [`SCAN`] it; [`KNOWN`]: its shape is known, and `possible` are the rules the passes leave
-    /// possible for it; nothing for one over `max_value_size` ([`TOO_LARGE_VALUE`]) or one whose
-    /// shape leaves no rule possible ([`KNOWN_CLEAN`]): those two stay in the chunk as empty values,
-    /// so results stay in index order.
+    /// possible for it; nothing for one over `max_value_size` ([`TOO_LARGE_VALUE`]), which stays
+    /// in the chunk as an empty value so results stay in index order. (A value known clean,
+    /// [`KNOWN_CLEAN`], is not pending at all.)
     state: u8,
     possible: u64,
+    /// Its index in the batch.
+    index: u32,
 }
 
 /// What the passes left possible for recently seen shapes, each with the key bits it was pushed
@@ -510,7 +511,6 @@ impl Engine {
         b.meta.clear();
         b.memo.keep_for(self.id());
         b.clean.keep_for(self.id());
-        b.first = 0;
         b.pushed = 0;
         b.found.clear();
         b.results.clear();
@@ -539,9 +539,6 @@ impl Engine {
             _ => None,
         };
         let b = &mut scratch.batch;
-        if b.ends.is_empty() {
-            b.first = index;
-        }
         let hash = if too_large || !plan.by_shape {
             0
         } else {
@@ -562,8 +559,12 @@ impl Engine {
                 }
             }
         };
-        // A value not scanned stays in the chunk, empty, so results stay in index order.
-        if state == SCAN || state == KNOWN {
+        // A value known clean has nothing to report: the chunk does not hold it. One over
+        // `max_value_size` stays in it, empty, so results stay in index order.
+        if state == KNOWN_CLEAN {
+            return index;
+        }
+        if state != TOO_LARGE_VALUE {
             b.text.extend_from_slice(hay);
         }
         b.ends.push(b.text.len() as u32);
@@ -573,6 +574,7 @@ impl Engine {
             hash,
             state,
             possible,
+            index: index as u32,
         });
         index
     }
@@ -582,7 +584,6 @@ impl Engine {
     #[inline(never)]
     fn scan_alone(&self, key: Option<&str>, hay: &[u8], index: usize, scratch: &mut Scratch) {
         self.batch_flush(scratch);
-        scratch.batch.first = index + 1;
         match self.scan(key, hay, scratch) {
             Ok(()) => scratch.keep_batch_findings(index),
             Err(TooLarge) => {
@@ -725,11 +726,7 @@ impl Engine {
             let meta = b.meta[j];
             match meta.state {
                 TOO_LARGE_VALUE => {
-                    b.results.push(((b.first + j) as u32, TOO_LARGE, TOO_LARGE));
-                    start = end + 1;
-                    continue;
-                }
-                KNOWN_CLEAN => {
+                    b.results.push((meta.index, TOO_LARGE, TOO_LARGE));
                     start = end + 1;
                     continue;
                 }
@@ -759,8 +756,7 @@ impl Engine {
                 let value = &b.text[start..end];
                 let _ = self.scan_impl(None, value, Some(possible), scratch);
                 if !scratch.findings().is_empty() {
-                    let index = b.first + j;
-                    keep_findings(&mut b, scratch, index);
+                    keep_findings(&mut b, scratch, meta.index as usize);
                 } else if meta.hash != 0 {
                     b.clean
                         .offer(CleanMemo::hash(value, meta.key), meta.key, value);
@@ -768,7 +764,6 @@ impl Engine {
             }
             start = end + 1;
         }
-        b.first += n;
         b.text.clear();
         b.ends.clear();
         b.meta.clear();
