@@ -295,6 +295,9 @@ pub(crate) struct Batch {
     /// Values sent to the per-value stages so far.
     #[cfg(test)]
     pub(crate) per_value_scans: usize,
+    /// Values whose possible rules the passes decided so far (not the shape memo).
+    #[cfg(test)]
+    pub(crate) decided_by_passes: usize,
 }
 
 /// A pending value's key and memo entry, and what the flush does with it.
@@ -343,7 +346,10 @@ struct MemoSlot {
     shape: Vec<u8>,
 }
 
-const MEMO_SLOTS: usize = 1024;
+/// A node's recurring shapes (its routes, log templates, user agents, timestamps) number in the
+/// hundreds to thousands; 4,096 slots hold them with room for the collisions of a direct-mapped
+/// table, in about 200 KiB of slots plus the shapes.
+const MEMO_SLOTS: usize = 4096;
 const MEMO_MAX_HEAT: u8 = 7;
 
 /// What the flush does with a pending value.
@@ -411,13 +417,16 @@ impl ShapeMemo {
 /// alone, so such a value met again with the same key bits is known clean at once. Only values of a
 /// known shape with rules left possible are looked up, so most values never pay for it.
 ///
-/// Bounded like [`ShapeMemo`], with the same heat, but by the value's own bytes.
+/// Bounded like [`ShapeMemo`], with the same heat, by the value's own bytes, in fewer slots: few
+/// values get this far.
 #[derive(Default)]
 struct CleanMemo {
     engine: u64,
     /// Empty until first used.
     slots: Vec<CleanSlot>,
 }
+
+const CLEAN_SLOTS: usize = 1024;
 
 #[derive(Clone, Default)]
 struct CleanSlot {
@@ -458,7 +467,7 @@ impl CleanMemo {
     /// Whether `value` pushed with `key` is known clean; a hit warms its slot.
     #[inline]
     fn hit(&mut self, hash: u32, key: Option<u64>, value: &[u8]) -> bool {
-        let Some(slot) = self.slots.get_mut(hash as usize % MEMO_SLOTS) else {
+        let Some(slot) = self.slots.get_mut(hash as usize % CLEAN_SLOTS) else {
             return false;
         };
         let hit = slot.hash == hash && slot.key == key && slot.value == value;
@@ -472,9 +481,9 @@ impl CleanMemo {
     /// the slot.
     fn offer(&mut self, hash: u32, key: Option<u64>, value: &[u8]) {
         if self.slots.is_empty() {
-            self.slots = vec![CleanSlot::default(); MEMO_SLOTS];
+            self.slots = vec![CleanSlot::default(); CLEAN_SLOTS];
         }
-        let slot = &mut self.slots[hash as usize % MEMO_SLOTS];
+        let slot = &mut self.slots[hash as usize % CLEAN_SLOTS];
         if slot.hash == hash && slot.key == key && slot.value == value {
             // Met twice in one chunk, before the memo knew it.
             slot.heat = (slot.heat + 1).min(MEMO_MAX_HEAT);
@@ -724,17 +733,18 @@ impl Engine {
             let end = b.ends[j] as usize;
             let run = b.runs[j] as usize;
             let meta = b.meta[j];
-            match meta.state {
-                TOO_LARGE_VALUE => {
-                    b.results.push((meta.index, TOO_LARGE, TOO_LARGE));
-                    start = end + 1;
-                    continue;
-                }
-                _ => {}
+            if meta.state == TOO_LARGE_VALUE {
+                b.results.push((meta.index, TOO_LARGE, TOO_LARGE));
+                start = end + 1;
+                continue;
             }
             let possible = if meta.state == KNOWN {
                 meta.possible
             } else {
+                #[cfg(test)]
+                {
+                    b.decided_by_passes += 1;
+                }
                 let mut possible = plan.possible(b.literal_rules[j], b.sets[j], run, meta.key);
                 // Rows last, on the value alone: ISO timestamps pass the run and capitals
                 // conditions of the IBAN, NINO and DNI rules (a run of eight, a `T`) but hold no

@@ -404,6 +404,73 @@ mod tests {
             assert_eq!(found(&scratch), [(0, vec!["us_ssn_keyed".to_owned()])]);
         }
 
+        /// A value of a shape remembered from an earlier batch goes to the per-value stages with
+        /// the rules the shape leaves possible, and is found there if its own digits make a match:
+        /// the memo remembers what the passes decide, never what the per-value stages found.
+        #[test]
+        fn a_known_shape_with_other_digits_is_still_searched() {
+            let engine = engine(&RedactionProcessorConfig::default()).unwrap();
+            let mut scratch = Scratch::default();
+            // Fails Luhn, so nothing is found; its shape is remembered with the card rule possible.
+            let fails = "card 4111 1111 1111 1112 declined";
+            let passes = "card 4111 1111 1111 1111 declined";
+            engine.scan_many([(Some("message"), fails.as_bytes())], &mut scratch);
+            assert_eq!(scratch.batch_results().count(), 0);
+            assert_eq!(scratch.batch.per_value_scans, 1);
+            engine.scan_many(
+                [
+                    (Some("message"), passes.as_bytes()),
+                    (Some("message"), fails.as_bytes()),
+                ],
+                &mut scratch,
+            );
+            let found: Vec<usize> = scratch.batch_results().map(|(i, _)| i).collect();
+            assert_eq!(found, [0]);
+            // The failing one is now known clean by its own bytes, the passing one searched.
+            assert_eq!(scratch.batch.per_value_scans, 2);
+            // Timestamps with other digits: one shape, no rule possible, so the second batch's
+            // stamps are known clean without the passes.
+            let stamps = |minute: u32| -> Vec<String> {
+                (0..20)
+                    .map(|i| format!("2024-05-{:02}T14:{minute:02}:36.123Z", i + 1))
+                    .collect()
+            };
+            let mut decided = Vec::new();
+            for minute in [10, 47] {
+                let values = stamps(minute);
+                engine.scan_many(
+                    values.iter().map(|v| (Some("event.time"), v.as_bytes())),
+                    &mut scratch,
+                );
+                assert_eq!(scratch.batch_results().count(), 0);
+                decided.push(scratch.batch.decided_by_passes);
+            }
+            assert_eq!(scratch.batch.per_value_scans, 2);
+            // The first batch's 20 stamps were pending together, before the memo knew their
+            // shape: the passes decided each. None of the second batch's needed them.
+            assert_eq!(decided, [1 + 20, 1 + 20]);
+        }
+
+        /// A literal with a digit in it makes the passes' verdict depend on more than the shape:
+        /// `?sig3=` and `?sig2=` have one shape, and only the second holds the literal `sig2=`.
+        /// Such an engine does not remember shapes, so the second is still found.
+        #[test]
+        fn shapes_are_not_remembered_when_a_literal_holds_a_digit() {
+            let cfg = RedactionProcessorConfig {
+                sensitive_query_params: vec!["sig2".into()],
+                ..RedactionProcessorConfig::default()
+            };
+            let engine = engine(&cfg).unwrap();
+            let mut scratch = Scratch::default();
+            let other = "https://cdn.example.com/a.png?sig3=abcdef";
+            let secret = "https://cdn.example.com/a.png?sig2=abcdef";
+            engine.scan_many([(Some("url.full"), other.as_bytes())], &mut scratch);
+            assert_eq!(scratch.batch_results().count(), 0);
+            engine.scan_many([(Some("url.full"), secret.as_bytes())], &mut scratch);
+            let found: Vec<usize> = scratch.batch_results().map(|(i, _)| i).collect();
+            assert_eq!(found, [0]);
+        }
+
         /// ISO timestamps hold a run of eight digits and capitals, as IBANs, NINOs and DNIs do, but
         /// none of the rows those need (two capitals, seven digits): a batch decides that itself and
         /// sends them to no per-value stage, while an IBAN still goes there and is found.
@@ -458,8 +525,9 @@ mod tests {
             /// A batch scan finds, value by value, exactly what scanning each value alone finds:
             /// random batches of gate teasers under random keys, with empty values, values over
             /// `max_value_size` and values that fill several chunks; then the same values again in
-            /// a second batch on the same scratch, each under another value's key, so values the
-            /// first found clean meet the memo of clean values with the same or other key bits.
+            /// a second batch on the same scratch, each under another value's key and every other
+            /// one with its digits changed, so values meet the shapes the first batch remembered
+            /// with the same or other key bits, and other digits (a card that now passes Luhn).
             #[test]
             fn batch_scans_find_what_single_scans_find(
                 values in prop::collection::vec(
@@ -501,8 +569,23 @@ mod tests {
                     if round == 1 && !keys.is_empty() {
                         keys.rotate_left(1);
                     }
+                    let shifted: Vec<String> = values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, v))| {
+                            if round == 0 || i % 2 == 0 {
+                                return v.clone();
+                            }
+                            v.chars()
+                                .map(|c| match c.to_digit(10) {
+                                    Some(d) => char::from(b'0' + ((d + 7) % 10) as u8),
+                                    None => c,
+                                })
+                                .collect()
+                        })
+                        .collect();
                     let values: Vec<(Option<&str>, &str)> =
-                        keys.iter().zip(&values).map(|(k, (_, v))| (*k, v.as_str())).collect();
+                        keys.iter().zip(&shifted).map(|(k, v)| (*k, v.as_str())).collect();
                     engine.scan_many(values.iter().map(|(k, v)| (*k, v.as_bytes())), &mut scratch);
                     let batched: Vec<(usize, Result<Vec<Finding>, TooLarge>)> = scratch
                         .batch_results()
