@@ -24,8 +24,8 @@
 //! random batches.
 //!
 //! What the passes leave possible for a value depends only on its shape (its bytes with every digit
-//! read as `0`, module `shape`) and key bits, so a batch remembers it per shape (a thousand shapes
-//! of up to 256 bytes, per [`Scratch`]). A value of a known shape, as the same route, user agent or
+//! read as `0`, module `shape`) and key bits, so a batch remembers it per shape (4,096 shapes of up
+//! to 256 bytes, per [`Scratch`]). A value of a known shape, as the same route, user agent or
 //! SQL statement is, and as a log line, URL or timestamp with other numbers is, skips the passes:
 //! if no rule was possible it never enters the chunk, else it goes straight to the per-value stages
 //! with the rules remembered.
@@ -435,11 +435,13 @@ impl ShapeMemo {
 }
 
 /// Values whose shape leaves some rule possible but which the per-value stages found clean, each
-/// with the key bits it was pushed with: a user agent holds a run of 13 (its browser version) and
-/// capitals, so its shape leaves the card rule and others possible, yet the same user agent comes
-/// back in batch after batch. What a batch finds in a value is a function of its bytes and key bits
-/// alone, so such a value met again with the same key bits is known clean at once. Only values of a
-/// known shape with rules left possible are looked up, so most values never pay for it.
+/// with the key bits it was pushed with: a user agent's version is a run of 11 digits
+/// (`120.0.6099.144`) and it holds capitals, so its shape leaves the SSN and phone rules and others
+/// possible, yet the same user agent comes back in batch after batch. What a batch finds in a value
+/// is a function of its bytes and key bits alone, so such a value met again with the same key bits
+/// is known clean at once. Only values of a known shape with rules left possible are looked up, so
+/// most values never pay for it; an engine that cannot remember shapes (a literal with a digit)
+/// remembers every clean value here instead.
 ///
 /// Bounded like [`ShapeMemo`], with the same heat, by the value's own bytes, in fewer slots: few
 /// values get this far.
@@ -579,7 +581,7 @@ impl Engine {
         };
         let (state, possible) = if too_large {
             (TOO_LARGE_VALUE, 0)
-        } else {
+        } else if plan.by_shape {
             match b.memo.get(hash, key, hay) {
                 None => (SCAN, 0),
                 Some(0) => (KNOWN_CLEAN, 0),
@@ -591,6 +593,10 @@ impl Engine {
                     }
                 }
             }
+        } else if b.clean.hit(CleanMemo::hash(hay, key), key, hay) {
+            (KNOWN_CLEAN, 0)
+        } else {
+            (SCAN, 0)
         };
         // A value known clean has nothing to report: the chunk does not hold it. One over
         // `max_value_size` stays in it, empty, so results stay in index order.
@@ -782,18 +788,25 @@ impl Engine {
                 }
                 possible
             };
+            let mut clean = true;
             if possible != 0 {
                 #[cfg(test)]
                 {
                     b.per_value_scans += 1;
                 }
-                let value = &b.text[start..end];
-                let _ = self.scan_impl(None, value, Some(possible), scratch);
-                if !scratch.findings().is_empty() {
+                let _ = self.scan_impl(None, &b.text[start..end], Some(possible), scratch);
+                clean = scratch.findings().is_empty();
+                if !clean {
                     keep_findings(&mut b, scratch, meta.index as usize);
-                } else if meta.hash != 0 {
-                    b.clean
-                        .offer(CleanMemo::hash(value, meta.key), meta.key, value);
+                }
+            }
+            // The shape memo already knows a value no rule was possible for, unless the engine
+            // cannot remember shapes.
+            if clean && (possible != 0 || !plan.by_shape) {
+                let value = &b.text[start..end];
+                let hash = CleanMemo::hash(value, meta.key);
+                if hash != 0 {
+                    b.clean.offer(hash, meta.key, value);
                 }
             }
             start = end + 1;

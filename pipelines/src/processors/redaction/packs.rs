@@ -370,7 +370,8 @@ mod tests {
         }
 
         /// A value a batch found clean under one key is not taken as clean under a key that lets
-        /// another rule through: the memo of clean values holds the key bits a value came with.
+        /// another rule through: the memos of shapes and of clean values hold the key bits a value
+        /// came with.
         #[test]
         fn a_value_clean_under_one_key_is_scanned_again_under_another() {
             let engine = engine(&RedactionProcessorConfig::default()).unwrap();
@@ -469,6 +470,11 @@ mod tests {
             engine.scan_many([(Some("url.full"), secret.as_bytes())], &mut scratch);
             let found: Vec<usize> = scratch.batch_results().map(|(i, _)| i).collect();
             assert_eq!(found, [0]);
+            // Such an engine still remembers values found clean, by their own bytes.
+            let decided = scratch.batch.decided_by_passes;
+            engine.scan_many([(Some("url.full"), other.as_bytes())], &mut scratch);
+            assert_eq!(scratch.batch_results().count(), 0);
+            assert_eq!(scratch.batch.decided_by_passes, decided);
         }
 
         /// ISO timestamps hold a run of eight digits and capitals, as IBANs, NINOs and DNIs do, but
@@ -562,7 +568,7 @@ mod tests {
                     })
                     .collect();
                 // The same scratch for both batches: the second meets every value again, under
-                // the next value's key, where the first batch's memo of clean values may answer.
+                // the next value's key, where the first batch's memos may answer.
                 let mut scratch = Scratch::default();
                 let mut keys: Vec<Option<&str>> = values.iter().map(|(k, _)| *k).collect();
                 for round in 0..2 {
