@@ -148,15 +148,16 @@ mod imp {
         }
     }
 
-    /// The vector at index `i` of a value of `n` bytes at `p` (`n` ≥ 32): whole vectors from the
-    /// start, the last one ending at the value's end (overlapping the one before).
+    /// The 32 bytes at `at` of a value of `n` bytes at `p` (`n` ≥ 32), or its last 32 when fewer
+    /// are left: whole vectors from the start, the last one ending at the value's end (overlapping
+    /// the one before).
     ///
     /// # Safety
-    /// `p` must point at `n` readable bytes; the CPU must have AVX2.
+    /// `p` must point at `n` readable bytes, `n` ≥ 32; the CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn vector(p: *const u8, n: usize, at: usize) -> __m256i {
-        // SAFETY: `at + 32 <= n`, the caller's promise.
+        // SAFETY: the load ends at `at.min(n - 32) + 32 <= n`, within the caller's bytes.
         unsafe { _mm256_loadu_si256(p.add(at.min(n - 32)).cast()) }
     }
 
