@@ -297,6 +297,15 @@ mod tests {
         for (b, s) in every.iter().zip(&shape) {
             assert_eq!(*s, if b.is_ascii_digit() { b'0' } else { *b });
         }
+        // Every byte value through the word at a time version too, eight at a time.
+        for chunk in every.chunks(8) {
+            let w = u64::from_le_bytes(chunk.try_into().unwrap());
+            assert_eq!(
+                word_shape(w).to_le_bytes().to_vec(),
+                shape_of(chunk),
+                "{w:#x}"
+            );
+        }
         for w in [
             0u64,
             u64::MAX,
